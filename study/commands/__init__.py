@@ -1,0 +1,1 @@
+"""Subcommands of the `camstudy` CLI; see `study.cli`."""

@@ -1,0 +1,511 @@
+"""Statistics for study results: pure functions over numpy arrays and pandas frames, no database.
+
+Two layers. The primitives (`wilson_interval`, `bootstrap_mean`, `mcnemar_test`,
+`wilcoxon_test`, `friedman_test`, `krippendorff_alpha`, `spearman`, `vote_scores`) each do one
+textbook computation. The table builders (`flag_exclusions`, `summarize`, `method_tests`,
+`correlate`) turn the tidy `responses` / `faithfulness` frames of the export into the
+`summary`, `tests` and `correlations` tables of DESIGN.md.
+
+Rows are never deleted: exclusion rules set the `excluded` flag, and the builders analyse the
+rows that are neither excluded, practice nor attention checks (`analysable`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+SUMMARY_COLUMNS = [
+    "task", "model", "method", "measure", "n", "n_participants",
+    "estimate", "ci_low", "ci_high", "ci_method", "vote_score",
+]
+TEST_COLUMNS = [
+    "task", "model", "measure", "test", "method_a", "method_b", "paired_by", "statistic", "p", "n",
+]
+CORRELATION_COLUMNS = [
+    "level", "model", "method", "image_id", "human_measure", "metric", "rho", "p", "n",
+]
+
+# How each task's answers enter the analysis: (response column, measure name, level of
+# measurement for Krippendorff's alpha). `correct` is a proportion (Wilson interval); the
+# others are means (bootstrap over participants).
+TASK_MEASURES = {
+    "class_discrimination": [("correct", "accuracy", "nominal")],
+    "compare": [],  # preference shares and vote scores, see `vote_scores`
+    "rating": [("rating", "rating", "ordinal")],
+    "trust": [("rating", "trust", "interval")],
+    "distinction": [("correct", "accuracy", "nominal"), ("confidence", "confidence", "ordinal")],
+    "agreement": [("correct", "accuracy", "nominal"), ("confidence", "confidence", "ordinal")],
+}
+SAME = "same"
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """One hypothesis test: its statistic, two-sided p-value and number of paired units."""
+
+    statistic: float
+    p: float
+    n: int
+
+
+# ---------------------------------------------------------------------------------------------
+# Primitives
+# ---------------------------------------------------------------------------------------------
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (good coverage for small n and p near 0/1).
+
+    Centre (p + z²/2n) / (1 + z²/n), half-width z/(1 + z²/n) * sqrt(p(1-p)/n + z²/4n²).
+    """
+    if n <= 0:
+        raise ValueError(f"wilson_interval needs n > 0 trials, got n={n}")
+    if not 0 <= successes <= n:
+        raise ValueError(f"wilson_interval needs 0 <= successes <= n, got {successes} of {n}")
+    _check_confidence(confidence)
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z / denom * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def bootstrap_mean(
+    values, participants, *, n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """Mean of `values` with a percentile bootstrap interval that resamples participants.
+
+    Answers of one participant are correlated, so rows are not independent: each resample draws
+    participants with replacement and keeps all of a drawn participant's rows. Returns
+    (mean of all rows, ci_low, ci_high). Seeded, so the same input gives the same interval.
+    """
+    values = np.asarray(values, dtype=float)
+    participants = np.asarray(participants)
+    if values.shape != participants.shape or values.ndim != 1:
+        raise ValueError("bootstrap_mean needs one participant id per value (two 1-D arrays of equal length)")
+    if values.size == 0:
+        raise ValueError("bootstrap_mean needs at least one value")
+    if np.isnan(values).any():
+        raise ValueError("bootstrap_mean got NaN values; drop unanswered rows first")
+    _check_confidence(confidence)
+    _, cluster = np.unique(participants, return_inverse=True)
+    sums = np.bincount(cluster, weights=values)
+    counts = np.bincount(cluster).astype(float)
+    k = sums.size
+    rng = np.random.default_rng(seed)
+    draws = rng.multinomial(k, np.full(k, 1.0 / k), size=n_resamples)  # times each participant is drawn
+    means = (draws @ sums) / (draws @ counts)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return float(values.mean()), float(low), float(high)
+
+
+def mcnemar_test(first, second, *, exact: bool = True) -> TestResult:
+    """McNemar's test on paired binary outcomes (e.g. correct under method A and B, same unit).
+
+    Only the discordant pairs count: b = A right & B wrong, c = A wrong & B right.
+    exact=True (the default, right for the small counts of a study): statistic min(b, c) and the
+    two-sided exact binomial p-value 2 * P(X <= min(b, c)), X ~ Bin(b + c, 1/2), capped at 1.
+    exact=False: chi-square with continuity correction (|b - c| - 1)² / (b + c), 1 df.
+    `n` is the number of pairs.
+    """
+    first = _as_binary(first, "first")
+    second = _as_binary(second, "second")
+    if first.shape != second.shape:
+        raise ValueError(f"mcnemar_test needs paired outcomes, got {first.size} and {second.size}")
+    b = int(np.sum(first & ~second))
+    c = int(np.sum(~first & second))
+    if b + c == 0:
+        return TestResult(float("nan"), 1.0, int(first.size))
+    if exact:
+        k = min(b, c)
+        p = min(1.0, 2 * stats.binom.cdf(k, b + c, 0.5))
+        return TestResult(float(k), float(p), int(first.size))
+    chi2 = (abs(b - c) - 1) ** 2 / (b + c)
+    return TestResult(float(chi2), float(stats.chi2.sf(chi2, 1)), int(first.size))
+
+
+def wilcoxon_test(x, y) -> TestResult:
+    """Wilcoxon signed-rank test on paired values (scipy's default: zero differences dropped).
+
+    Returns p = 1 when every difference is zero (no evidence of a difference) rather than failing.
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if x.shape != y.shape:
+        raise ValueError(f"wilcoxon_test needs paired values, got {x.size} and {y.size}")
+    if not np.any(x - y):
+        return TestResult(float("nan"), 1.0, int(x.size))
+    result = stats.wilcoxon(x, y)
+    return TestResult(float(result.statistic), float(result.pvalue), int(x.size))
+
+
+def friedman_test(table) -> TestResult:
+    """Friedman test across k >= 3 methods; `table` is units (rows) x methods (columns), complete."""
+    table = np.asarray(table, dtype=float)
+    if table.ndim != 2 or table.shape[1] < 3:
+        raise ValueError("friedman_test needs a units x methods table with at least 3 methods")
+    if np.isnan(table).any():
+        raise ValueError("friedman_test needs complete rows (every unit measured under every method)")
+    result = stats.friedmanchisquare(*table.T)
+    return TestResult(float(result.statistic), float(result.pvalue), int(table.shape[0]))
+
+
+def spearman(x, y) -> TestResult:
+    """Spearman rank correlation (rho, two-sided p) of paired values; NaN pairs are skipped."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    keep = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[keep], y[keep]
+    if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return TestResult(float("nan"), float("nan"), int(x.size))
+    result = stats.spearmanr(x, y)
+    return TestResult(float(result.statistic), float(result.pvalue), int(x.size))
+
+
+def krippendorff_alpha(reliability, level: str = "nominal") -> float:
+    """Krippendorff's alpha for raters (rows) x units (columns); NaN marks a missing rating.
+
+    alpha = 1 - D_o / D_e from the coincidence matrix o_ck = sum_u (pairs c-k in unit u) / (m_u - 1)
+    over units with m_u >= 2 ratings; n_c = sum_k o_ck, n = sum_c n_c;
+    D_o = sum o_ck d²(c,k) / n and D_e = sum n_c n_k d²(c,k) / (n (n - 1)).
+    Distances: nominal d² = [c != k]; interval d² = (c - k)²; ordinal
+    d² = (sum_{g between c and k} n_g - (n_c + n_k) / 2)², over the values that occur.
+    Values must be numbers (code categories as integers for nominal data).
+    """
+    data = np.asarray(reliability, dtype=float)
+    if data.ndim != 2:
+        raise ValueError("krippendorff_alpha needs a 2-D raters x units array")
+    if level not in ("nominal", "ordinal", "interval"):
+        raise ValueError(f"unknown level of measurement {level!r}; use nominal, ordinal or interval")
+    values = np.unique(data[~np.isnan(data)])
+    if values.size < 2:
+        return float("nan")  # no variation: agreement is undefined
+    index = {v: i for i, v in enumerate(values)}
+    coincidence = np.zeros((values.size, values.size))
+    for unit in data.T:
+        present = unit[~np.isnan(unit)]
+        if present.size < 2:
+            continue
+        counts = np.bincount([index[v] for v in present], minlength=values.size).astype(float)
+        coincidence += (np.outer(counts, counts) - np.diag(counts)) / (present.size - 1)
+    n_c = coincidence.sum(axis=1)
+    n = n_c.sum()
+    if n <= 1:
+        return float("nan")
+    delta2 = _distance(values, n_c, level)
+    observed = (coincidence * delta2).sum() / n
+    expected = (np.outer(n_c, n_c) * delta2).sum() / (n * (n - 1))
+    if expected == 0:
+        return float("nan")
+    return float(1 - observed / expected)
+
+
+def vote_scores(choices: pd.DataFrame) -> pd.DataFrame:
+    """Normalised vote scores of the `compare` task (Ablation-CAM 6.3, after Grad-CAM++'s study).
+
+    `choices` has one row per answer with columns unit, method_a, method_b, choice, where unit
+    identifies the compared pair on one image and choice is method_a, method_b or "same".
+    Each unit's answers are normalised to sum to 1 so that every image weighs the same however
+    many people saw it: share_u(m) = votes_u(m) / n_u and share_u(same) = same_u / n_u. A method's
+    score is the mean of its shares over the U_m units that contain it,
+    score(m) = sum_u share_u(m) / U_m (the paper reports the sum; dividing by U_m puts it in
+    [0, 1]). With two methods, score(A) + score(B) + share of "same" = 1.
+    Returns columns method, vote_score, n_units.
+    """
+    missing = {"unit", "method_a", "method_b", "choice"} - set(choices.columns)
+    if missing:
+        raise ValueError(f"vote_scores needs columns {sorted(missing)}")
+    bad = ~((choices["choice"] == choices["method_a"]) | (choices["choice"] == choices["method_b"])
+            | (choices["choice"] == SAME))
+    if bad.any():
+        raise ValueError(f"vote_scores: choice must be method_a, method_b or 'same'; got {choices.loc[bad, 'choice'].iloc[0]!r}")
+    scores: dict[str, list[float]] = {}
+    for _, unit in choices.groupby("unit", sort=True):
+        n_u = len(unit)
+        for method in (unit["method_a"].iloc[0], unit["method_b"].iloc[0]):
+            scores.setdefault(method, []).append(float((unit["choice"] == method).sum()) / n_u)
+    rows = [(m, float(np.mean(s)), len(s)) for m, s in sorted(scores.items())]
+    return pd.DataFrame(rows, columns=["method", "vote_score", "n_units"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Table builders
+# ---------------------------------------------------------------------------------------------
+
+
+def flag_exclusions(
+    responses: pd.DataFrame, participants: pd.DataFrame, *, min_rt_ms: float | None = None,
+    exclude_failed_attention: bool = True, exclude_incomplete: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Set the `excluded` flags (and participants' `attention_passed`) without deleting any row.
+
+    A participant is excluded when they failed an attention check (answered one wrongly) or did
+    not complete the study; all their responses are then excluded too. A response is also
+    excluded when it came faster than `min_rt_ms`. Returns new frames; the inputs are untouched.
+    """
+    for name, frame, needed in (
+        ("responses", responses, {"participant_id", "is_attention_check", "correct", "rt_ms"}),
+        ("participants", participants, {"participant_id", "completed_at"}),
+    ):
+        missing = needed - set(frame.columns)
+        if missing:
+            raise ValueError(f"flag_exclusions: {name} lacks columns {sorted(missing)}")
+    responses = responses.copy()
+    participants = participants.copy()
+    checks = responses[responses["is_attention_check"].astype(bool)]
+    failed = set(checks.loc[checks["correct"].eq(False) | checks["correct"].isna(), "participant_id"])
+    participants["attention_passed"] = ~participants["participant_id"].isin(failed)
+    excluded = pd.Series(False, index=participants.index)
+    if exclude_failed_attention:
+        excluded |= ~participants["attention_passed"]
+    if exclude_incomplete:
+        excluded |= participants["completed_at"].isna()
+    participants["excluded"] = excluded
+    dropped_people = set(participants.loc[excluded, "participant_id"])
+    row_excluded = responses["participant_id"].isin(dropped_people)
+    if min_rt_ms is not None:
+        row_excluded |= responses["rt_ms"].astype(float) < float(min_rt_ms)
+    responses["excluded"] = row_excluded
+    return responses, participants
+
+
+def analysable(responses: pd.DataFrame) -> pd.DataFrame:
+    """The rows that enter the statistics: answered, not excluded, not practice, not attention checks."""
+    keep = ~(responses["excluded"].astype(bool) | responses["is_practice"].astype(bool)
+             | responses["is_attention_check"].astype(bool))
+    keep &= responses["response"].notna()
+    return responses[keep]
+
+
+def compare_choices(responses: pd.DataFrame) -> pd.DataFrame:
+    """`compare` answers as (unit, method_a, method_b, choice), the pair sorted so that left/right
+    placement does not split a unit. `method` is the map shown left, `method_b` the one right."""
+    rows = responses[responses["task"] == "compare"]
+    side = rows["response"].astype(str).str.lower()
+    unknown = ~side.isin(["left", "right", SAME])
+    if unknown.any():
+        raise ValueError(f"compare answers must be left, right or same; got {rows.loc[unknown, 'response'].iloc[0]!r}")
+    chosen = np.where(side == "left", rows["method"], np.where(side == "right", rows["method_b"], SAME))
+    left, right = rows["method"].astype(str), rows["method_b"].astype(str)
+    first = left.where(left <= right, right)
+    second = right.where(left <= right, left)
+    unit = (rows["model"].astype(str) + "|" + rows["image_id"].astype(str) + "|"
+            + rows["target_class"].astype(str) + "|" + first + "|" + second)
+    return pd.DataFrame({
+        "participant_id": rows["participant_id"].to_numpy(), "model": rows["model"].to_numpy(),
+        "image_id": rows["image_id"].to_numpy(), "unit": unit.to_numpy(),
+        "method_a": first.to_numpy(), "method_b": second.to_numpy(), "choice": chosen,
+    })
+
+
+def summarize(responses: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """summary.csv: per task, model, method and measure: n, estimate and a 95% interval.
+
+    Proportions (accuracy, how often a method was preferred in `compare`) get Wilson intervals;
+    means (ratings, trust, confidence) a bootstrap over participants. `compare` rows also carry
+    the normalised vote score.
+    """
+    data = analysable(responses)
+    rows = []
+    for (task, model, method), group in _groups(data, ["task", "model", "method"]):
+        for column, measure, _ in TASK_MEASURES.get(task, []):
+            answered = group[group[column].notna()]
+            if answered.empty:
+                continue
+            n_people = answered["participant_id"].nunique()
+            if column == "correct":
+                k = int(answered[column].astype(bool).sum())
+                low, high = wilson_interval(k, len(answered))
+                rows.append([task, model, method, measure, len(answered), n_people,
+                             k / len(answered), low, high, "wilson", np.nan])
+            else:
+                est, low, high = bootstrap_mean(answered[column].astype(float), answered["participant_id"],
+                                                n_resamples=n_resamples, seed=seed)
+                rows.append([task, model, method, measure, len(answered), n_people,
+                             est, low, high, "bootstrap", np.nan])
+    choices = compare_choices(data)
+    for model, group in _groups(choices, ["model"]):
+        scores = vote_scores(group).set_index("method")
+        for method in scores.index:
+            involved = group[(group["method_a"] == method) | (group["method_b"] == method)]
+            k = int((involved["choice"] == method).sum())
+            low, high = wilson_interval(k, len(involved))
+            rows.append(["compare", model, method, "preferred", len(involved),
+                         involved["participant_id"].nunique(), k / len(involved), low, high,
+                         "wilson", scores.loc[method, "vote_score"]])
+    return _sorted(pd.DataFrame(rows, columns=SUMMARY_COLUMNS), ["task", "model", "method", "measure"])
+
+
+def method_tests(responses: pd.DataFrame) -> pd.DataFrame:
+    """tests.csv: which differences between methods and how much raters agree.
+
+    - every pair of methods, per task, model and measure: Wilcoxon signed-rank on per-participant
+      means (paired by participant, who saw both); for proportions also McNemar's exact test on
+      participant x image pairs when the design has them (a Latin square does not);
+    - Friedman across all methods (>= 3) on per-participant means, participants who saw all;
+    - `compare`: an exact binomial sign test of votes for A vs B (ties set aside) per pair;
+    - Krippendorff's alpha per task and measure, units = stimuli, raters = participants.
+    """
+    data = analysable(responses)
+    rows = []
+    for (task, model), group in _groups(data, ["task", "model"]):
+        for column, measure, level in TASK_MEASURES.get(task, []):
+            answered = group[group[column].notna()]
+            if answered.empty:
+                continue
+            values = answered[column].astype(float)
+            per_person = values.groupby([answered["participant_id"], answered["method"]]).mean().unstack("method")
+            methods = sorted(per_person.columns)
+            for a, b in combinations(methods, 2):
+                both = per_person[[a, b]].dropna()
+                if len(both) >= 1:
+                    r = wilcoxon_test(both[a], both[b])
+                    rows.append([task, model, measure, "wilcoxon", a, b, "participant", r.statistic, r.p, r.n])
+                if column == "correct":
+                    pairs = values.groupby([answered["participant_id"], answered["image_id"], answered["method"]]
+                                           ).mean().unstack("method")
+                    if {a, b} <= set(pairs.columns):
+                        both = pairs[[a, b]].dropna()
+                        if len(both):
+                            r = mcnemar_test(both[a] >= 0.5, both[b] >= 0.5, exact=True)
+                            rows.append([task, model, measure, "mcnemar_exact", a, b, "participant_image",
+                                         r.statistic, r.p, r.n])
+            if len(methods) >= 3:
+                complete = per_person[methods].dropna()
+                if len(complete) >= 2:
+                    r = friedman_test(complete.to_numpy())
+                    rows.append([task, model, measure, "friedman", "all", "", "participant", r.statistic, r.p, r.n])
+            alpha, n_units = _alpha_over_stimuli(answered, column, level)
+            if n_units:
+                rows.append([task, model, measure, f"krippendorff_alpha_{level}", "all", "", "stimulus",
+                             alpha, np.nan, n_units])
+    choices = compare_choices(data)
+    for (model, a, b), group in _groups(choices, ["model", "method_a", "method_b"]):
+        votes_a = int((group["choice"] == a).sum())
+        votes_b = int((group["choice"] == b).sum())
+        if votes_a + votes_b:
+            p = stats.binomtest(votes_a, votes_a + votes_b, 0.5).pvalue
+            rows.append(["compare", model, "preferred", "sign_test_exact", a, b, "answer",
+                         float(votes_a), float(p), votes_a + votes_b])
+        codes = group["choice"].map({a: 0.0, b: 1.0, SAME: 2.0})
+        alpha, n_units = _alpha_from_long(group["participant_id"], group["unit"], codes, "nominal")
+        if n_units:
+            rows.append(["compare", model, "preferred", "krippendorff_alpha_nominal", a, b, "stimulus",
+                         alpha, np.nan, n_units])
+    return _sorted(pd.DataFrame(rows, columns=TEST_COLUMNS), ["task", "model", "measure", "test", "method_a", "method_b"])
+
+
+def correlate(responses: pd.DataFrame, faithfulness: pd.DataFrame) -> pd.DataFrame:
+    """correlations.csv: Spearman rho between human measures and faithfulness metrics.
+
+    Human measures are averaged per (model, method, image) first. level "method": for one
+    method, across images; level "image": for one image, across methods. Needs >= 3 points.
+    """
+    data = analysable(responses)
+    human = _human_per_image(data)
+    if human.empty or faithfulness.empty:
+        return pd.DataFrame(columns=CORRELATION_COLUMNS)
+    faith = (faithfulness.assign(value=faithfulness["value"].astype(float))
+             .groupby(["model", "method", "image_id", "metric"], as_index=False)["value"].mean())
+    joined = human.merge(faith, on=["model", "method", "image_id"])
+    rows = []
+    for level, key in (("method", "method"), ("image", "image_id")):
+        for (model, k, measure, metric), group in _groups(joined, ["model", key, "human_measure", "metric"]):
+            r = spearman(group["human"], group["value"])
+            if r.n < 3:
+                continue
+            method, image = (k, "") if level == "method" else ("", k)
+            rows.append([level, model, method, image, measure, metric, r.statistic, r.p, r.n])
+    return _sorted(pd.DataFrame(rows, columns=CORRELATION_COLUMNS),
+                   ["level", "model", "method", "image_id", "human_measure", "metric"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
+
+
+def _as_binary(values, name: str) -> np.ndarray:
+    array = np.asarray(values)
+    if array.dtype != bool and not np.isin(array, [0, 1]).all():
+        raise ValueError(f"mcnemar_test: {name} must hold binary outcomes (True/False or 0/1)")
+    return array.astype(bool)
+
+
+def _distance(values: np.ndarray, n_c: np.ndarray, level: str) -> np.ndarray:
+    """Squared distance d²(c, k) between every pair of occurring values."""
+    if level == "nominal":
+        return 1.0 - np.eye(values.size)
+    if level == "interval":
+        return np.subtract.outer(values, values) ** 2
+    cumulative = np.concatenate([[0.0], np.cumsum(n_c)])
+    lo = np.minimum.outer(np.arange(values.size), np.arange(values.size))
+    hi = np.maximum.outer(np.arange(values.size), np.arange(values.size))
+    between = cumulative[hi + 1] - cumulative[lo]  # sum of n_g for g from c to k inclusive
+    return (between - (n_c[lo] + n_c[hi]) / 2) ** 2
+
+
+def _alpha_from_long(raters: pd.Series, units: pd.Series, values: pd.Series, level: str) -> tuple[float, int]:
+    """Krippendorff's alpha of long-format ratings; a rater's repeats of one unit are averaged."""
+    table = pd.DataFrame({"rater": raters.to_numpy(), "unit": units.to_numpy(), "value": values.to_numpy(dtype=float)})
+    wide = table.pivot_table(index="rater", columns="unit", values="value", aggfunc="mean")
+    pairable = int((wide.notna().sum(axis=0) >= 2).sum())
+    if pairable == 0:
+        return float("nan"), 0
+    return krippendorff_alpha(wide.to_numpy(), level), pairable
+
+
+def _alpha_over_stimuli(answered: pd.DataFrame, column: str, level: str) -> tuple[float, int]:
+    unit = (answered["image_id"].astype(str) + "|" + answered["method"].astype(str) + "|"
+            + answered["method_b"].fillna("").astype(str) + "|" + answered["target_class"].astype(str))
+    values = answered[column].astype(float)
+    if level == "nominal":
+        values = values.round()
+    return _alpha_from_long(answered["participant_id"], unit, values, level)
+
+
+def _human_per_image(data: pd.DataFrame) -> pd.DataFrame:
+    """Mean human measure per (model, method, image), long format with column `human`."""
+    parts = []
+    for task, measures in TASK_MEASURES.items():
+        rows = data[data["task"] == task]
+        for column, measure, _ in measures:
+            answered = rows[rows[column].notna()]
+            if answered.empty:
+                continue
+            mean = (answered.assign(human=answered[column].astype(float))
+                    .groupby(["model", "method", "image_id"], as_index=False)["human"].mean())
+            parts.append(mean.assign(human_measure=f"{task}_{measure}"))
+    choices = compare_choices(data)
+    for method in sorted(set(choices["method_a"]) | set(choices["method_b"])):
+        involved = choices[(choices["method_a"] == method) | (choices["method_b"] == method)]
+        mean = (involved.assign(human=(involved["choice"] == method).astype(float), method=method)
+                .groupby(["model", "method", "image_id"], as_index=False)["human"].mean())
+        parts.append(mean.assign(human_measure="compare_preferred"))
+    if not parts:
+        return pd.DataFrame(columns=["model", "method", "image_id", "human", "human_measure"])
+    return pd.concat(parts, ignore_index=True)
+
+
+def _groups(frame: pd.DataFrame, keys: list[str]):
+    """groupby in sorted key order that tolerates missing keys (NaN model) and empty frames."""
+    if frame.empty:
+        return []
+    filled = frame.assign(**{k: frame[k].fillna("").astype(str) for k in keys})
+    grouped = filled.groupby(keys if len(keys) > 1 else keys[0], sort=True)
+    return list(grouped)
+
+
+def _sorted(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    return frame.sort_values(keys, kind="stable").reset_index(drop=True)

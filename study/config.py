@@ -1,0 +1,406 @@
+"""Study configs: a TOML file -> a validated, frozen `StudyConfig`.
+
+A config is the whole design of a study, so a mistake in it should stop `camstudy build`
+before anything is rendered: every error names the offending key and the line it is on, and
+unknown keys are errors (a typo must not silently fall back to a default). Paths in a config
+are relative to the folder the config lives in and may not leave it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import string
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+TASK_TYPES = ("class_discrimination", "compare", "rating", "trust", "distinction", "agreement")
+
+# The explainer names of DESIGN.md. Kept here so that reading a config (the survey does it on
+# every start) does not import torch; tests/test_config.py checks it against
+# study.explainers.METHODS so the two cannot drift apart.
+KNOWN_METHODS = frozenset({
+    "cam", "gradcam", "gradcam++", "scorecam", "ablationcam", "guided_backprop",
+    "guided_gradcam", "guided_ablationcam", "rise", "lime", "random",
+})
+
+DEFAULT_DATABASE = "study.db"
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the file, line and key."""
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """Markdown shown to participants at the start and end of the survey."""
+    consent_md: str
+    instructions_md: str
+    debrief_md: str
+
+
+@dataclass(frozen=True)
+class QuestionItem:
+    """One questionnaire item; `options=None` asks for free text."""
+    key: str
+    label: str
+    options: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class ExclusionConfig:
+    """When a participant's data are flagged as excluded in the export."""
+    min_rt_ms: int = 300
+    max_failed_attention_checks: int = 0
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """One task type of the study and its parameters (see study.tasks for their meaning)."""
+    type: str
+    methods: tuple[str, ...]
+    model: str
+    trials: int | None = None              # per participant; None = one per image
+    pairs: tuple[tuple[str, str], ...] = ()    # compare: method pairs
+    models: tuple[str, str] | None = None  # trust: the two models
+    composites: int = 8                    # class_discrimination: composite pairs to make
+    top_k: int = 4                         # distinction: classes shown
+    confidence_points: int = 0             # distinction / agreement: 4 or 5 (0 = not asked)
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """A validated study design. `root` is the folder relative paths are resolved against."""
+    name: str
+    seed: int
+    models: tuple[str, ...]
+    images: str
+    methods: tuple[str, ...]
+    tasks: tuple[TaskConfig, ...]
+    text: TextConfig
+    questionnaire: list[QuestionItem]
+    exclusion: ExclusionConfig
+    practice_trials: int = 2
+    attention_checks: int = 2
+    answers_per_cell: int = 5
+    allow_anonymous: bool = False
+    completion_code: str | None = None
+    redirect_url: str | None = None
+    database_url: str | None = None
+    root: Path = field(default=Path("."), compare=False)
+    source: str = field(default="", repr=False, compare=False)
+
+    @property
+    def hash(self) -> str:
+        """sha256 of the parsed config: comments and layout do not change it, any value does."""
+        return config_hash(tomllib.loads(self.source)) if self.source else ""
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the config, resolved inside `root` (ValueError if it would leave it)."""
+        return inside(self.root, relative)
+
+    def database(self, study_dir: Path) -> str:
+        """The SQLAlchemy URL of the study's database (default: sqlite file in the study folder)."""
+        url = self.database_url or f"sqlite:///{DEFAULT_DATABASE}"
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and url[len(prefix):] not in ("", ":memory:"):
+            path = inside(Path(study_dir), url[len(prefix):])
+            return prefix + str(path)
+        return url
+
+
+def config_hash(parsed: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(parsed, sort_keys=True).encode()).hexdigest()
+
+
+def inside(root: Path, relative: str) -> Path:
+    """`root / relative`, refusing paths that escape `root` (`..`, absolute paths elsewhere)."""
+    root = Path(root).resolve()
+    path = (root / relative).resolve()
+    if path != root and root not in path.parents:
+        raise ValueError(f"path {relative!r} leaves the study folder {root}")
+    return path
+
+
+def load_config(path: str | Path) -> StudyConfig:
+    """Read and validate a study config; FileNotFoundError / ConfigError with a clear message."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"study config not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    return parse_config(text, root=path.parent, filename=str(path))
+
+
+def parse_config(text: str, root: Path = Path("."), filename: str = "study.toml") -> StudyConfig:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{filename}: not valid TOML: {err}") from None
+    return _Validator(text, filename, Path(root)).study(raw)
+
+
+# --- validation ---------------------------------------------------------------------------
+
+_TOP_KEYS = {
+    "name", "seed", "models", "images", "methods", "practice_trials", "attention_checks",
+    "answers_per_cell", "allow_anonymous", "completion_code", "redirect_url", "database_url",
+    "text", "exclusion", "tasks", "questionnaire",
+}
+_TASK_KEYS = {
+    "class_discrimination": {"methods", "model", "trials", "composites"},
+    "compare": {"methods", "model", "trials", "pairs"},
+    "rating": {"methods", "model", "trials"},
+    "trust": {"methods", "models", "trials"},
+    "distinction": {"methods", "model", "trials", "top_k", "confidence_points"},
+    "agreement": {"methods", "model", "trials", "confidence_points"},
+}
+_KEY_RE = re.compile(r'^\s*("[^"]*"|[A-Za-z0-9_\-]+)\s*=')
+_TABLE_RE = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_\-.]+)\s*\]\]?")
+
+
+def _key_lines(text: str) -> dict[tuple, int]:
+    """Line numbers of tables and keys, by path (`("tasks", 2, "methods")`), for error messages."""
+    lines: dict[tuple, int] = {}
+    table: tuple = ()
+    counts: dict[tuple, int] = {}
+    in_string = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if in_string:
+            if line.count(in_string) % 2 == 1:
+                in_string = None
+            continue
+        table_match = _TABLE_RE.match(line)
+        if table_match:
+            name = tuple(table_match.group(2).split("."))
+            if table_match.group(1) == "[[":
+                counts[name] = counts.get(name, -1) + 1
+                table = name + (counts[name],)
+            else:
+                table = name
+            lines.setdefault(table, number)
+            continue
+        key_match = _KEY_RE.match(line)
+        if key_match:
+            lines.setdefault(table + (key_match.group(1).strip('"'),), number)
+            for quote in ('"""', "'''"):
+                if line.count(quote) % 2 == 1:
+                    in_string = quote
+    return lines
+
+
+class _Validator:
+    def __init__(self, text: str, filename: str, root: Path):
+        self.text, self.filename, self.root = text, filename, root
+        self.lines = _key_lines(text)
+
+    def fail(self, path: tuple, message: str) -> ConfigError:
+        line = None
+        for cut in range(len(path), 0, -1):
+            line = self.lines.get(path[:cut])
+            if line:
+                break
+        where = f"{self.filename}, line {line}" if line else self.filename
+        key = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p)
+                      for i, p in enumerate(path))
+        return ConfigError(f"{where}: {key}: {message}")
+
+    def table(self, raw: Any, path: tuple, allowed: set[str], required: set[str] = frozenset()):
+        if not isinstance(raw, dict):
+            raise self.fail(path, "must be a table")
+        for key in raw:
+            if key not in allowed:
+                raise self.fail(path + (key,), f"unknown key (allowed: {', '.join(sorted(allowed))})")
+        for key in sorted(required - raw.keys()):
+            raise self.fail(path, f"missing required key {key!r}")
+        return raw
+
+    def typed(self, raw: dict, path: tuple, key: str, kind: type, default: Any = None):
+        if key not in raw:
+            return default
+        value = raw[key]
+        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if not ok:
+            raise self.fail(path + (key,), f"must be {kind.__name__}, got {type(value).__name__} {value!r}")
+        return value
+
+    def count(self, raw: dict, path: tuple, key: str, default: int | None, low: int = 0):
+        value = self.typed(raw, path, key, int, default)
+        if value is not None and value < low:
+            raise self.fail(path + (key,), f"must be >= {low}, got {value}")
+        return value
+
+    def strings(self, raw: dict, path: tuple, key: str, default=None, allowed=None) -> tuple[str, ...]:
+        value = self.typed(raw, path, key, list, default)
+        if value is None:
+            raise self.fail(path, f"missing required key {key!r}")
+        if not value or not all(isinstance(v, str) and v for v in value):
+            raise self.fail(path + (key,), "must be a non-empty list of non-empty strings")
+        for v in value:
+            if allowed is not None and v not in allowed:
+                raise self.fail(path + (key,), f"unknown name {v!r} (known: {', '.join(sorted(allowed))})")
+        if len(set(value)) != len(value):
+            raise self.fail(path + (key,), "lists a name twice")
+        return tuple(value)
+
+    def study(self, raw: dict) -> StudyConfig:
+        self.table(raw, (), _TOP_KEYS, {"name", "images", "methods", "tasks", "text"})
+        name = self.typed(raw, (), "name", str)
+        if not name.strip():
+            raise self.fail(("name",), "must not be empty")
+        models = self.strings(raw, (), "models", ["efficientnet_lite0"])
+        methods = self.strings(raw, (), "methods", allowed=KNOWN_METHODS)
+        images = self.images(raw)
+        tasks_raw = self.typed(raw, (), "tasks", list)
+        if not tasks_raw:
+            raise self.fail(("tasks",), "a study needs at least one [[tasks]] table")
+        tasks = tuple(self.task(t, ("tasks", i), models, methods) for i, t in enumerate(tasks_raw))
+        attention = self.count(raw, (), "attention_checks", 2)
+        if attention and not any(t.type in _ATTENTION_TASKS for t in tasks):
+            raise self.fail(("attention_checks",), "attention checks need a rating, agreement or "
+                            "class_discrimination task to take their form from")
+        config = StudyConfig(
+            name=name,
+            seed=self.typed(raw, (), "seed", int, 0),
+            models=models,
+            images=images,
+            methods=methods,
+            tasks=tasks,
+            text=self.text_table(raw.get("text")),
+            questionnaire=self.questionnaire(raw.get("questionnaire", [])),
+            exclusion=self.exclusion(raw.get("exclusion", {})),
+            practice_trials=self.count(raw, (), "practice_trials", 2),
+            attention_checks=attention,
+            answers_per_cell=self.count(raw, (), "answers_per_cell", 5, low=1),
+            allow_anonymous=self.typed(raw, (), "allow_anonymous", bool, False),
+            completion_code=self.completion_code(raw),
+            redirect_url=self.redirect(raw),
+            database_url=self.database_url(raw),
+            root=self.root,
+            source=self.text,
+        )
+        return config
+
+    def images(self, raw: dict) -> str:
+        spec = self.typed(raw, (), "images", str)
+        paths = spec.split(":")[1:] if spec.startswith("voc:") else ([] if spec == "bundled" else [spec])
+        if spec.startswith("voc:") and len(paths) != 2:
+            raise self.fail(("images",), "a VOC image set is 'voc:<images folder>:<annotations folder>'")
+        for relative in paths:
+            try:
+                inside(self.root, relative)
+            except ValueError as err:
+                raise self.fail(("images",), str(err)) from None
+        return spec
+
+    def task(self, raw: Any, path: tuple, models: tuple[str, ...], methods: tuple[str, ...]) -> TaskConfig:
+        if not isinstance(raw, dict):
+            raise self.fail(path, "must be a table")
+        kind = self.typed(raw, path, "type", str)
+        if kind is None:
+            raise self.fail(path, "missing required key 'type'")
+        if kind not in TASK_TYPES:
+            raise self.fail(path + ("type",), f"unknown task type {kind!r} (known: {', '.join(TASK_TYPES)})")
+        self.table(raw, path, _TASK_KEYS[kind] | {"type"})
+        task_methods = self.strings(raw, path, "methods", list(methods), allowed=KNOWN_METHODS)
+        model = self.typed(raw, path, "model", str, models[0])
+        if model not in models:
+            raise self.fail(path + ("model",), f"model {model!r} is not in the study's models {list(models)}")
+        options: dict[str, Any] = {}
+        if kind == "compare":
+            options["pairs"] = self.pairs(raw, path, task_methods)
+        if kind == "trust":
+            pair = self.strings(raw, path, "models", list(models), allowed=set(models))
+            if len(pair) != 2:
+                raise self.fail(path + ("models",), "trust compares exactly two models")
+            options["models"] = pair
+            model = pair[0]
+        if kind == "class_discrimination":
+            options["composites"] = self.count(raw, path, "composites", 8)
+        if kind == "distinction":
+            options["top_k"] = self.count(raw, path, "top_k", 4, low=2)
+        if kind in ("distinction", "agreement"):
+            points = self.typed(raw, path, "confidence_points", int, 4)
+            if points not in (0, 4, 5):
+                raise self.fail(path + ("confidence_points",), f"must be 4 or 5 (or 0: not asked), got {points}")
+            options["confidence_points"] = points
+        return TaskConfig(type=kind, methods=task_methods, model=model,
+                          trials=self.count(raw, path, "trials", None, low=1), **options)
+
+    def pairs(self, raw: dict, path: tuple, methods: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+        value = self.typed(raw, path, "pairs", list)
+        if value is None:
+            if len(methods) < 2:
+                raise self.fail(path + ("methods",), "compare needs at least two methods")
+            return tuple((a, b) for i, a in enumerate(methods) for b in methods[i + 1:])
+        pairs = []
+        for pair in value:
+            if (not isinstance(pair, list) or len(pair) != 2 or pair[0] == pair[1]
+                    or any(m not in methods for m in pair)):
+                raise self.fail(path + ("pairs",), f"each pair must be two different methods of {list(methods)}, got {pair!r}")
+            pairs.append((pair[0], pair[1]))
+        if not pairs:
+            raise self.fail(path + ("pairs",), "must not be empty")
+        return tuple(pairs)
+
+    def text_table(self, raw: Any) -> TextConfig:
+        keys = {"consent_md", "instructions_md", "debrief_md"}
+        self.table(raw, ("text",), keys, keys)
+        for key in sorted(keys):
+            self.typed(raw, ("text",), key, str)
+        return TextConfig(**raw)
+
+    def questionnaire(self, raw: Any) -> list[QuestionItem]:
+        if not isinstance(raw, list):
+            raise self.fail(("questionnaire",), "must be an array of tables ([[questionnaire]])")
+        items, seen = [], set()
+        for i, item in enumerate(raw):
+            path = ("questionnaire", i)
+            self.table(item, path, {"key", "label", "options"}, {"key", "label"})
+            key = self.typed(item, path, "key", str)
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key) or key in seen:
+                raise self.fail(path + ("key",), f"must be a unique identifier, got {key!r}")
+            seen.add(key)
+            options = self.strings(item, path, "options") if "options" in item else None
+            items.append(QuestionItem(key=key, label=self.typed(item, path, "label", str),
+                                      options=list(options) if options else None))
+        return items
+
+    def exclusion(self, raw: Any) -> ExclusionConfig:
+        path = ("exclusion",)
+        self.table(raw, path, {"min_rt_ms", "max_failed_attention_checks"})
+        return ExclusionConfig(min_rt_ms=self.count(raw, path, "min_rt_ms", 300),
+                               max_failed_attention_checks=self.count(raw, path, "max_failed_attention_checks", 0))
+
+    def completion_code(self, raw: dict) -> str | None:
+        code = self.typed(raw, (), "completion_code", str)
+        if code is not None and not re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", code):
+            raise self.fail(("completion_code",), "must be 1-64 letters, digits, '-' or '_'")
+        return code
+
+    def redirect(self, raw: dict) -> str | None:
+        url = self.typed(raw, (), "redirect_url", str)
+        if url is None:
+            return None
+        if not url.startswith(("https://", "http://")):
+            raise self.fail(("redirect_url",), "must be an http(s) URL")
+        fields = {f for _, f, _, _ in string.Formatter().parse(url) if f is not None}
+        if fields - {"code", "pid"}:
+            raise self.fail(("redirect_url",), f"only {{code}} and {{pid}} may be filled in, found {sorted(fields - {'code', 'pid'})}")
+        return url
+
+    def database_url(self, raw: dict) -> str | None:
+        url = self.typed(raw, (), "database_url", str)
+        if url is None:
+            return None
+        if "://" not in url:
+            raise self.fail(("database_url",), "must be an SQLAlchemy URL such as 'sqlite:///study.db' or 'postgresql://...'")
+        if url.startswith("sqlite:///"):
+            relative = url[len("sqlite:///"):]
+            if PurePosixPath(relative).is_absolute() or ".." in PurePosixPath(relative).parts:
+                raise self.fail(("database_url",), f"a SQLite database must be a file inside the study folder, got {relative!r}")
+        return url
+
+
+_ATTENTION_TASKS = ("rating", "agreement", "class_discrimination")

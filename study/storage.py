@@ -1,0 +1,309 @@
+"""The study database: SQLAlchemy 2.x ORM models, engine setup and schema versioning.
+
+One database may hold several versions of a study (`camstudy build --force-new`); every row
+hangs off a `Study`. SQLite is the default: WAL so readers never block the writer, a busy
+timeout so writers queue instead of failing, foreign keys on, and write transactions opened
+with BEGIN IMMEDIATE so that a read-then-write transaction cannot deadlock on a lock upgrade.
+Any other SQLAlchemy URL (PostgreSQL) works the same way; there the row lock taken by the
+first UPDATE of a write transaction serialises what must be serialised.
+
+The schema is versioned: `schema_version` holds one row, `MIGRATIONS[i]` upgrades version i+1
+to i+2, and a database written by a newer camstudy is refused with a clear error.
+"""
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+from sqlalchemy import (JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint,
+                        create_engine, event, inspect, select)
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 30_000
+T = TypeVar("T")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back naive; everything camstudy writes is UTC."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class SchemaVersion(Base):
+    """The schema version of this database file (exactly one row)."""
+    __tablename__ = "schema_version"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int]
+
+
+class Study(Base):
+    """One built version of a study: its config (text and hash) and build time.
+
+    `entries` counts participants who entered; incrementing it is also the lock that serialises
+    Latin-square slot assignment.
+    """
+    __tablename__ = "studies"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    config_hash: Mapped[str] = mapped_column(String(64), index=True)
+    config_toml: Mapped[str] = mapped_column(Text)
+    schema_version: Mapped[int]
+    seed: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    entries: Mapped[int] = mapped_column(default=0)
+
+
+class Model(Base):
+    """A classifier used by the study, by its `study.load_model` name."""
+    __tablename__ = "models"
+    __table_args__ = (UniqueConstraint("study_id", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    n_classes: Mapped[int]
+    categories: Mapped[list[Any]]
+
+
+class Image(Base):
+    """A stimulus image (a photo, or a side-by-side composite) with labels and boxes."""
+    __tablename__ = "images"
+    __table_args__ = (UniqueConstraint("study_id", "image_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    image_id: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(500))
+    width: Mapped[int]
+    height: Mapped[int]
+    labels: Mapped[list[Any]]                # ImageNet class indices, main label first
+    boxes: Mapped[list[Any]]                 # [x_min, y_min, x_max, y_max] in image pixels
+    predictions: Mapped[dict[str, Any]]      # model name -> [[class, probability], ...] top 5
+
+
+class Stimulus(Base):
+    """A rendered explanation: PNG path relative to the study folder plus how it was made."""
+    __tablename__ = "stimuli"
+    __table_args__ = (UniqueConstraint("study_id", "path"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    image_ref: Mapped[int] = mapped_column(ForeignKey("images.id"))
+    model: Mapped[str] = mapped_column(String(100))
+    method: Mapped[str] = mapped_column(String(50))
+    target_class: Mapped[int | None]
+    path: Mapped[str] = mapped_column(String(500))
+    meta: Mapped[dict[str, Any]]
+
+
+class Trial(Base):
+    """A trial template: one cell (task x image x condition) or a practice / attention item.
+
+    `cell_index` is the cell's position in its task's Latin-square enumeration (main trials
+    only); `spec` is what the task plugin needs to show and score it (see study.tasks).
+    """
+    __tablename__ = "trials"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    task: Mapped[str] = mapped_column(String(50))
+    role: Mapped[str] = mapped_column(String(20))          # "main" | "practice" | "attention"
+    task_position: Mapped[int]                              # index of the task in the config
+    cell_index: Mapped[int | None]
+    image_id: Mapped[str] = mapped_column(String(200))
+    model: Mapped[str] = mapped_column(String(100))
+    model_b: Mapped[str | None] = mapped_column(String(100))
+    method: Mapped[str] = mapped_column(String(50))
+    method_b: Mapped[str | None] = mapped_column(String(50))
+    target_class: Mapped[int | None]
+    spec: Mapped[dict[str, Any]]
+
+
+class Participant(Base):
+    """Someone who entered the survey, with the seed and Latin-square slot of their plan.
+
+    `consented` is None until answered; False ends the participant and frees the slot.
+    """
+    __tablename__ = "participants"
+    __table_args__ = (UniqueConstraint("study_id", "external_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    external_id: Mapped[str] = mapped_column(String(200))
+    seed: Mapped[int]
+    slot: Mapped[int]
+    slot_released: Mapped[bool] = mapped_column(Boolean, default=False)
+    consented: Mapped[bool | None]
+    consent_at: Mapped[datetime | None]
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    completed_at: Mapped[datetime | None]
+    completion_code: Mapped[str | None] = mapped_column(String(100))
+    user_agent: Mapped[str] = mapped_column(Text, default="")
+
+
+class PlanRow(Base):
+    """One trial of one participant's plan, in presentation order, with its randomised display.
+
+    The trial's descriptive columns are copied from `Trial` so that exports need one join.
+    `display` holds the participant's stimulus and option order; `shown_at` is set the first
+    time the trial is shown.
+    """
+    __tablename__ = "plan_rows"
+    __table_args__ = (UniqueConstraint("participant_id", "trial_index"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id", ondelete="CASCADE"), index=True)
+    trial_index: Mapped[int]
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id"))
+    task: Mapped[str] = mapped_column(String(50))
+    image_id: Mapped[str] = mapped_column(String(200))
+    model: Mapped[str] = mapped_column(String(100))
+    model_b: Mapped[str | None] = mapped_column(String(100))
+    method: Mapped[str] = mapped_column(String(50))
+    method_b: Mapped[str | None] = mapped_column(String(50))
+    target_class: Mapped[int | None]
+    is_practice: Mapped[bool] = mapped_column(Boolean)
+    is_attention_check: Mapped[bool] = mapped_column(Boolean)
+    display: Mapped[dict[str, Any]]
+    shown_at: Mapped[datetime | None]
+
+
+class Response(Base):
+    """An answer, written the moment it is given; UNIQUE(participant, trial) makes replays no-ops.
+
+    `response` is the option value as shown; `rating` is its numeric reading (Likert 1..5, or
+    trust -2..+2 with + favouring the trial's `model` over `model_b`); `correct` is None for
+    tasks without a right answer.
+    """
+    __tablename__ = "responses"
+    __table_args__ = (UniqueConstraint("participant_id", "trial_index"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    trial_index: Mapped[int]
+    plan_row_id: Mapped[int] = mapped_column(ForeignKey("plan_rows.id"))
+    response: Mapped[str] = mapped_column(String(100))
+    correct: Mapped[bool | None] = mapped_column(Boolean)
+    confidence: Mapped[int | None]
+    rating: Mapped[int | None]
+    rt_ms: Mapped[int]
+    answered_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class QuestionnaireAnswer(Base):
+    """One answer to the closing questionnaire."""
+    __tablename__ = "questionnaire_answers"
+    __table_args__ = (UniqueConstraint("participant_id", "key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    key: Mapped[str] = mapped_column(String(100))
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Event(Base):
+    """An append-only log of what happened (entered, consented, completed, rebuilt, ...)."""
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    participant_id: Mapped[int | None] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(50))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+# Each entry upgrades the schema by one version inside one transaction: MIGRATIONS[0] takes a
+# version-1 database to version 2, and so on. SCHEMA_VERSION == len(MIGRATIONS) + 1.
+MIGRATIONS: list[Callable[[Connection], None]] = []
+
+
+class SchemaTooNew(ValueError):
+    """The database was written by a newer camstudy."""
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None      # SQLAlchemy's begin event issues BEGIN
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = FULL")  # an acknowledged answer survives a crash
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        write = connection.get_execution_options().get("camstudy_write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+class Database:
+    """An engine plus session factories for reads and (serialised, retried) writes."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = create_engine(url)
+        if self.engine.dialect.name == "sqlite":
+            _configure_sqlite(self.engine)
+        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        self._write = sessionmaker(self.engine.execution_options(camstudy_write=True),
+                                   expire_on_commit=False)
+        self._upgrade()
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self._read() as session, session.begin():
+            yield session
+
+    def write(self, work: Callable[[Session], T], attempts: int = 8) -> T:
+        """Run `work(session)` in one short write transaction, retrying if the database is busy.
+
+        `work` must be safe to run again: a retry starts from a rolled-back state.
+        """
+        for attempt in range(attempts):
+            try:
+                with self._write() as session, session.begin():
+                    return work(session)
+            except OperationalError as err:
+                text = str(err.orig).lower()
+                if attempt + 1 == attempts or not ("locked" in text or "busy" in text):
+                    raise
+                time.sleep(0.05 * (2 ** attempt) * (0.5 + random.random()))
+        raise AssertionError("unreachable")
+
+    def _upgrade(self) -> None:
+        with self.engine.execution_options(camstudy_write=True).begin() as connection:
+            if not inspect(connection).has_table(SchemaVersion.__tablename__):
+                Base.metadata.create_all(connection)
+                connection.execute(SchemaVersion.__table__.insert().values(id=1, version=SCHEMA_VERSION))
+                return
+            version = connection.execute(select(SchemaVersion.version)).scalar_one()
+            if version > SCHEMA_VERSION:
+                raise SchemaTooNew(f"database {self.engine.url!r} has schema version {version}, newer than "
+                                   f"this camstudy understands ({SCHEMA_VERSION}); upgrade camstudy")
+            for migrate in MIGRATIONS[version - 1:]:
+                migrate(connection)
+            if version < SCHEMA_VERSION:
+                connection.execute(SchemaVersion.__table__.update().values(version=SCHEMA_VERSION))
+
+
+_open: dict[str, Database] = {}
+_open_lock = threading.Lock()
+
+
+def open_database(url: str) -> Database:
+    """The `Database` for `url`, shared within this process (engines are pools, keep one)."""
+    with _open_lock:
+        if url not in _open:
+            _open[url] = Database(url)
+        return _open[url]

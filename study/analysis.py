@@ -241,13 +241,14 @@ def vote_scores(choices: pd.DataFrame) -> pd.DataFrame:
 
 def flag_exclusions(
     responses: pd.DataFrame, participants: pd.DataFrame, *, min_rt_ms: float | None = None,
-    exclude_failed_attention: bool = True, exclude_incomplete: bool = True,
+    max_failed_attention_checks: int = 0, exclude_incomplete: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Set the `excluded` flags (and participants' `attention_passed`) without deleting any row.
 
-    A participant is excluded when they failed an attention check (answered one wrongly) or did
-    not complete the study; all their responses are then excluded too. A response is also
-    excluded when it came faster than `min_rt_ms`. Returns new frames; the inputs are untouched.
+    A participant is excluded when they failed (answered wrongly) more than
+    `max_failed_attention_checks` attention checks, or did not complete the study; all their
+    responses are then excluded too. A response is also excluded when it came faster than
+    `min_rt_ms` (the config's [exclusion] table). Returns new frames; the inputs are untouched.
     """
     for name, frame, needed in (
         ("responses", responses, {"participant_id", "is_attention_check", "correct", "rt_ms"}),
@@ -258,12 +259,11 @@ def flag_exclusions(
             raise ValueError(f"flag_exclusions: {name} lacks columns {sorted(missing)}")
     responses = responses.copy()
     participants = participants.copy()
-    checks = responses[responses["is_attention_check"].astype(bool)]
-    failed = set(checks.loc[checks["correct"].eq(False) | checks["correct"].isna(), "participant_id"])
-    participants["attention_passed"] = ~participants["participant_id"].isin(failed)
-    excluded = pd.Series(False, index=participants.index)
-    if exclude_failed_attention:
-        excluded |= ~participants["attention_passed"]
+    checks = responses[responses["is_attention_check"].astype(bool) & responses["correct"].notna()]
+    failures = checks[~checks["correct"].astype(bool)].groupby("participant_id").size()
+    n_failed = participants["participant_id"].map(failures).fillna(0)
+    participants["attention_passed"] = n_failed <= max_failed_attention_checks
+    excluded = ~participants["attention_passed"]
     if exclude_incomplete:
         excluded |= participants["completed_at"].isna()
     participants["excluded"] = excluded
@@ -486,7 +486,7 @@ def _human_per_image(data: pd.DataFrame) -> pd.DataFrame:
                 continue
             mean = (answered.assign(human=answered[column].astype(float))
                     .groupby(["model", "method", "image_id"], as_index=False)["human"].mean())
-            parts.append(mean.assign(human_measure=f"{task}_{measure}"))
+            parts.append(mean.assign(human_measure=task if task == measure else f"{task}_{measure}"))
     choices = compare_choices(data)
     for method in sorted(set(choices["method_a"]) | set(choices["method_b"])):
         involved = choices[(choices["method_a"] == method) | (choices["method_b"] == method)]

@@ -146,3 +146,123 @@ def test_vote_scores_reject_unknown_choice():
     bad = pd.DataFrame({"unit": ["u"], "method_a": ["A"], "method_b": ["B"], "choice": ["C"]})
     with pytest.raises(ValueError, match="choice"):
         analysis.vote_scores(bad)
+
+
+# --- table builders on synthetic study results ---------------------------------------------
+
+from tests._export_fixtures import synthetic_faithfulness, synthetic_results  # noqa: E402
+
+
+@pytest.fixture
+def flagged():
+    responses, participants = synthetic_results()
+    return analysis.flag_exclusions(responses, participants, min_rt_ms=300)
+
+
+def test_exclusions_flag_the_right_rows_and_delete_none(flagged):
+    raw_responses, raw_participants = synthetic_results()
+    responses, participants = flagged
+    assert len(responses) == len(raw_responses) and len(participants) == len(raw_participants)
+    excluded_people = set(participants.loc[participants["excluded"], "participant_id"])
+    assert excluded_people == {6, 8}  # 6 failed the attention check, 8 did not complete
+    assert list(participants.loc[~participants["attention_passed"], "participant_id"]) == [6]
+    by_person = responses.groupby("participant_id")["excluded"]
+    assert by_person.all()[6] and by_person.all()[8]
+    seven = responses[responses["participant_id"] == 7]
+    assert list(seven.loc[seven["excluded"], "rt_ms"]) == [120]  # only the too-fast answer
+    assert not responses[responses["participant_id"].isin([1, 2, 3, 4, 5])]["excluded"].any()
+    assert not raw_responses["excluded"].any()  # inputs untouched
+
+
+def test_tolerated_attention_failures_do_not_exclude():
+    responses, participants = synthetic_results()
+    _, people = analysis.flag_exclusions(responses, participants, max_failed_attention_checks=1)
+    assert people["attention_passed"].all()
+    assert set(people.loc[people["excluded"], "participant_id"]) == {8}
+
+
+def test_summary_counts_only_analysable_rows(flagged):
+    responses, _ = flagged
+    summary = analysis.summarize(responses, n_resamples=500)
+    assert list(summary.columns) == analysis.SUMMARY_COLUMNS
+    keep = responses[~responses["excluded"] & ~responses["is_practice"] & ~responses["is_attention_check"]]
+    disc = keep[(keep["task"] == "class_discrimination") & (keep["method"] == "gradcam")]
+    row = summary[(summary["task"] == "class_discrimination") & (summary["method"] == "gradcam")].iloc[0]
+    k, n = int(disc["correct"].sum()), len(disc)
+    assert (row["n"], row["estimate"]) == (n, pytest.approx(k / n))
+    ref = proportion_confint(k, n, method="wilson")
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(ref)
+    rating = summary[(summary["task"] == "rating") & (summary["method"] == "scorecam")].iloc[0]
+    values = keep[(keep["task"] == "rating") & (keep["method"] == "scorecam")]["rating"]
+    assert rating["estimate"] == pytest.approx(values.mean())
+    assert rating["ci_low"] <= rating["estimate"] <= rating["ci_high"]
+    assert rating["ci_method"] == "bootstrap"
+
+
+def test_summary_compare_rows_carry_vote_scores(flagged):
+    responses, _ = flagged
+    summary = analysis.summarize(responses, n_resamples=200)
+    compare = summary[summary["task"] == "compare"].set_index("method")
+    assert set(compare.index) == {"cam", "gradcam"}
+    assert compare["vote_score"].between(0, 1).all()
+    # Each image weighs the same; the two scores plus the share of "same" answers make 1.
+    keep = analysis.analysable(responses)
+    choices = analysis.compare_choices(keep)
+    same = choices.groupby("unit")["choice"].apply(lambda c: (c == "same").mean()).mean()
+    assert compare["vote_score"].sum() + same == pytest.approx(1.0)
+
+
+def test_method_tests_match_scipy_on_participant_means(flagged):
+    responses, _ = flagged
+    tests = analysis.method_tests(responses)
+    assert list(tests.columns) == analysis.TEST_COLUMNS
+    keep = analysis.analysable(responses)
+    rating = keep[keep["task"] == "rating"]
+    means = rating.groupby(["participant_id", "method"])["rating"].mean().unstack()
+    both = means[["cam", "gradcam"]].dropna()
+    ref = stats.wilcoxon(both["cam"], both["gradcam"])
+    row = tests[(tests["task"] == "rating") & (tests["test"] == "wilcoxon")
+                & (tests["method_a"] == "cam") & (tests["method_b"] == "gradcam")].iloc[0]
+    assert (row["statistic"], row["p"], row["n"]) == (pytest.approx(ref.statistic), pytest.approx(ref.pvalue), len(both))
+    complete = means.dropna()
+    ref = stats.friedmanchisquare(*complete.to_numpy().T)
+    row = tests[(tests["task"] == "rating") & (tests["test"] == "friedman")].iloc[0]
+    assert (row["statistic"], row["p"]) == (pytest.approx(ref.statistic), pytest.approx(ref.pvalue))
+    # Krippendorff's alpha: raters = participants, units = stimuli.
+    unit = rating["image_id"] + "|" + rating["method"]
+    wide = rating.assign(unit=unit).pivot_table(index="participant_id", columns="unit", values="rating")
+    row = tests[(tests["task"] == "rating") & (tests["test"] == "krippendorff_alpha_ordinal")].iloc[0]
+    assert row["statistic"] == pytest.approx(krippendorff.alpha(reliability_data=wide.to_numpy(), level_of_measurement="ordinal"))
+
+
+def test_mcnemar_runs_when_participants_saw_an_image_under_both_methods():
+    responses, participants = synthetic_results()
+    disc = responses[responses["task"] == "class_discrimination"].copy()
+    twin = disc.assign(method=disc["method"].map({"cam": "gradcam", "gradcam": "cam"}), correct=~disc["correct"].astype(bool))
+    paired = pd.concat([responses, twin], ignore_index=True)
+    tests = analysis.method_tests(paired)
+    row = tests[tests["test"] == "mcnemar_exact"].iloc[0]
+    wide = pd.concat([disc, twin]).pivot_table(index=["participant_id", "image_id"], columns="method", values="correct")
+    ref = mcnemar(pd.crosstab(wide["cam"] > 0.5, wide["gradcam"] > 0.5).to_numpy(), exact=True)
+    assert (row["statistic"], row["p"], row["n"]) == (pytest.approx(ref.statistic), pytest.approx(ref.pvalue), len(wide))
+
+
+def test_correlations_match_spearman_per_method(flagged):
+    responses, _ = flagged
+    faith = synthetic_faithfulness(responses)
+    corr = analysis.correlate(responses, faith)
+    assert list(corr.columns) == analysis.CORRELATION_COLUMNS
+    keep = analysis.analysable(responses)
+    rating = keep[(keep["task"] == "rating") & (keep["method"] == "cam")].groupby("image_id")["rating"].mean()
+    auc = faith[faith["method"] == "cam"].set_index("image_id")["value"].reindex(rating.index)
+    ref = stats.spearmanr(rating, auc)
+    row = corr[(corr["level"] == "method") & (corr["method"] == "cam") & (corr["human_measure"] == "rating")].iloc[0]
+    assert (row["rho"], row["n"]) == (pytest.approx(ref.statistic), len(rating))
+    assert set(corr["level"]) == {"method", "image"}
+
+
+def test_correlations_empty_without_faithfulness(flagged):
+    responses, _ = flagged
+    empty = pd.DataFrame(columns=["image_id", "model", "method", "target_class", "metric", "value", "params"])
+    corr = analysis.correlate(responses, empty)
+    assert corr.empty and list(corr.columns) == analysis.CORRELATION_COLUMNS

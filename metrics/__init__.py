@@ -1,0 +1,32 @@
+"""Faithfulness, localization and sanity metrics for saliency maps; depends on torch (and
+numpy/scipy) only, never on `study` or `ui`.
+
+- `deletion`, `insertion`, `causal_curves` (both from one pass over the originals): RISE causal metrics.
+- `average_drop`, `increase_in_confidence`, `confidence_change`: Grad-CAM++ confidence metrics.
+- `pointing_game`, `energy_pointing_game`, `box_localization`: localization against boxes.
+- `randomization_sanity`: cascading model-parameter randomisation (Adebayo et al.).
+"""
+from metrics.causal import CausalCurve, causal_curves, deletion, insertion
+from metrics.confidence import ConfidenceChange, average_drop, confidence_change, increase_in_confidence
+from metrics.localization import BoxLocalization, box_localization, energy_pointing_game, pointing_game
+from metrics.sanity import SanityResult, default_stages, randomization_sanity
+from metrics.substrates import SUBSTRATES
+
+__all__ = [
+    "SUBSTRATES",
+    "BoxLocalization",
+    "CausalCurve",
+    "ConfidenceChange",
+    "SanityResult",
+    "average_drop",
+    "box_localization",
+    "causal_curves",
+    "confidence_change",
+    "default_stages",
+    "deletion",
+    "energy_pointing_game",
+    "increase_in_confidence",
+    "insertion",
+    "pointing_game",
+    "randomization_sanity",
+]

@@ -1,0 +1,100 @@
+"""Running a classifier the way every metric needs it: on its own device, in eval mode, in chunks.
+
+Metrics score the softmax probability of one target class per input. Scores stay on the model's
+device until the caller is done, so chunked loops never wait on a host round trip.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+
+AMP_DTYPES = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def model_device(model: nn.Module, fallback: torch.device) -> torch.device:
+    """The device of the model's first parameter or buffer (a parameter-free model runs anywhere)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return fallback
+
+
+def check_amp(amp: str | None) -> torch.dtype | None:
+    if amp not in AMP_DTYPES:
+        raise ValueError(f"amp must be one of None, 'bf16', 'fp16'; got {amp!r}")
+    return AMP_DTYPES[amp]
+
+
+def check_batch_size(batch_size: int) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
+    return batch_size
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[None]:
+    """Eval mode (batch norm on running stats, no dropout) and no autograd; restores the mode after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def memory_format_of(x: Tensor) -> torch.memory_format:
+    """channels_last when the caller's input is laid out that way, so perturbed copies match it."""
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def logits_of(model: nn.Module, inputs: Tensor, amp: torch.dtype | None) -> Tensor:
+    """Logits in float32 (softmax over bf16 logits would lose the small probabilities)."""
+    context = torch.autocast(inputs.device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
+    with context:
+        logits = model(inputs)
+    if not isinstance(logits, Tensor) or logits.dim() != 2:
+        raise ValueError("the model must return logits of shape [batch, classes]")
+    return logits.float()
+
+
+def target_probability(logits: Tensor, targets: Tensor) -> Tensor:
+    """Softmax probability of each row's target class."""
+    return torch.softmax(logits, dim=1).gather(1, targets[:, None]).squeeze(1)
+
+
+def check_targets(targets, batch: int, device: torch.device) -> Tensor | None:
+    """LongTensor[B] on `device`, or None (meaning: the model's top-1 class)."""
+    if targets is None:
+        return None
+    t = torch.as_tensor(targets, device=device)
+    if t.dim() == 0:
+        t = t.expand(batch)
+    if t.dim() != 1 or t.shape[0] != batch:
+        raise ValueError(f"targets must hold one class per image ({batch}); got shape {tuple(t.shape)}")
+    if t.dtype.is_floating_point or t.dtype == torch.bool:
+        raise ValueError("targets must be integer class indices")
+    return t.long()
+
+
+def scores_and_targets(
+    model: nn.Module, x: Tensor, targets: Tensor | None, batch_size: int, amp: torch.dtype | None
+) -> tuple[Tensor, Tensor]:
+    """The target's probability on the unperturbed images, and the targets (top-1 where None)."""
+    probs, chosen = [], []
+    fmt = memory_format_of(x)
+    for start in range(0, x.shape[0], batch_size):
+        logits = logits_of(model, x[start : start + batch_size].contiguous(memory_format=fmt), amp)
+        if targets is None:
+            t = logits.argmax(dim=1)
+        else:
+            t = targets[start : start + batch_size]
+            if int(t.min()) < 0 or int(t.max()) >= logits.shape[1]:
+                raise ValueError(f"targets must lie in [0, {logits.shape[1]}); got {t.tolist()}")
+        chosen.append(t)
+        probs.append(target_probability(logits, t))
+    return torch.cat(probs), torch.cat(chosen)

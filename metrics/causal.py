@@ -1,0 +1,211 @@
+"""Deletion and insertion, the causal metrics of the RISE paper (Petsiuk et al., 2018).
+
+Pixels are ranked by saliency, highest first (ties keep their row-major order). After k of the
+n = ceil(H*W / step) steps, the first min(k*step, H*W) pixels of that ranking have been moved:
+deletion replaces them in the image with the substrate, insertion puts them from the image into
+the substrate. The curve is the softmax probability of the target at the n+1 points and
+AUC = (sum(curve) - curve[0]/2 - curve[-1]/2) / n.
+
+Work is batched across images and steps: each image's ranking is held as a rank per pixel, and
+the inputs of a chunk of (image, step) pairs are built on the model's device in one `where`
+from `rank < pixels_moved`. At most `batch_size` perturbed inputs exist at a time. The original
+image is scored once; it is deletion's first point and insertion's last.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from metrics._maps import maps_at
+from metrics._model import (
+    check_amp,
+    check_batch_size,
+    check_targets,
+    evaluating,
+    logits_of,
+    memory_format_of,
+    model_device,
+    scores_and_targets,
+    target_probability,
+)
+from metrics.substrates import SUBSTRATES, substrate as make_substrate
+
+
+@dataclass(frozen=True)
+class CausalCurve:
+    """One causal metric for a batch: `auc` Tensor[B], `curve` Tensor[B, n+1], `pixels` Tensor[n+1]
+    (pixels moved at each point), `targets` LongTensor[B] (the classes scored). All on the CPU."""
+
+    auc: Tensor
+    curve: Tensor
+    pixels: Tensor
+    targets: Tensor
+
+
+def pixels_moved(n_pixels: int, step: int | None = None, n_steps: int | None = None) -> Tensor:
+    """Pixels moved after each of the n+1 points: min(k*step, H*W), or ceil(k*H*W/n_steps)."""
+    if step is not None and n_steps is not None:
+        raise ValueError("give either step or n_steps, not both")
+    if n_steps is not None:
+        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or not 1 <= n_steps <= n_pixels:
+            raise ValueError(f"n_steps must be an integer in [1, {n_pixels}] (H*W); got {n_steps!r}")
+        k = torch.arange(n_steps + 1)
+        return (k * n_pixels + n_steps - 1) // n_steps
+    step = 224 if step is None else step
+    if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+        raise ValueError(f"step must be a positive integer number of pixels; got {step!r}")
+    n = math.ceil(n_pixels / step)
+    return (torch.arange(n + 1) * step).clamp(max=n_pixels)
+
+
+def saliency_rank(maps: Tensor) -> Tensor:
+    """Rank of every pixel of each map [B,H,W] -> Tensor[B, H*W] int32; 0 is the most salient.
+
+    A stable descending sort, so equal saliency keeps row-major order."""
+    flat = maps.flatten(1)
+    order = torch.argsort(flat, dim=1, descending=True, stable=True)
+    ranks = torch.arange(flat.shape[1], device=flat.device, dtype=torch.int32)
+    return torch.empty_like(order, dtype=torch.int32).scatter_(1, order, ranks.expand_as(order).contiguous())
+
+
+def auc(curve: Tensor) -> Tensor:
+    """Trapezoidal area under curves [B, n+1] sampled at n equal intervals of [0, 1]."""
+    n = curve.shape[1] - 1
+    return (curve.sum(dim=1) - curve[:, 0] / 2 - curve[:, -1] / 2) / n
+
+
+def _perturbed_scores(
+    model: nn.Module,
+    x: Tensor,
+    fill: Tensor,
+    rank: Tensor,
+    moved: Tensor,
+    insert: bool,
+    targets: Tensor,
+    batch_size: int,
+    amp: torch.dtype | None,
+) -> Tensor:
+    """Target probability for every (image, point) pair -> Tensor[B, len(moved)], on the device.
+
+    Deletion shows the image where rank >= moved and the substrate elsewhere; insertion the reverse.
+    """
+    batch, channels, height, width = x.shape
+    points = moved.numel()
+    jobs = batch * points
+    image_of = torch.arange(jobs, device=x.device) // points
+    moved_of = moved.to(x.device).repeat(batch)
+    fmt = memory_format_of(x)
+    out = torch.empty(jobs, device=x.device)
+    for start in range(0, jobs, batch_size):
+        images = image_of[start : start + batch_size]
+        shown = rank[images] >= moved_of[start : start + batch_size, None]
+        if insert:
+            shown = ~shown
+        inputs = torch.where(shown.view(-1, 1, height, width), x[images], fill[images])
+        logits = logits_of(model, inputs.contiguous(memory_format=fmt), amp)
+        out[start : start + batch_size] = target_probability(logits, targets[images])
+    return out.view(batch, points)
+
+
+def causal_curves(
+    model: nn.Module,
+    x: Tensor,
+    maps,
+    targets=None,
+    *,
+    step: int | None = None,
+    n_steps: int | None = None,
+    deletion_substrate: str | None = "zeros",
+    insertion_substrate: str | None = "blur",
+    batch_size: int = 256,
+    amp: str | None = None,
+) -> dict[str, CausalCurve]:
+    """Deletion and/or insertion from one scoring of the original images.
+
+    Pass `None` as a substrate to skip that metric. Returns {"deletion": ..., "insertion": ...}.
+    Maps [B,H,W] (or [B,1,H,W]) of another size than the input are upsampled bilinearly. `amp`
+    ("bf16" / "fp16") runs the model under autocast; probabilities are taken in float32.
+    The model runs in eval mode (restored afterwards) on its own device; x moves there.
+    """
+    if x.dim() != 4:
+        raise ValueError(f"x must be a batch of preprocessed images [B,C,H,W]; got {tuple(x.shape)}")
+    batch_size = check_batch_size(batch_size)
+    amp_dtype = check_amp(amp)
+    device = model_device(model, x.device)
+    x = x.to(device)
+    batch, _, height, width = x.shape
+    moved = pixels_moved(height * width, step, n_steps)
+    rank = saliency_rank(maps_at(maps, batch, (height, width), device))
+    if deletion_substrate is None and insertion_substrate is None:
+        raise ValueError("both substrates are None: nothing to compute")
+    kinds = {"deletion": deletion_substrate, "insertion": insertion_substrate}
+    for name in kinds.values():
+        if name is not None and name not in SUBSTRATES:
+            raise ValueError(f"unknown substrate {name!r}; choose one of {', '.join(SUBSTRATES)}")
+    curves: dict[str, CausalCurve] = {}
+    with evaluating(model):
+        original, chosen = scores_and_targets(
+            model, x, check_targets(targets, batch, device), batch_size, amp_dtype
+        )
+        for kind, name in kinds.items():
+            if name is None:
+                continue
+            fill = make_substrate(name, x)
+            if kind == "deletion":
+                rest = _perturbed_scores(model, x, fill, rank, moved[1:], False, chosen, batch_size, amp_dtype)
+                curve = torch.cat([original[:, None], rest], dim=1)
+            else:
+                rest = _perturbed_scores(model, x, fill, rank, moved[:-1], True, chosen, batch_size, amp_dtype)
+                curve = torch.cat([rest, original[:, None]], dim=1)
+            curve = curve.cpu()
+            curves[kind] = CausalCurve(auc=auc(curve), curve=curve, pixels=moved, targets=chosen.cpu())
+    return curves
+
+
+def deletion(
+    model: nn.Module,
+    x: Tensor,
+    maps,
+    targets=None,
+    *,
+    step: int | None = None,
+    n_steps: int | None = None,
+    substrate: str = "zeros",
+    batch_size: int = 256,
+    amp: str | None = None,
+) -> CausalCurve:
+    """RISE deletion: the target's probability as the most salient pixels become the substrate.
+
+    Lower AUC is better. `step` pixels per step (default 224) or `n_steps` steps; substrates
+    "zeros" (default), "blur", "mean"; see `causal_curves` for maps, devices and `amp`.
+    """
+    return causal_curves(
+        model, x, maps, targets, step=step, n_steps=n_steps, deletion_substrate=substrate,
+        insertion_substrate=None, batch_size=batch_size, amp=amp,
+    )["deletion"]
+
+
+def insertion(
+    model: nn.Module,
+    x: Tensor,
+    maps,
+    targets=None,
+    *,
+    step: int | None = None,
+    n_steps: int | None = None,
+    substrate: str = "blur",
+    batch_size: int = 256,
+    amp: str | None = None,
+) -> CausalCurve:
+    """RISE insertion: the target's probability as the most salient pixels enter the substrate.
+
+    Higher AUC is better. `step` pixels per step (default 224) or `n_steps` steps; substrates
+    "blur" (default), "zeros", "mean"; see `causal_curves` for maps, devices and `amp`.
+    """
+    return causal_curves(
+        model, x, maps, targets, step=step, n_steps=n_steps, deletion_substrate=None,
+        insertion_substrate=substrate, batch_size=batch_size, amp=amp,
+    )["insertion"]

@@ -1,0 +1,95 @@
+"""Small models and reference implementations for the metrics tests.
+
+The references follow DESIGN.md's definitions literally, one image at a time, with scipy for the
+blur, so they share no code with `metrics`.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from scipy import ndimage
+from scipy.stats import norm
+from torch import nn
+
+
+def tiny_classifier(seed: int = 0, classes: int = 5) -> nn.Module:
+    """A random conv net with batch norm (so eval mode matters) returning logits."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, classes),
+    )
+    with torch.no_grad():  # non-trivial running statistics, so train-mode output would differ
+        model[1].running_mean.uniform_(-0.5, 0.5)
+        model[1].running_var.uniform_(0.5, 2.0)
+        model[-1].weight.mul_(4)
+    return model.eval()
+
+
+class PlantedBoxModel(nn.Module):
+    """Class 0's logit is the mean squared value of the pixels inside `box` and nothing else;
+    class 1 is a constant. Deleting the box (zeros) or blurring it lowers class 0's probability."""
+
+    def __init__(self, box: tuple[int, int, int, int], scale: float = 4.0):
+        super().__init__()
+        self.box = box
+        self.scale = scale
+        self.register_buffer("others", torch.tensor([1.0, 0.0, -1.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x0, y0, x1, y1 = self.box
+        energy = x[:, :, y0:y1, x0:x1].pow(2).mean(dim=(1, 2, 3))
+        return torch.cat([self.scale * energy[:, None], self.others.expand(x.shape[0], -1)], dim=1)
+
+
+def reference_substrate(name: str, image: np.ndarray) -> np.ndarray:
+    """DESIGN.md's substrates for one image [C,H,W], from scipy."""
+    if name == "zeros":
+        return np.zeros_like(image)
+    if name == "mean":
+        return np.broadcast_to(image.mean(axis=(1, 2), keepdims=True), image.shape).copy()
+    taps = np.diff(norm.cdf(np.linspace(-5, 5, 12)))
+    kernel = np.outer(taps, taps)
+    return np.stack([ndimage.convolve(c.astype(np.float64), kernel, mode="constant", cval=0.0) for c in image])
+
+
+def reference_curve(
+    model: nn.Module, image: torch.Tensor, saliency: np.ndarray, target: int, moved: list[int],
+    substrate: str, insert: bool,
+) -> np.ndarray:
+    """One image's deletion/insertion curve: a plain loop over steps copying pixels."""
+    c, h, w = image.shape
+    original = image.numpy().astype(np.float64)
+    fill = reference_substrate(substrate, original)
+    order = np.argsort(-saliency.ravel(), kind="stable")
+    current, source = (fill.copy(), original) if insert else (original.copy(), fill)
+    scores = []
+    done = 0
+    for count in moved:
+        pixels = order[done:count]
+        rows, cols = pixels // w, pixels % w
+        current[:, rows, cols] = source[:, rows, cols]
+        done = count
+        with torch.no_grad():
+            logits = model(torch.from_numpy(current).float()[None])
+        scores.append(torch.softmax(logits.double(), dim=1)[0, target].item())
+    return np.array(scores)
+
+
+def reference_moved(n_pixels: int, step: int | None = None, n_steps: int | None = None) -> list[int]:
+    if n_steps is not None:
+        return [math.ceil(k * n_pixels / n_steps) for k in range(n_steps + 1)]
+    n = math.ceil(n_pixels / step)
+    return [min(k * step, n_pixels) for k in range(n + 1)]
+
+
+def reference_auc(curve: np.ndarray) -> float:
+    return float(np.trapezoid(curve, dx=1.0 / (len(curve) - 1)))

@@ -1,0 +1,118 @@
+"""`explain(method, model, x, targets)`: every saliency method behind one batched call.
+
+Each method lives in its own module of this package and registers itself in `METHODS`; `explain`
+does the shared work once: input checks, targets, the target layer, chunking, autocast, upsampling
+to the input size and per-map min-max scaling.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from contextlib import nullcontext
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from study.explainers.core import METHODS, Method, as_targets, check_targets_in_range, model_device
+from study.layers import last_spatial_layer, resolve_layer
+
+__all__ = ["explain", "METHODS"]
+
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name not in ("core", "adapters"):
+        importlib.import_module(f"{__name__}.{_module.name}")
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def explain(
+    method: str,
+    model: nn.Module,
+    x: torch.Tensor,
+    targets=None,
+    *,
+    target_layer: str | nn.Module | None = None,
+    batch_size: int = 32,
+    seed: int | None = None,
+    normalize: bool = True,
+    reduce: str = "max",
+    amp: str | None = None,
+    channels_last: bool = False,
+    **options,
+) -> torch.Tensor:
+    """Saliency maps for `targets` (LongTensor[B] or [B,T]; None = top-1) of `model` on inputs `x`.
+
+    Returns Tensor[B,H,W] (or [B,T,H,W] for 2-D targets) float32 in [0,1] at the input resolution, on
+    the model's device. `method` is a name in `METHODS`, or `"captum:<Attribution>"` /
+    `"gradcam_lib:<CAMClass>"` to run a method of those libraries through the same interface.
+    `batch_size` bounds how many images (gradient methods) or perturbed copies (perturbation methods) go
+    through the model at once. `amp="bf16"|"fp16"` runs the model under autocast; `channels_last=True`
+    feeds it channels-last tensors (GPU speed-ups; maps are always returned as float32).
+    Guided methods reduce their RGB maps by the maximum absolute value over channels; `reduce="none"`
+    returns Tensor[B,3,H,W] for display instead.
+    """
+    entry = _method(method)
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.dtype.is_floating_point:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x must be a float Tensor[B,C,H,W] of preprocessed images, got {shape}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if amp not in (None, *AMP_DTYPES):
+        raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
+    if reduce not in ("max", "none"):
+        raise ValueError(f"reduce must be 'max' or 'none', got {reduce!r}")
+    model.eval()
+    device = model_device(model)
+    x = x.to(device, torch.float32)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    autocast = torch.autocast(device.type, dtype=AMP_DTYPES[amp]) if amp else nullcontext()
+    with autocast:
+        t, one_per_image = as_targets(targets, x, model, batch_size)
+        if targets is not None:
+            check_targets_in_range(t, model, x)
+        layer = _layer(model, x, target_layer) if entry.needs_layer else None
+        kwargs = dict(layer=layer, batch_size=batch_size, seed=seed, **options)
+        if entry.per_image_batches:
+            raw = torch.cat([entry.fn(model, xb, tb, **kwargs) for xb, tb in zip(x.split(batch_size), t.split(batch_size))])
+        else:
+            raw = entry.fn(model, x, t, **kwargs)
+    maps = _finish(raw.float(), x.shape[-2:], normalize=normalize, guided=entry.guided, reduce=reduce)
+    return maps[:, 0] if one_per_image else maps
+
+
+def _method(name: str) -> Method:
+    if isinstance(name, str) and ":" in name:
+        from study.explainers.adapters import adapter
+
+        return adapter(name)
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose from {', '.join(sorted(METHODS))} "
+                         f"or 'captum:<Attribution>' / 'gradcam_lib:<CAMClass>'")
+    return METHODS[name]
+
+
+def _layer(model: nn.Module, x: torch.Tensor, target_layer) -> nn.Module:
+    if target_layer is None:
+        target_layer = getattr(model, "target_layer", None) or last_spatial_layer(model, x)
+    return resolve_layer(model, target_layer)
+
+
+def _finish(raw: torch.Tensor, size, *, normalize: bool, guided: bool, reduce: str) -> torch.Tensor:
+    """Upsample raw maps to the input size, reduce guided RGB maps, min-max scale each map."""
+    if guided:
+        if reduce == "max":
+            raw = raw.abs().amax(2)
+    else:
+        b, t, h, w = raw.shape
+        raw = F.interpolate(raw.reshape(b * t, 1, h, w), size=tuple(size), mode="bilinear", align_corners=False)
+        raw = raw.reshape(b, t, *size)
+    if not normalize:
+        return raw
+    flat = raw.flatten(2)
+    low, high = flat.amin(2, keepdim=True), flat.amax(2, keepdim=True)
+    scaled = (flat - low) / (high - low).clamp_min(torch.finfo(flat.dtype).tiny)
+    return scaled.reshape(raw.shape)

@@ -1,0 +1,131 @@
+"""What every explainer shares: the method registry, target handling, and activation capture."""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MethodFn = Callable[..., torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered explainer.
+
+    `fn(model, x, targets, *, layer, batch_size, seed, **options)` gets `targets` as LongTensor[B,T] and
+    returns raw maps Tensor[B,T,h,w] (after the method's own ReLU, if it has one) at any resolution (guided ones: Tensor[B,T,3,H,W]).
+    `per_image_batches`: `explain` feeds it chunks of `batch_size` images (gradient methods); otherwise
+    it gets every image and spends `batch_size` on its own perturbed copies.
+    """
+
+    name: str
+    fn: MethodFn
+    needs_layer: bool
+    per_image_batches: bool
+    randomised: bool = False
+    guided: bool = False
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register(name: str, *, needs_layer: bool, per_image_batches: bool, randomised: bool = False,
+             guided: bool = False) -> Callable[[MethodFn], MethodFn]:
+    def add(fn: MethodFn) -> MethodFn:
+        METHODS[name] = Method(name, fn, needs_layer, per_image_batches, randomised, guided)
+        return fn
+
+    return add
+
+
+def model_device(model: nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    if param is not None:
+        return param.device
+    buf = next(model.buffers(), None)
+    return buf.device if buf is not None else torch.device("cpu")
+
+
+def as_targets(targets, x: torch.Tensor, model: nn.Module, batch_size: int) -> tuple[torch.Tensor, bool]:
+    """Targets as LongTensor[B,T] on x's device, and whether the caller asked for one class per image.
+
+    `None` means each image's top-1 class (one batched forward pass per `batch_size` images).
+    """
+    b = x.shape[0]
+    if targets is None:
+        with torch.no_grad():
+            top = torch.cat([model(chunk).argmax(1) for chunk in x.split(batch_size)])
+        return top[:, None], True
+    t = torch.as_tensor(targets, device=x.device)
+    if t.dtype.is_floating_point or t.dtype == torch.bool:
+        raise ValueError(f"targets must be class indices (integers), got dtype {t.dtype}")
+    if t.dim() == 0:
+        t = t.expand(b)
+    if t.dim() not in (1, 2) or t.shape[0] != b:
+        raise ValueError(f"targets must have shape [B] or [B,T] with B={b} images, got {tuple(t.shape)}")
+    return (t[:, None] if t.dim() == 1 else t).long(), t.dim() == 1
+
+
+def check_targets_in_range(targets: torch.Tensor, model: nn.Module, x: torch.Tensor) -> None:
+    """A clear error for a class index the model does not have (one single-image forward pass)."""
+    with torch.no_grad():
+        num_classes = model(x[:1]).shape[1]
+    if targets.numel() and (targets.min() < 0 or targets.max() >= num_classes):
+        raise ValueError(f"target class out of range: the model has {num_classes} classes, "
+                         f"got {targets.min().item()}..{targets.max().item()}")
+
+
+@contextlib.contextmanager
+def capture(layer: nn.Module) -> Iterator[dict]:
+    """Record `layer`'s output during a forward pass as `store["A"]`.
+
+    The hook hands the rest of the network a clone, so in-place operations downstream (ReLU(inplace=True)
+    after the layer) cannot corrupt the stored activations or the gradients taken with respect to them.
+    """
+    store: dict = {}
+
+    def hook(_module, _inputs, output):
+        if not isinstance(output, torch.Tensor) or output.dim() != 4:
+            raise ValueError(f"target layer {type(_module).__name__} must output a (B,C,H,W) feature map, "
+                             f"got {getattr(output, 'shape', type(output).__name__)}")
+        store["A"] = output
+        return output.clone()
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        yield store
+    finally:
+        handle.remove()
+
+
+def forward_with_activations(model: nn.Module, x: torch.Tensor, layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, target-layer activations) from one forward pass with autograd on."""
+    with capture(layer) as store:
+        logits = model(x.detach().requires_grad_(True))
+    return logits, store["A"]
+
+
+def target_scores(logits: torch.Tensor, targets: torch.Tensor, t: int) -> torch.Tensor:
+    """Sum over the batch of each image's logit for its t-th target (one backward serves all images)."""
+    return logits.float().gather(1, targets[:, t : t + 1]).sum()
+
+
+def gap_linear_head(model: nn.Module, activations: torch.Tensor, logits: torch.Tensor) -> nn.Linear | None:
+    """The final linear layer if the logits are exactly linear(global-average-pool(activations)), else None.
+
+    Checked numerically on the batch at hand, so it works for any architecture without knowing its code.
+    """
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears or linears[-1].in_features != activations.shape[1]:
+        return None
+    fc = linears[-1]
+    with torch.no_grad():
+        pooled = activations.float().mean((2, 3))
+        expected = F.linear(pooled, fc.weight.float(), None if fc.bias is None else fc.bias.float())
+        scale = logits.float().abs().amax().clamp_min(1.0)
+        close = (expected - logits.float()).abs().amax() <= 1e-3 * scale
+    return fc if close else None

@@ -1,0 +1,123 @@
+"""`load_model`: the embedded default, torchvision classifiers by name, or a user's own `module:callable`."""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from study.layers import last_spatial_layer
+from study.models.classifier import Classifier
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# EfficientNet-Lite scales inputs as (x*255 - 127) / 128.
+LITE_MEAN = (127 / 255,) * 3
+LITE_STD = (128 / 255,) * 3
+DEFAULT_MODEL = "efficientnet_lite0"
+
+__all__ = ["Classifier", "load_model", "imagenet_categories", "DEFAULT_MODEL"]
+
+
+def imagenet_categories() -> list[str]:
+    """The 1000 ImageNet class names that torchvision ships (no download)."""
+    from torchvision.models import ResNet50_Weights
+
+    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def load_model(
+    name: str = DEFAULT_MODEL,
+    weights: str | Path | None = None,
+    device: str | torch.device | None = None,
+) -> Classifier:
+    """Load a classifier by name, never touching the network.
+
+    - `"efficientnet_lite0"`: the embedded default with real ImageNet weights from a PyPI package.
+    - a torchvision classifier name (`"resnet50"`): weights from `weights=PATH` (loaded with
+      `weights_only=True`), else from the local torch hub cache; `weights="random"` keeps the random
+      initialisation (sanity checks, tests).
+    - `"package.module:callable"`: a user's function returning an `nn.Module` (optionally with `weights`).
+    """
+    if name == DEFAULT_MODEL and weights is None:
+        from study.models.efficientnet_lite import efficientnet_lite0_pretrained
+
+        net, mean, std = efficientnet_lite0_pretrained(), LITE_MEAN, LITE_STD
+    elif ":" in name:
+        net, mean, std = _user_network(name), IMAGENET_MEAN, IMAGENET_STD
+        if weights not in (None, "random"):
+            net.load_state_dict(_load_state(weights))
+    else:
+        net, mean, std = _torchvision_network(name, weights), IMAGENET_MEAN, IMAGENET_STD
+    net = net.eval()
+    probe = torch.zeros(1, 3, 224, 224)
+    num_classes = net(probe).shape[-1] if not hasattr(net, "_fc") else net._fc.out_features
+    categories = imagenet_categories() if num_classes == 1000 else [f"class {i}" for i in range(num_classes)]
+    classifier = Classifier(
+        net,
+        name=name,
+        categories=categories,
+        target_layer="network." + last_spatial_layer(net, probe),
+        mean=mean,
+        std=std,
+    )
+    return classifier.to(device) if device is not None else classifier
+
+
+def _load_state(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(f"cannot read weights from {path}: {err}") from err
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} does not hold a state dict")
+    return state.get("state_dict", state) if isinstance(state.get("state_dict"), dict) else state
+
+
+def _torchvision_network(name: str, weights: str | Path | None) -> nn.Module:
+    import torchvision
+
+    classifiers = torchvision.models.list_models(module=torchvision.models)
+    if name not in classifiers and name != DEFAULT_MODEL:
+        raise ValueError(f"unknown model {name!r}: use {DEFAULT_MODEL!r}, a torchvision classifier "
+                         f"(e.g. resnet50, vgg16, densenet121) or 'module:callable'")
+    if name == DEFAULT_MODEL:  # the default architecture with user weights
+        from study.models.efficientnet_lite import EfficientNetLite0
+
+        net = EfficientNetLite0()
+    else:
+        net = torchvision.models.get_model(name, weights=None)
+    if weights == "random":
+        return net
+    path = Path(weights) if weights is not None else _hub_cache_file(name)
+    if path is None:
+        raise FileNotFoundError(
+            f"no local weights for {name!r}: pass weights=PATH (a state dict), put torchvision's file in the "
+            f"torch hub cache ({torch.hub.get_dir()}/checkpoints), or weights='random' for an untrained model"
+        )
+    net.load_state_dict(_load_state(path))
+    return net
+
+
+def _hub_cache_file(name: str) -> Path | None:
+    import torchvision
+
+    url = torchvision.models.get_model_weights(name).DEFAULT.url
+    path = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+    return path if path.is_file() else None
+
+
+def _user_network(spec: str) -> nn.Module:
+    module_name, _, attr = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"cannot load model {spec!r}: {err}") from err
+    net = factory()
+    if not isinstance(net, nn.Module):
+        raise ValueError(f"{spec} returned {type(net).__name__}, not a torch.nn.Module")
+    return net

@@ -1,0 +1,83 @@
+"""`Classifier`: a network plus what a study needs to use it (preprocessing, class names, CAM layer)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+ImageLike = Image.Image | np.ndarray
+
+
+class Classifier(nn.Module):
+    """A classifier that maps preprocessed images to logits, like any torch model.
+
+    `preprocess` turns PIL images or HxWx3 uint8 arrays into the model's input tensor on the model's
+    device. Images are resized to exactly `input_size` without cropping, so the whole photo is explained
+    and boxes drawn on it scale linearly onto the maps.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        *,
+        name: str,
+        categories: Sequence[str],
+        target_layer: str,
+        mean: Sequence[float],
+        std: Sequence[float],
+        input_size: tuple[int, int] = (224, 224),
+    ):
+        super().__init__()
+        self.network = network.eval()
+        self.name = name
+        self.categories = list(categories)
+        self.target_layer = target_layer
+        self.input_size = tuple(input_size)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x)
+
+    @property
+    def device(self) -> torch.device:
+        return self.mean.device
+
+    def to_pixels(self, images: Sequence[ImageLike] | ImageLike) -> torch.Tensor:
+        """Resized RGB images as a uint8 Tensor[B,3,H,W] on the CPU (what a participant is shown)."""
+        if isinstance(images, (Image.Image, np.ndarray)):
+            images = [images]
+        if len(images) == 0:
+            raise ValueError("preprocess needs at least one image")
+        width, height = self.input_size[1], self.input_size[0]
+        arrays = [np.asarray(_as_rgb(im).resize((width, height), Image.BILINEAR)) for im in images]
+        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+    def preprocess(self, images: Sequence[ImageLike] | ImageLike) -> torch.Tensor:
+        """Images -> normalised float Tensor[B,3,H,W] on the model's device."""
+        pixels = self.to_pixels(images).to(self.device, torch.float32) / 255.0
+        return (pixels - self.mean) / self.std
+
+    def predict(self, x: torch.Tensor, k: int = 5) -> list[list[tuple[str, float]]]:
+        """Top-k (class name, softmax probability) per image, for people rather than code."""
+        with torch.no_grad():
+            probs = self(x.to(self.device)).float().softmax(1)
+        values, indices = probs.topk(k, dim=1)
+        return [[(self.categories[i], float(v)) for v, i in zip(vs, ids)] for vs, ids in zip(values, indices)]
+
+
+def _as_rgb(image: ImageLike) -> Image.Image:
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = np.stack([array] * 3, axis=-1)
+    if array.ndim != 3 or array.shape[-1] not in (3, 4):
+        raise ValueError(f"expected an HxWx3 image array, got shape {tuple(array.shape)}")
+    if array.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image array, got dtype {array.dtype}")
+    return Image.fromarray(array[..., :3])

@@ -1,0 +1,80 @@
+"""The randomisation sanity check separates a model-dependent explainer from an edge detector."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+from scipy.stats import spearmanr
+
+from _metrics_fixtures import tiny_classifier
+from metrics import default_stages, randomization_sanity
+from metrics.sanity import spearman_rows
+
+
+def grad_cam(model, x, targets):
+    """Grad-CAM on the second conv layer, written here with autograd (independent of study)."""
+    captured = {}
+    handle = model[3].register_forward_hook(lambda m, i, o: captured.update(a=o))
+    try:
+        logits = model(x.requires_grad_(False))
+        score = logits.gather(1, targets[:, None]).sum()
+        (grads,) = torch.autograd.grad(score, captured["a"])
+    finally:
+        handle.remove()
+    weights = grads.mean(dim=(2, 3), keepdim=True)
+    cam = F.relu((weights * captured["a"]).sum(1, keepdim=True))
+    return F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0].detach()
+
+
+def edges(model, x, targets):
+    """Sobel gradient magnitude of the image: ignores the model entirely."""
+    gray = x.mean(1).numpy()
+    return torch.from_numpy(np.hypot(ndimage.sobel(gray, axis=1), ndimage.sobel(gray, axis=2)))
+
+
+def test_gradient_method_changes_under_randomisation_and_edge_detector_does_not():
+    model = tiny_classifier(seed=11).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.manual_seed(3)
+    x = torch.randn(8, 3, 32, 32)
+    targets = torch.zeros(8, dtype=torch.long)
+    cam = randomization_sanity(model, x, targets, grad_cam)
+    edge = randomization_sanity(model, x, targets, edges)
+    assert cam.stages == edge.stages == ("7", "3", "1", "0")
+    assert cam.rho.shape == (8, 4)
+    torch.testing.assert_close(edge.rho, torch.ones(8, 4))
+    assert cam.rho[:, -1].abs().mean() < 0.5
+    assert (cam.rho.mean(0) < 0.9).all()
+    for k, v in model.state_dict().items():  # the caller's model is untouched
+        torch.testing.assert_close(v, before[k])
+
+
+def test_randomisation_is_seeded():
+    model = tiny_classifier(seed=12)
+    x = torch.randn(3, 3, 16, 16)
+    t = torch.tensor([1, 2, 3])
+    a = randomization_sanity(model, x, t, grad_cam, seed=5)
+    b = randomization_sanity(model, x, t, grad_cam, seed=5)
+    torch.testing.assert_close(a.rho, b.rho, equal_nan=True)
+
+
+def test_spearman_rows_match_scipy_with_ties():
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 5, (6, 50)).astype(float)
+    b = a + rng.integers(0, 3, (6, 50))
+    expected = [spearmanr(a[i], b[i]).statistic for i in range(6)]
+    np.testing.assert_allclose(spearman_rows(a, b), expected, rtol=1e-12)
+    assert np.isnan(spearman_rows(np.zeros((1, 5)), b[:1, :5])).all()
+
+
+def test_default_stages_of_a_resnet_go_top_down_by_block():
+    from torchvision.models import resnet18
+
+    stages = default_stages(resnet18())
+    assert stages[:3] == ["fc", "layer4.1", "layer4.0"]
+    assert stages[-2:] == ["bn1", "conv1"] and len(stages) == 11
+
+
+def test_unknown_stage_is_a_lookup_error():
+    with pytest.raises(LookupError, match="layer9"):
+        randomization_sanity(tiny_classifier(), torch.randn(1, 3, 8, 8), torch.tensor([0]), edges, stages=["layer9"])

@@ -1,0 +1,191 @@
+"""The participant flow: link -> consent -> instructions -> practice with feedback -> trials ->
+questionnaire -> completion code.
+
+The database (through `SurveySession`) is the source of truth for progress; Streamlit's
+session state only remembers who this browser tab is and which screen it is on. A reload, a
+closed tab or a server restart enters again with the id from the link and resumes at the first
+unanswered trial.
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+import streamlit as st
+
+from study.session import AlreadyCompleted
+from ui import context
+from ui.tasks_view import trial_form
+
+# Prolific sends PROLIFIC_PID, STUDY_ID and SESSION_ID together; the first one present names
+# the participant (STUDY_ID alone is the same for everyone, so it is the last resort).
+ID_PARAMS = ("PROLIFIC_PID", "pid", "SESSION_ID", "STUDY_ID")
+_VALID_ID = re.compile(r"[\w.@:-]{1,128}")
+
+
+def external_id_from(params) -> str | None:
+    """The participant id carried by the link, or None when it has none."""
+    for name in ID_PARAMS:
+        value = (params.get(name) or "").strip()
+        if value:
+            return value
+    return None
+
+
+def _say(kind: str, title: str, body: str) -> None:
+    st.header(title)
+    getattr(st, kind)(body)
+
+
+def _enter(s) -> None:
+    """Read the link once, create or resume the participant, choose the first screen."""
+    state = st.session_state
+    external = external_id_from(st.query_params)
+    if external is not None and not _VALID_ID.fullmatch(external):
+        state.phase = "bad_link"
+        return
+    if external is None and not s.config.allow_anonymous:
+        state.phase = "bad_link"
+        return
+    try:
+        p = s.enter(external, user_agent=st.context.headers.get("User-Agent", ""))
+    except AlreadyCompleted:
+        state.phase = "closed"
+        return
+    if external is None:
+        # So that a reload of this tab resumes instead of starting a new participant.
+        st.query_params["pid"] = p.external_id
+    state.pid = p.participant_id
+    if p.consented is None:
+        state.phase = "consent"
+    elif p.n_done == 0:
+        state.phase = "instructions"
+    else:
+        state.phase = "trials"
+
+
+def _consent(s) -> None:
+    st.title(s.config.name)
+    st.markdown(s.config.text.consent_md)
+    agree, decline = st.columns(2)
+    if agree.button("I agree to take part", type="primary", width="stretch"):
+        s.consent(st.session_state.pid, True)
+        st.session_state.phase = "instructions"
+        st.rerun()
+    if decline.button("I do not agree", width="stretch"):
+        s.consent(st.session_state.pid, False)
+        st.session_state.phase = "declined"
+        st.rerun()
+
+
+def _instructions(s) -> None:
+    st.header("Instructions")
+    st.markdown(s.config.text.instructions_md)
+    st.info("The first questions are practice: after each one you will see the right answer.")
+    with st.form("start", border=False):
+        if st.form_submit_button("Start", type="primary"):
+            st.session_state.phase = "trials"
+            st.rerun()
+
+
+def _rt_ms(shown_at: datetime) -> int:
+    """Milliseconds from when the trial was first shown (stored server side) to now."""
+    if shown_at.tzinfo is None:
+        shown_at = shown_at.replace(tzinfo=timezone.utc)
+    return max(0, round((datetime.now(timezone.utc) - shown_at).total_seconds() * 1000))
+
+
+def _feedback(fb: dict) -> None:
+    st.header("Practice")
+    if fb["correct"] is True:
+        st.success("Correct!")
+    elif fb["correct"] is False:
+        st.error("Not quite.")
+    if fb["feedback_md"]:
+        st.markdown(fb["feedback_md"])
+    with st.form(f"feedback-{fb['trial_index']}", border=False):
+        if st.form_submit_button("Continue", type="primary"):
+            del st.session_state["feedback"]
+            st.rerun()
+
+
+def _trials(s) -> None:
+    state = st.session_state
+    if "feedback" in state:
+        _feedback(state.feedback)
+        return
+    trial = s.next_trial(state.pid)
+    if trial is None:
+        state.phase = "questionnaire"
+        st.rerun()
+    done, total = s.progress(state.pid)
+    st.progress(done / max(total, 1), text=f"Question {done + 1} of {total}")
+    if trial.is_practice:
+        st.caption("Practice question")
+    submission = trial_form(trial)
+    if submission is None:
+        return
+    outcome = s.answer(state.pid, trial.trial_index, submission.response,
+                       rt_ms=_rt_ms(trial.shown_at), confidence=submission.confidence)
+    if trial.is_practice:
+        state.feedback = {"trial_index": trial.trial_index, "correct": outcome.correct,
+                          "feedback_md": trial.feedback_md}
+    st.rerun()
+
+
+def _questionnaire(s) -> None:
+    st.header("Almost done")
+    st.markdown("A few short questions about you and the task. You may skip any of them.")
+    answers = {}
+    with st.form("questionnaire", border=False):
+        for item in s.config.questionnaire:
+            if item.options:
+                answers[item.key] = st.radio(item.label, item.options, index=None,
+                                             key=f"q-{item.key}")
+            else:
+                answers[item.key] = st.text_input(item.label, key=f"q-{item.key}")
+        finished = st.form_submit_button("Finish", type="primary")
+    if finished:
+        code = s.complete(st.session_state.pid, {k: v or "" for k, v in answers.items()})
+        st.session_state.code = code
+        st.session_state.redirect = s.redirect_url(st.session_state.pid)
+        st.session_state.phase = "done"
+        st.rerun()
+
+
+def _done(s) -> None:
+    st.header("Thank you!")
+    st.success("You have completed the study. Your answers are saved.")
+    if s.config.text.debrief_md:
+        st.markdown(s.config.text.debrief_md)
+    st.markdown("**Your completion code**")
+    st.code(st.session_state.code, language=None)
+    if st.session_state.redirect:
+        st.link_button("Return to the study platform", st.session_state.redirect,
+                       type="primary")
+
+
+_SCREENS = {
+    "consent": _consent,
+    "instructions": _instructions,
+    "trials": _trials,
+    "questionnaire": _questionnaire,
+    "done": _done,
+    "declined": lambda s: _say("info", "Thank you", "You chose not to take part, so the study "
+                               "ends here and none of your answers were recorded. "
+                               "You can close this tab."),
+    "closed": lambda s: _say("info", "This link has already been used",
+                             "This participant link has already been used to take part, so it "
+                             "cannot start again. Thank you for your interest! "
+                             "You can close this tab."),
+    "bad_link": lambda s: _say("warning", "Please use your study link",
+                               "This page needs the personal link you were given (it carries "
+                               "your participant id). Please open the study from that link."),
+}
+
+
+def page() -> None:
+    s = context.session()
+    if "phase" not in st.session_state:
+        _enter(s)
+    _SCREENS[st.session_state.phase](s)

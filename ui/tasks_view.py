@@ -1,0 +1,66 @@
+"""One trial on screen: its images, prompt and choices in a single form, so an answer is sent
+atomically with one click (or Enter). Task-specific wording comes from the session's
+`TrialView`; this module only lays it out."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from ui import context
+from ui.shortcuts import install_shortcuts
+
+
+@dataclass(frozen=True)
+class Submission:
+    response: str
+    confidence: str | None
+
+
+def _per_row(n_images: int) -> int:
+    # Two per row keeps 2- and 4-image trials (compare, distinction) large on a laptop;
+    # Streamlit stacks columns on narrow (phone) screens by itself.
+    return 2 if n_images in (2, 4) else min(n_images, 3)
+
+
+def show_images(trial) -> None:
+    per_row = _per_row(len(trial.images))
+    captions = list(trial.captions) + [""] * (len(trial.images) - len(trial.captions))
+    for start in range(0, len(trial.images), per_row):
+        cols = st.columns(per_row)
+        for col, path, caption in zip(cols, trial.images[start:start + per_row],
+                                      captions[start:start + per_row]):
+            col.image(context.png_bytes(str(path)), caption=caption or None, width="stretch")
+
+
+def _choice(label: str, options, key: str) -> str | None:
+    labels = dict(options)
+    return st.radio(label, list(labels), format_func=labels.__getitem__, index=None,
+                    horizontal=True, key=key)
+
+
+def trial_form(trial) -> Submission | None:
+    """Render the trial; return the submission on a valid submit, else None.
+
+    The form and its widgets are keyed by the trial index: a second click that arrives after
+    the next trial is on screen belongs to a form that no longer exists, so it cannot be taken
+    as an answer to the new trial.
+    """
+    with st.form(f"trial-{trial.trial_index}", border=False):
+        show_images(trial)
+        st.markdown(trial.prompt_md)
+        response = _choice("Your answer", trial.options, f"answer-{trial.trial_index}")
+        confidence = None
+        if trial.confidence_options:
+            confidence = _choice("How confident are you?", trial.confidence_options,
+                                 f"confidence-{trial.trial_index}")
+        submitted = st.form_submit_button("Next", type="primary")
+    st.caption("Keyboard: press 1, 2, 3 … to choose, Enter to continue.")
+    install_shortcuts()
+    if not submitted:
+        return None
+    if response is None or (trial.confidence_options and confidence is None):
+        st.warning("Please choose an answer" + (" and your confidence" if trial.confidence_options
+                                                 else "") + " before continuing.")
+        return None
+    return Submission(response, confidence)

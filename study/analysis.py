@@ -285,14 +285,14 @@ def analysable(responses: pd.DataFrame) -> pd.DataFrame:
 
 def compare_choices(responses: pd.DataFrame) -> pd.DataFrame:
     """`compare` answers as (unit, method_a, method_b, choice), the pair sorted so that left/right
-    placement does not split a unit. `method` is the map shown left, `method_b` the one right."""
+    placement does not split a unit. The response is the preferred method's name or "same"."""
     rows = responses[responses["task"] == "compare"]
-    side = rows["response"].astype(str).str.lower()
-    unknown = ~side.isin(["left", "right", SAME])
-    if unknown.any():
-        raise ValueError(f"compare answers must be left, right or same; got {rows.loc[unknown, 'response'].iloc[0]!r}")
-    chosen = np.where(side == "left", rows["method"], np.where(side == "right", rows["method_b"], SAME))
     left, right = rows["method"].astype(str), rows["method_b"].astype(str)
+    choice = rows["response"].astype(str)
+    unknown = ~((choice == left) | (choice == right) | (choice == SAME))
+    if unknown.any():
+        raise ValueError(f"a compare answer must name one of the two methods or be 'same'; "
+                         f"got {rows.loc[unknown, 'response'].iloc[0]!r}")
     first = left.where(left <= right, right)
     second = right.where(left <= right, left)
     unit = (rows["model"].astype(str) + "|" + rows["image_id"].astype(str) + "|"
@@ -300,7 +300,7 @@ def compare_choices(responses: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "participant_id": rows["participant_id"].to_numpy(), "model": rows["model"].to_numpy(),
         "image_id": rows["image_id"].to_numpy(), "unit": unit.to_numpy(),
-        "method_a": first.to_numpy(), "method_b": second.to_numpy(), "choice": chosen,
+        "method_a": first.to_numpy(), "method_b": second.to_numpy(), "choice": choice.to_numpy(),
     })
 
 

@@ -52,8 +52,7 @@ def synthetic_results(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
             left, right = ("cam", "gradcam") if rng.random() < 0.5 else ("gradcam", "cam")
             u = rng.random()
             chosen = "gradcam" if u < 0.6 else ("cam" if u < 0.8 else "same")
-            side = "same" if chosen == "same" else ("left" if chosen == left else "right")
-            add("compare", image, left, right, response=side)
+            add("compare", image, left, right, response=chosen)
         # Attention check: participant 6 fails it; participant 7 answers one trial too fast.
         passed = pid != 6
         add("rating", "img5", "gradcam", response="5" if passed else "1", rating=5 if passed else 1,
@@ -82,3 +81,104 @@ def synthetic_faithfulness(responses: pd.DataFrame) -> pd.DataFrame:
                          "metric": "deletion_auc", "value": 0.3 - 0.05 * METHODS.index(method) + rng.normal(0, 0.02),
                          "params": '{"step": 224}'})
     return pd.DataFrame(rows)
+
+
+STUDY_TOML = """\
+name = "Export <check> & \\"quotes\\""
+seed = 3
+images = "bundled"
+methods = ["cam", "gradcam", "scorecam"]
+attention_checks = 1
+
+[text]
+consent_md = "Consent."
+instructions_md = "Instructions."
+debrief_md = "Thanks."
+
+[exclusion]
+min_rt_ms = 300
+
+[[tasks]]
+type = "rating"
+
+[[tasks]]
+type = "class_discrimination"
+methods = ["cam", "gradcam"]
+
+[[tasks]]
+type = "compare"
+methods = ["cam", "gradcam"]
+"""
+
+
+def populate_study(folder, seed: int = 0):
+    """A study folder (study.toml, stimuli/, study.db) holding `synthetic_results()`, written
+    through the ORM models of study.storage, as `camstudy build` plus a survey would leave it."""
+    from pathlib import Path
+
+    from PIL import Image as PILImage
+
+    from study.config import load_config
+    from study.storage import (Image, Model, Participant, PlanRow, QuestionnaireAnswer, Response,
+                               Stimulus, Study, Trial, open_database)
+
+    folder = Path(folder)
+    (folder / "stimuli").mkdir(parents=True, exist_ok=True)
+    (folder / "study.toml").write_text(STUDY_TOML)
+    config = load_config(folder / "study.toml")
+    responses, participants = synthetic_results(seed)
+    database = open_database(config.database(folder))
+
+    def fill(session):
+        study = Study(name=config.name, config_hash=config.hash, config_toml=STUDY_TOML,
+                      schema_version=1, seed=config.seed)
+        session.add(study)
+        session.flush()
+        session.add(Model(study_id=study.id, name=MODEL, n_classes=1000,
+                          categories=[f"class {i}" for i in range(1000)]))
+        refs = {}
+        for k, image in enumerate(IMAGES):
+            row = Image(study_id=study.id, image_id=image, source="synthetic", width=32, height=32,
+                        labels=[281], boxes=[[0, 0, 32, 32]], predictions={MODEL: [[281, 0.9]]})
+            session.add(row)
+            session.flush()
+            refs[image] = row.id
+            for j, method in enumerate(METHODS):
+                path = f"stimuli/{image}_{method}.png"
+                PILImage.new("RGB", (32, 32), (40 * k, 80 * j, 120)).save(folder / path)
+                session.add(Stimulus(study_id=study.id, image_ref=row.id, model=MODEL, method=method,
+                                     target_class=281, path=path, meta={}))
+        people = {}
+        for person in participants.itertuples():
+            row = Participant(study_id=study.id, external_id=person.external_id, seed=person.seed,
+                              slot=person.participant_id, consented=True, consent_at=person.consent_at,
+                              started_at=person.started_at,
+                              completed_at=None if pd.isna(person.completed_at) else person.completed_at,
+                              completion_code=person.completion_code, user_agent=person.user_agent)
+            session.add(row)
+            session.flush()
+            people[person.participant_id] = row.id
+            if not pd.isna(person.completed_at):
+                session.add(QuestionnaireAnswer(participant_id=row.id, key="age", value="30-49"))
+        for r in responses.itertuples():
+            canonical = sorted([r.method, r.method_b]) if r.task == "compare" else [r.method, r.method_b]
+            order = [canonical.index(r.method), canonical.index(r.method_b)] if r.task == "compare" else [0]
+            common = dict(task=r.task, image_id=r.image_id, model=MODEL, model_b=None,
+                          method=canonical[0], method_b=canonical[1], target_class=281)
+            trial = Trial(study_id=study.id, role="main", task_position=0, cell_index=None, spec={}, **common)
+            session.add(trial)
+            session.flush()
+            plan = PlanRow(participant_id=people[r.participant_id], trial_index=r.trial_index,
+                           trial_id=trial.id, is_practice=r.is_practice,
+                           is_attention_check=r.is_attention_check,
+                           display={"order": order, "options": [0, 1, 2]}, shown_at=r.shown_at, **common)
+            session.add(plan)
+            session.flush()
+            session.add(Response(participant_id=people[r.participant_id], trial_index=r.trial_index,
+                                 plan_row_id=plan.id, response=r.response,
+                                 correct=None if pd.isna(r.correct) else bool(r.correct),
+                                 confidence=None, rating=None if pd.isna(r.rating) else int(r.rating),
+                                 rt_ms=int(r.rt_ms), answered_at=r.answered_at))
+
+    database.write(fill)
+    return folder

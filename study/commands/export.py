@@ -1,0 +1,17 @@
+"""`camstudy export STUDY_DIR --out DIR`: the tidy CSVs and codebook of a study."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("study_dir", metavar="STUDY_DIR", help="study folder (study.toml, study.db, stimuli/)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder for the CSV files (created if missing)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from study.export import write_exports
+
+    for path in write_exports(args.study_dir, args.out):
+        print(path)
+    return 0

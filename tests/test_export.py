@@ -1,0 +1,158 @@
+"""camstudy export: DESIGN.md's columns, a complete codebook, exclusion flags, byte-identical reruns."""
+import csv
+import io
+
+import pandas as pd
+import pytest
+
+from study import export
+from study.cli import main
+from tests._export_fixtures import populate_study, synthetic_faithfulness, synthetic_results
+
+# The Export section of DESIGN.md, copied by hand: the contract the code must meet.
+DESIGN_COLUMNS = {
+    "responses": "study_id, participant_id, external_id, trial_index, task, image_id, model, method, "
+                 "method_b, target_class, response, correct, confidence, rating, rt_ms, shown_at, "
+                 "answered_at, is_practice, is_attention_check, excluded",
+    "participants": "participant_id, external_id, seed, consent_at, started_at, completed_at, "
+                    "completion_code, n_answered, attention_passed, excluded, user_agent",
+    "faithfulness": "image_id, model, method, target_class, metric, value, params",
+}
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory):
+    return populate_study(tmp_path_factory.mktemp("study"))
+
+
+@pytest.fixture(scope="module")
+def exported(study_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
+    assert main(["export", str(study_dir), "--out", str(out)]) == 0
+    return out
+
+
+def _read(path):
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def test_every_csv_is_written_with_design_columns(exported):
+    for table, design in DESIGN_COLUMNS.items():
+        with open(exported / f"{table}.csv", newline="") as handle:
+            assert next(csv.reader(handle)) == design.split(", ")
+    for table in ("summary", "tests", "correlations", "codebook", "questionnaire"):
+        assert (exported / f"{table}.csv").is_file()
+    summary = _read(exported / "summary.csv")
+    assert {"task", "method", "n", "estimate", "ci_low", "ci_high", "vote_score"} <= set(summary.columns)
+    tests = _read(exported / "tests.csv")
+    assert {"test", "statistic", "p", "n"} <= set(tests.columns)
+
+
+def test_codebook_describes_every_column_of_every_csv(exported):
+    book = _read(exported / "codebook.csv")
+    assert list(book.columns) == ["file", "column", "type", "description"]
+    described = {(f, c) for f, c in zip(book["file"], book["column"])}
+    present = set()
+    for path in sorted(exported.glob("*.csv")):
+        with open(path, newline="") as handle:
+            present |= {(path.name, column) for column in next(csv.reader(handle))}
+    assert described == present
+    assert len(book) == len(described)  # no column described twice
+    assert set(book["type"]) <= {"integer", "float", "boolean", "string", "datetime"}
+    assert (book["description"].str.len() > 5).all()
+
+
+def test_no_row_deleted_and_exclusions_flagged(exported):
+    responses, participants = synthetic_results()
+    out = _read(exported / "responses.csv")
+    people = _read(exported / "participants.csv")
+    assert len(out) == len(responses) and len(people) == len(participants)
+    excluded_people = set(people.loc[people["excluded"] == "true", "external_id"])
+    assert excluded_people == {"PRO6", "PRO8"}  # failed attention check; never completed
+    assert list(people.loc[people["attention_passed"] == "false", "external_id"]) == ["PRO6"]
+    flagged = out[out["excluded"] == "true"]
+    assert set(flagged["external_id"]) == {"PRO6", "PRO7", "PRO8"}
+    assert list(flagged.loc[flagged["external_id"] == "PRO7", "rt_ms"]) == ["120"]  # too fast (< 300 ms)
+    assert (out.loc[out["external_id"].isin(["PRO6", "PRO8"]), "excluded"] == "true").all()
+    assert set(out["excluded"]) == {"true", "false"}
+
+
+def test_compare_rows_name_left_and_right_methods(exported):
+    responses, _ = synthetic_results()
+    out = _read(exported / "responses.csv")
+    want = responses[responses["task"] == "compare"][["external_id", "trial_index", "method", "method_b", "response"]]
+    got = out[out["task"] == "compare"][["external_id", "trial_index", "method", "method_b", "response"]]
+    want = want.astype(str).sort_values(["external_id", "trial_index"]).reset_index(drop=True)
+    got = got.sort_values(["external_id", "trial_index"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got.assign(trial_index=got["trial_index"].astype(str)), want)
+
+
+def test_formats_are_fixed(exported):
+    out = _read(exported / "responses.csv")
+    assert out["shown_at"].str.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z").all()
+    assert set(out["is_practice"]) == {"true", "false"}
+    assert out["rt_ms"].str.fullmatch(r"\d+").all()
+    assert set(out["correct"]) == {"true", "false", ""}
+    keys = list(zip(out["participant_id"].astype(int), out["trial_index"].astype(int)))
+    assert keys == sorted(keys)
+
+
+def test_rerun_is_byte_identical(study_dir, exported, tmp_path):
+    assert main(["export", str(study_dir), "--out", str(tmp_path)]) == 0
+    for path in exported.glob("*.csv"):
+        assert (tmp_path / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+def test_faithfulness_is_joined_when_present(tmp_path):
+    folder = populate_study(tmp_path / "study")
+    responses, _ = synthetic_results()
+    faith = synthetic_faithfulness(responses).sample(frac=1, random_state=0)  # unsorted on purpose
+    faith.to_csv(folder / "faithfulness.csv", index=False)
+    tables = export.export_tables(folder, n_resamples=200)
+    assert len(tables["faithfulness"]) == len(faith)
+    assert list(tables["faithfulness"]["image_id"]) == sorted(tables["faithfulness"]["image_id"])
+    assert len(tables["correlations"]) > 0
+    assert set(tables["correlations"]["metric"]) == {"deletion_auc"}
+
+
+def test_faithfulness_is_empty_with_header_when_absent(exported):
+    text = (exported / "faithfulness.csv").read_text()
+    assert text == "image_id,model,method,target_class,metric,value,params\n"
+
+
+def test_export_tables_keys_and_dtypes(study_dir):
+    tables = export.export_tables(study_dir, n_resamples=200)
+    assert {"responses", "participants", "summary", "tests", "correlations", "faithfulness",
+            "codebook"} <= set(tables)
+    responses = tables["responses"]
+    assert str(responses["excluded"].dtype) == "boolean"
+    assert str(responses["rating"].dtype) == "Int64"
+    assert str(responses["shown_at"].dt.tz) == "UTC"
+
+
+def test_bad_study_folders_give_clear_errors(tmp_path, capsys):
+    with pytest.raises(FileNotFoundError, match="study folder not found"):
+        export.export_tables(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="study config not found"):
+        export.export_tables(tmp_path / "empty")
+    folder = populate_study(tmp_path / "study")
+    (folder / "study.toml").write_text((folder / "study.toml").read_text().replace("seed = 3", "seed = 4"))
+    with pytest.raises(LookupError, match="no study built from"):
+        export.export_tables(folder)
+    assert main(["export", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+    assert "study folder not found" in capsys.readouterr().err
+
+
+def test_faithfulness_with_wrong_columns_is_refused(tmp_path):
+    folder = populate_study(tmp_path / "study")
+    pd.DataFrame({"image_id": ["a"], "score": [1.0]}).to_csv(folder / "faithfulness.csv", index=False)
+    with pytest.raises(ValueError, match="lacks columns"):
+        export.export_tables(folder)
+
+
+def test_csv_bytes_refuses_wrong_columns():
+    with pytest.raises(ValueError, match="expected"):
+        export.csv_bytes("faithfulness", pd.DataFrame({"image_id": []}))
+    header = export.csv_bytes("faithfulness", pd.DataFrame(columns=export.columns("faithfulness")))
+    assert list(csv.reader(io.StringIO(header.decode())))[0] == DESIGN_COLUMNS["faithfulness"].split(", ")

@@ -143,17 +143,21 @@ class FakeSurveySession:
 
 
 def fake_tables():
-    return {"responses": pd.DataFrame({"participant_id": [0]}),
-            "participants": pd.DataFrame({"participant_id": [0], "completed_at": [None],
-                                          "excluded": [False]}),
-            "summary": pd.DataFrame({"task": ["rating"], "method": ["gradcam"], "n": [3],
-                                     "estimate": [4.0], "ci_low": [3.0], "ci_high": [5.0]}),
-            "tests": pd.DataFrame(), "correlations": pd.DataFrame(),
-            "faithfulness": pd.DataFrame(), "codebook": pd.DataFrame()}
+    """Export tables with the real columns: two participants, one summary row."""
+    from study.export import TABLES, columns
+    tables = {name: pd.DataFrame(columns=columns(name)) for name in TABLES}
+    people = tables["participants"]
+    tables["participants"] = pd.concat([people, pd.DataFrame(
+        {"participant_id": [1, 2], "external_id": ["p1", "p2"], "completed_at": [None, None],
+         "excluded": [False, True]})])[columns("participants")]
+    tables["summary"] = pd.DataFrame(
+        [["rating", "efficientnet_lite0", m, "rating", 3, 3, e, e - 1, e + 1, "bootstrap", None]
+         for m, e in (("gradcam", 4.0), ("random", 2.0))], columns=columns("summary"))
+    return tables
 
 
 def _stub_missing_modules() -> None:
-    """Until study.session / study.export land in the tree, stand in for them so `ui` imports."""
+    """Until study.session lands in the tree, stand in for it so `ui` imports."""
     import sys
     import types
     try:
@@ -161,10 +165,6 @@ def _stub_missing_modules() -> None:
     except ImportError:
         sys.modules["study.session"] = types.SimpleNamespace(
             AlreadyCompleted=AlreadyCompleted, SurveySession=FakeSurveySession)
-    try:
-        import study.export  # noqa: F401
-    except ImportError:
-        sys.modules["study.export"] = types.SimpleNamespace(export_tables=lambda folder: fake_tables())
 
 
 _stub_missing_modules()

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from study.export import TABLES
+
 from _ui_fixtures import TRIALS, FakeSurveySession, make_config, use_fake
 
 APP = str(Path(__file__).resolve().parents[1] / "ui" / "app.py")
@@ -239,7 +241,9 @@ def test_admin_dashboard_after_the_right_password(fake, monkeypatch, source):
     assert not at.exception
     assert fake.config_hash in texts(at)
     labels = sorted(b.proto.label for b in at.get("download_button"))
-    assert labels == sorted(f"{name}.csv" for name in ("responses", "participants", "summary", "tests",
-                                                 "correlations", "faithfulness", "codebook"))
-    assert [m.label for m in at.metric] == ["Participants", "Completed", "Excluded"]
+    assert labels == sorted(f"{name}.csv" for name in TABLES)
+    assert "codebook.csv" in labels and "responses.csv" in labels
+    assert [(m.label, m.value) for m in at.metric] == [("Participants", "2"), ("Completed", "0"),
+                                                         ("Excluded", "1")]
+    assert len(at.get("vega_lite_chart")) == 1
     assert len(at.get("progress")) == len({t[0] for t in TRIALS})

@@ -11,10 +11,11 @@ import hmac
 import os
 import time
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
-from study.export import export_tables
+from study.export import csv_bytes, export_tables
 from ui import context
 
 PASSWORD_ENV = "CAMSTUDY_ADMIN_PASSWORD"
@@ -59,6 +60,26 @@ def _progress(cells: pd.DataFrame) -> None:
         st.dataframe(cells, hide_index=True, width="stretch")
 
 
+def _results(summary: pd.DataFrame) -> None:
+    st.subheader("Results per method")
+    st.caption("Estimates with 95% intervals (Wilson for proportions, bootstrap over "
+               "participants otherwise); excluded participants left out.")
+    if summary.empty:
+        st.info("No answers to analyse yet.")
+        return
+    for (task, measure), rows in summary.groupby(["task", "measure"], sort=False):
+        base = alt.Chart(rows).encode(y=alt.Y("method:N", title=None))
+        chart = (base.mark_rule().encode(x=alt.X("ci_low:Q", title=f"{task}: {measure}"),
+                                         x2="ci_high:Q")
+                 + base.mark_point(filled=True, size=60).encode(
+                     x="estimate:Q", tooltip=["method", "model", "n", "estimate", "ci_low",
+                                              "ci_high"]))
+        st.altair_chart(chart.properties(height=32 * rows["method"].nunique() + 40),
+                        width="stretch")
+    with st.expander("Summary table"):
+        st.dataframe(summary, hide_index=True, width="stretch")
+
+
 def _dashboard(s) -> None:
     folder = str(context.study_dir())
     top = st.columns([3, 1])
@@ -74,16 +95,13 @@ def _dashboard(s) -> None:
     b.metric("Completed", n_done)
     c.metric("Excluded", n_excl)
     _progress(s.cell_progress())
-    st.subheader("Results per method")
-    st.caption("Estimates with 95% intervals (Wilson for proportions, bootstrap over "
-               "participants otherwise); excluded participants left out.")
-    st.dataframe(tables["summary"], hide_index=True, width="stretch")
+    _results(tables["summary"])
     st.subheader("Participants")
     st.dataframe(people, hide_index=True, width="stretch")
     st.subheader("Downloads")
     cols = st.columns(4)
     for i, (name, df) in enumerate(tables.items()):
-        cols[i % 4].download_button(f"{name}.csv", df.to_csv(index=False).encode(),
+        cols[i % 4].download_button(f"{name}.csv", csv_bytes(name, df),
                                     file_name=f"{name}.csv", mime="text/csv",
                                     width="stretch", on_click="ignore")
     if st.button("Sign out"):

@@ -1,0 +1,124 @@
+"""Explainer throughput against the model's raw batched forward (and forward+backward) pass, in one run.
+
+    .venv/bin/python bench/bench_explainers.py                      # CPU, resnet18, 2 images at 224
+    .venv/bin/python bench/bench_explainers.py --device cuda --amp bf16 --channels-last --model resnet50 --images 32
+
+DESIGN.md's unit: the limit for a method is (passes it needs per image) / (raw batched throughput of
+the model on this device). Each row below names the method, a callable doing the work for all images,
+the passes per image it needs, and which raw rate bounds it ("forward", or "backward" for one
+forward+backward). Printed per row: images/s, the forward-pass equivalents it spent per image, and the
+ratio to its limit (1.0 = at the limit; above 1.0 = fewer passes than the naive count, e.g. Ablation-CAM's
+head-only recomputation). Rows for the established libraries run the same work when they are installed.
+Models are torchvision's with random init (no downloads).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+from typing import Callable, NamedTuple
+
+import torch
+import torchvision
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class Row(NamedTuple):
+    name: str
+    run: Callable[[], object]  # does the work for every image of the run
+    passes: float | None  # passes per image the method needs (its limit); None: no limit to compare with
+    baseline: str = "forward"  # "forward" or "backward" (one forward+backward per pass)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device, repeats: int = 1) -> float:
+    """Seconds per call, after one warm-up call (cudnn autotuning, allocator, lazy imports)."""
+    fn()
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    synchronize(device)
+    return (time.perf_counter() - start) / repeats
+
+
+def autocast(device: torch.device, amp: str | None):
+    return torch.autocast(device.type, dtype=AMP_DTYPES[amp]) if amp else contextlib.nullcontext()
+
+
+def raw_rates(model, batch: torch.Tensor, amp: str | None, repeats: int) -> dict[str, float]:
+    """Images per second of plain batched inference, and of one forward+backward (input gradient)."""
+
+    def forward():
+        with torch.inference_mode(), autocast(batch.device, amp):
+            model(batch)
+
+    def backward():
+        with autocast(batch.device, amp):
+            x = batch.detach().requires_grad_(True)
+            model(x).float().max(1).values.sum().backward()
+
+    n = batch.shape[0]
+    return {"forward": n / timed(forward, batch.device, repeats), "backward": n / timed(backward, batch.device, repeats)}
+
+
+def ours(method: str, model, x, targets, args, **options) -> Callable[[], object]:
+    from study.explainers import explain
+
+    return lambda: explain(method, model, x, targets, batch_size=args.batch_size, amp=args.amp,
+                           channels_last=args.channels_last, **options)
+
+
+def rows_for(model, x, targets, args) -> list[Row]:
+    """Every benchmarked method: append a Row per method (ours and the peers doing the same work)."""
+    return []
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--model", default="resnet18", choices=["resnet18", "resnet50"])
+    parser.add_argument("--images", type=int, default=2)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--amp", choices=sorted(AMP_DTYPES), default=None)
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats of the raw passes")
+    parser.add_argument("--only", default="", help="comma-separated row names to run (default: all)")
+    args = parser.parse_args(argv)
+
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, args.model)(weights=None).eval().to(device)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    x = torch.randn(args.images, 3, args.size, args.size, device=device)
+    targets = torch.randint(0, 1000, (args.images,), device=device)
+    batch = torch.randn(args.batch_size, 3, args.size, args.size, device=device)
+    if args.channels_last:
+        batch = batch.contiguous(memory_format=torch.channels_last)
+
+    rates = raw_rates(model, batch, args.amp, args.repeats)
+    print(f"{args.model} {args.size}x{args.size} on {device} amp={args.amp} channels_last={args.channels_last} "
+          f"batch={args.batch_size} images={args.images}")
+    print(f"raw forward: {rates['forward']:.1f} images/s   raw forward+backward: {rates['backward']:.1f} images/s")
+    print(f"{'method':34s} {'images/s':>10s} {'fwd-equiv/img':>14s} {'limit passes':>13s} {'ratio to limit':>15s}")
+    only = {name for name in args.only.split(",") if name}
+    for row in rows_for(model, x, targets, args):
+        if only and row.name not in only:
+            continue
+        seconds = timed(row.run, device)
+        per_image = seconds / args.images
+        equivalents = per_image * rates["forward"]
+        limit = "" if row.passes is None else f"{row.passes:g} {row.baseline[:3]}"
+        ratio = "" if row.passes is None else f"{row.passes / rates[row.baseline] / per_image:.2f}"
+        print(f"{row.name:34s} {1 / per_image:10.3f} {equivalents:14.1f} {limit:>13s} {ratio:>15s}")
+
+
+if __name__ == "__main__":
+    main()

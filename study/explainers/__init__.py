@@ -80,7 +80,7 @@ def explain(
             raw = torch.cat([entry.fn(model, xb, tb, **kwargs) for xb, tb in zip(x.split(batch_size), t.split(batch_size))])
         else:
             raw = entry.fn(model, x, t, **kwargs)
-    maps = _finish(raw.float(), x.shape[-2:], normalize=normalize, guided=entry.guided, reduce=reduce)
+    maps = _finish(raw.detach().float(), x.shape[-2:], normalize=normalize, guided=entry.guided, reduce=reduce)
     return maps[:, 0] if one_per_image else maps
 
 

@@ -57,7 +57,8 @@ class Study(Base):
     """One built version of a study: its config (text and hash) and build time.
 
     `entries` counts participants who entered; incrementing it is also the lock that serialises
-    Latin-square slot assignment.
+    Latin-square slot assignment. `layout` lists, per task in config order, the numbers
+    study.plans needs: {"task", "units", "conditions", "per_participant"}.
     """
     __tablename__ = "studies"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -68,6 +69,7 @@ class Study(Base):
     seed: Mapped[int]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     entries: Mapped[int] = mapped_column(default=0)
+    layout: Mapped[list[Any]] = mapped_column(default=list)
 
 
 class Model(Base):

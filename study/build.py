@@ -1,0 +1,259 @@
+"""`camstudy build`: a study config -> a study folder (study.toml, stimuli/, database).
+
+The build renders every map the task types ask for once (maps are shared between tasks and
+rebuilds: a PNG is named after what it shows), then writes the whole study version (images,
+stimuli, trial templates, the Latin-square layout) in one transaction, so a failed build
+leaves nothing half-written behind. Participants' plans are drawn later, when they enter.
+
+Rebuilding is safe: the same config is a no-op; a changed config makes a new study version,
+but only with `force_new=True` once the current version has answers.
+"""
+from __future__ import annotations
+
+import random
+import re
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import func, select
+
+from study import plans, tasks
+from study.config import StudyConfig, load_config
+from study.storage import (SCHEMA_VERSION, Database, Event, Image, Model, Participant, Response, Stimulus,
+                           Study, Trial, open_database)
+
+CONFIG_FILE = "study.toml"
+STIMULI_DIR = "stimuli"
+
+
+class Renderer(Protocol):
+    """What the build needs from models and explainers (a fake one keeps tests torch-free)."""
+
+    def categories(self, model: str) -> list[str]: ...
+
+    def predict(self, model: str, items: Sequence[Any]) -> dict[str, list[tuple[int, float]]]: ...
+
+    def render(self, item: Any, request: tasks.MapRequest) -> list[Any]:
+        """One PIL image per target of `request`."""
+
+
+class ExplainerRenderer:
+    """The real renderer: study.load_model + study.explainers.explain + study.render."""
+
+    DISPLAY_SIZE = 448    # longest side of a stimulus PNG
+
+    def __init__(self, device: str | None = None, seed: int = 0):
+        self.device, self.seed, self._models = device, seed, {}
+
+    def _model(self, name: str):
+        if name not in self._models:
+            from study.models import load_model
+            self._models[name] = load_model(name, device=self.device)
+        return self._models[name]
+
+    def categories(self, model: str) -> list[str]:
+        return list(self._model(model).categories)
+
+    def predict(self, model: str, items: Sequence[Any]) -> dict[str, list[tuple[int, float]]]:
+        import torch
+        net = self._model(model)
+        with torch.no_grad():
+            probs = torch.softmax(net(net.preprocess([i.image for i in items])), dim=1)
+        top = probs.topk(5, dim=1)
+        return {item.image_id: [(int(c), float(p)) for c, p in zip(top.indices[k], top.values[k])]
+                for k, item in enumerate(items)}
+
+    def render(self, item: Any, request: tasks.MapRequest) -> list[Any]:
+        import torch
+        from study.explainers import explain
+        from study.render import guided_view, overlay
+        net = self._model(request.model)
+        x = net.preprocess([item.image])
+        targets = torch.tensor([list(request.targets)], device=x.device)
+        guided = request.method.startswith("guided")
+        options = {"reduce": "none"} if guided else {}
+        maps = explain(request.method, net, x, targets, seed=self.seed, normalize=not request.joint,
+                       **options)[0].detach().cpu()
+        if request.joint:   # HIVE: the top-k maps share one scale, so their strengths compare
+            maps = maps / maps.max().clamp_min(1e-12)
+        display = item.image.copy()
+        display.thumbnail((self.DISPLAY_SIZE, self.DISPLAY_SIZE))
+        return [guided_view(m) if guided else overlay(display, m) for m in maps]
+
+
+@dataclass
+class _Plan:
+    """Everything the build writes, before it touches the database."""
+    items: dict[str, Any]
+    stimuli: dict[tuple, tuple[str, int | None, tasks.MapRequest]]   # key -> path, target, request
+    trials: list[dict[str, Any]]
+    layout: list[dict[str, Any]]
+
+
+def build_study(config_path: str | Path, out_dir: str | Path, force_new: bool = False,
+                progress: bool = True, *, renderer: Renderer | None = None,
+                items: Sequence[Any] | None = None, combine: Callable | None = None) -> int:
+    """Build (or reuse) the study of `config_path` in `out_dir`; returns the study version's id.
+
+    `renderer`, `items` and `combine` default to the real explainers, the config's image set and
+    `study.images.composite`; passing them builds a study from other maps or images.
+    """
+    config = load_config(config_path)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    database = open_database(config.database(out))
+    current = _current_study(database)
+    if current is not None:
+        if current["hash"] == config.hash and not force_new:
+            return current["id"]
+        if current["answers"] and not force_new:
+            raise ValueError(f"the study in {out} already has {current['answers']} answers and its config "
+                             "changed; rebuild with --force-new to start a new study version")
+    if items is None or combine is None:
+        from study import images
+        items = images.image_set(config.images, config.root) if items is None else items
+        combine = combine or images.composite
+    if not items:
+        raise ValueError(f"image set {config.images!r} holds no images")
+    renderer = renderer or ExplainerRenderer(seed=config.seed)
+    plan = _plan(config, items, renderer, combine)
+    _render(plan, out, renderer, progress)
+    target = out / CONFIG_FILE
+    if Path(config_path).resolve() != target.resolve():
+        shutil.copyfile(config_path, target)
+    predictions = {m: renderer.predict(m, list(plan.items.values())) for m in config.models}
+    categories = {m: renderer.categories(m) for m in config.models}
+    return database.write(lambda session: _write(session, config, plan, predictions, categories))
+
+
+def _current_study(database: Database) -> dict[str, Any] | None:
+    with database.read() as session:
+        study = session.scalars(select(Study).order_by(Study.id.desc())).first()
+        if study is None:
+            return None
+        answers = session.scalar(select(func.count(Response.id)).join(Participant)
+                                 .where(Participant.study_id == study.id))
+        return {"id": study.id, "hash": study.config_hash, "answers": answers}
+
+
+def _file_name(request: tasks.MapRequest, target: int) -> str:
+    parts = [request.image_id, request.model, request.method, str(target)]
+    if request.joint:
+        parts.append("joint-" + "-".join(map(str, request.targets)))
+    return re.sub(r"[^A-Za-z0-9_.+\-]", "_", "__".join(parts)) + ".png"
+
+
+def _plan(config: StudyConfig, items: Sequence[Any], renderer: Renderer, combine: Callable) -> _Plan:
+    rng = random.Random(config.seed)
+    categories = {m: renderer.categories(m) for m in config.models}
+    predictions = {m: renderer.predict(m, items) for m in config.models}
+    plan = _Plan(items={i.image_id: i for i in items}, stimuli={}, trials=[], layout=[])
+    extras = _extra_trials(config)
+
+    def stimulus_ids(unit: tasks.Unit, cond: tasks.Condition, kind: tasks.TaskType) -> list[tuple]:
+        keys = []
+        for request in kind.maps(unit, cond):
+            for target in request.targets:
+                key = (request, target)
+                plan.stimuli.setdefault(key, (f"{STIMULI_DIR}/{_file_name(request, target)}", target, request))
+                keys.append(key)
+        return keys
+
+    def trial(position, task, kind, unit, cond, role, cell_index, spec=None):
+        plan.items.setdefault(unit.item.image_id, unit.item)
+        keys = stimulus_ids(unit, cond, kind)
+        names = categories[cond.model]
+        plan.trials.append({
+            "task": task.type, "role": role, "task_position": position, "cell_index": cell_index,
+            "image_id": unit.item.image_id, "model": cond.model, "model_b": cond.model_b,
+            "method": cond.method, "method_b": cond.method_b, "target_class": kind.target(unit, cond),
+            "stimulus_keys": keys, "spec": spec or kind.spec(task, unit, cond, [], names)})
+
+    for position, task in enumerate(config.tasks):
+        kind = tasks.TASKS[task.type]
+        units = kind.units(task, items, predictions, combine, rng)
+        reserved = 1 if extras[position] else 0
+        main_units = units[: len(units) - reserved]
+        if not main_units:
+            raise ValueError(f"task {position + 1} ({task.type}): the image set {config.images!r} gives "
+                             f"{len(units)} usable images, too few for this task"
+                             + (" and its practice/attention trials" if reserved else ""))
+        conditions = kind.conditions(task)
+        per_participant = task.trials or len(main_units)
+        if per_participant > len(main_units):
+            raise ValueError(f"task {position + 1} ({task.type}): trials = {per_participant} but only "
+                             f"{len(main_units)} usable images; a participant never sees an image twice in a task")
+        plan.layout.append({"task": task.type, "units": len(main_units), "conditions": len(conditions),
+                            "per_participant": per_participant})
+        for j in range(len(main_units) * len(conditions)):
+            u, c = plans.cell(j, len(main_units), len(conditions))
+            trial(position, task, kind, main_units[u], conditions[c], "main", j)
+        for n, role in enumerate(extras[position]):
+            cond = conditions[n % len(conditions)]
+            spec = kind.spec(task, units[-1], cond, [], categories[cond.model])
+            if role == "attention":
+                spec = tasks.attention_spec(spec, rng)
+            trial(position, task, kind, units[-1], cond, role, None, spec)
+    return plan
+
+
+def _extra_trials(config: StudyConfig) -> list[list[str]]:
+    """Practice trials cycle over all tasks, attention checks over those that can host one."""
+    extras: list[list[str]] = [[] for _ in config.tasks]
+    for n in range(config.practice_trials):
+        extras[n % len(config.tasks)].append("practice")
+    hosts = [i for i, t in enumerate(config.tasks) if t.type in ("rating", "agreement", "class_discrimination")]
+    for n in range(config.attention_checks):
+        extras[hosts[n % len(hosts)]].append("attention")
+    return extras
+
+
+def _render(plan: _Plan, out: Path, renderer: Renderer, progress: bool) -> None:
+    from tqdm import tqdm
+    (out / STIMULI_DIR).mkdir(exist_ok=True)
+    requests: dict[tasks.MapRequest, None] = {}
+    for request, _target in plan.stimuli:
+        requests.setdefault(request)
+    for request in tqdm(requests, desc="rendering stimuli", unit="map", disable=not progress):
+        pictures = renderer.render(plan.items[request.image_id], request)
+        for target, picture in zip(request.targets, pictures):
+            picture.save(out / STIMULI_DIR / _file_name(request, target))
+
+
+def _write(session, config: StudyConfig, plan: _Plan, predictions: dict[str, dict], categories: dict[str, list[str]]) -> int:
+    study = Study(name=config.name, config_hash=config.hash, config_toml=config.source,
+                  schema_version=SCHEMA_VERSION, seed=config.seed, layout=plan.layout)
+    session.add(study)
+    session.flush()
+    for model in config.models:
+        names = categories[model]
+        session.add(Model(study_id=study.id, name=model, n_classes=len(names), categories=names))
+    image_rows = {}
+    for image_id, item in plan.items.items():
+        row = Image(study_id=study.id, image_id=image_id, source=str(item.source),
+                    width=item.image.width, height=item.image.height, labels=list(item.labels),
+                    boxes=[list(b) for b in item.boxes],
+                    predictions={m: predictions[m][image_id] for m in config.models})
+        session.add(row)
+        image_rows[image_id] = row
+    session.flush()
+    stimulus_ids = {}
+    for key, (path, target, request) in plan.stimuli.items():
+        row = Stimulus(study_id=study.id, image_ref=image_rows[request.image_id].id, model=request.model,
+                       method=request.method, target_class=target, path=path,
+                       meta={"targets": list(request.targets), "joint": request.joint})
+        session.add(row)
+        stimulus_ids[key] = row
+    session.flush()
+    for trial in plan.trials:
+        fields = {k: v for k, v in trial.items() if k != "stimulus_keys"}
+        fields["spec"] = {**trial["spec"], "stimuli": [stimulus_ids[k].id for k in trial["stimulus_keys"]]}
+        session.add(Trial(study_id=study.id, **fields))
+    session.add(Event(study_id=study.id, kind="built", detail={"config_hash": config.hash,
+                                                                 "n_trials": len(plan.trials),
+                                                                 "n_stimuli": len(plan.stimuli)}))
+    session.flush()
+    return study.id

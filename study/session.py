@@ -1,0 +1,356 @@
+"""The survey engine behind the Streamlit app: participants, plans, answers, completion.
+
+Every call is one short database transaction, so the API is safe from many threads and
+processes at once, and a reload or a server restart resumes a participant at their first
+unanswered trial. Duplicate answers are stopped by the UNIQUE(participant, trial) constraint
+itself, not by a read-then-write check. A participant can only ever reach their own plan rows.
+No Streamlit here: the UI calls these methods and renders what they return.
+"""
+from __future__ import annotations
+
+import secrets
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pandas as pd
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from study import plans, tasks
+from study.build import CONFIG_FILE
+from study.config import load_config
+from study.storage import (Event, Participant, PlanRow, QuestionnaireAnswer, Response, Stimulus, Study, Trial,
+                           as_utc, open_database, utcnow)
+
+MAX_RT_MS = 24 * 3600 * 1000
+
+
+class AlreadyCompleted(ValueError):
+    """This external id has finished the study (or declined consent) and cannot start again."""
+
+
+@dataclass(frozen=True)
+class ParticipantState:
+    participant_id: int
+    external_id: str
+    consented: bool | None
+    completed: bool
+    n_done: int
+    n_total: int
+    completion_code: str | None
+
+
+@dataclass(frozen=True)
+class TrialView:
+    """One trial as the participant sees it (display order already applied)."""
+    trial_index: int
+    task: str
+    is_practice: bool
+    is_attention_check: bool
+    prompt_md: str
+    images: list[Path]
+    captions: list[str]
+    options: list[tuple[str, str]]
+    confidence_options: list[tuple[str, str]]
+    feedback_md: str | None
+    shown_at: datetime
+
+
+@dataclass(frozen=True)
+class AnswerOutcome:
+    stored: bool
+    duplicate: bool
+    correct: bool | None
+
+
+class SurveySession:
+    """The survey of one study folder; cheap to create, share it between threads freely."""
+
+    def __init__(self, study_dir: str | Path):
+        self.study_dir = Path(study_dir).resolve()
+        self.config = load_config(self.study_dir / CONFIG_FILE)
+        url = self.config.database(self.study_dir)
+        if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
+            raise FileNotFoundError(f"no study database in {self.study_dir}; run `camstudy build` first")
+        self.db = open_database(url)
+        with self.db.read() as s:
+            study = s.scalars(select(Study).where(Study.config_hash == self.config.hash)
+                              .order_by(Study.id.desc())).first()
+            if study is None:
+                raise LookupError(f"{self.study_dir / CONFIG_FILE} was changed after the study was built; "
+                                  "run `camstudy build` again")
+            self.study_id, self._study_seed, self._layout = study.id, study.seed, list(study.layout)
+        self._design_cache: tuple | None = None
+        self._design_lock = threading.Lock()
+
+    @property
+    def config_hash(self) -> str:
+        return self.config.hash
+
+    # --- participants -------------------------------------------------------------------------
+
+    def enter(self, external_id: str | None, user_agent: str = "") -> ParticipantState:
+        """Create the participant (slot, seed, whole plan) or resume them by external id."""
+        external_id = self._external_id(external_id)
+        blocks, practice, attention = self._design()
+
+        def work(s: Session) -> int:
+            known = s.scalars(select(Participant).where(Participant.study_id == self.study_id,
+                                                        Participant.external_id == external_id)).first()
+            if known is not None:
+                if known.completed_at is not None or known.consented is False:
+                    raise AlreadyCompleted(f"participant {external_id!r} has already taken part in this study")
+                return known.id
+            # Taking the study row's lock first serialises slot assignment (SQLite and PostgreSQL).
+            s.execute(update(Study).where(Study.id == self.study_id).values(entries=Study.entries + 1))
+            held = s.scalars(select(Participant.slot).where(Participant.study_id == self.study_id,
+                                                            Participant.slot_released.is_(False))).all()
+            slot = plans.first_free_slot(held)
+            seed = plans.participant_seed(self._study_seed, external_id)
+            person = Participant(study_id=self.study_id, external_id=external_id, seed=seed, slot=slot,
+                                 user_agent=user_agent[:1000], started_at=utcnow())
+            s.add(person)
+            s.flush()
+            for index, planned in enumerate(plans.make_plan(blocks, practice, attention, slot, seed)):
+                t = planned.trial
+                s.add(PlanRow(participant_id=person.id, trial_index=index, trial_id=t.id, task=t.task,
+                              image_id=t.image_id, model=t.model, model_b=t.model_b, method=t.method,
+                              method_b=t.method_b, target_class=t.target_class,
+                              is_practice=planned.is_practice, is_attention_check=planned.is_attention_check,
+                              display=planned.display))
+            s.add(Event(study_id=self.study_id, participant_id=person.id, kind="entered", detail={"slot": slot}))
+            return person.id
+
+        try:
+            participant_id = self.db.write(work)
+        except IntegrityError:      # the same id entered at the same moment elsewhere: resume it
+            participant_id = self.db.write(work)
+        return self.state(participant_id)
+
+    def state(self, participant_id: int) -> ParticipantState:
+        with self.db.read() as s:
+            p = self._participant(s, participant_id)
+            done, total = self._counts(s, participant_id)
+            return ParticipantState(p.id, p.external_id, p.consented, p.completed_at is not None,
+                                    done, total, p.completion_code)
+
+    def consent(self, participant_id: int, agreed: bool) -> None:
+        """Record consent; a refusal ends the participant, drops their plan and frees their slot."""
+        agreed = bool(agreed)
+
+        def work(s: Session) -> None:
+            p = self._participant(s, participant_id)
+            if p.consented is not None:
+                if p.consented == agreed:
+                    return
+                raise ValueError(f"participant {p.external_id!r} already {'gave' if p.consented else 'refused'} consent")
+            p.consented, p.consent_at = agreed, utcnow()
+            if not agreed:
+                p.slot_released = True
+                s.execute(delete(PlanRow).where(PlanRow.participant_id == p.id))
+            s.add(Event(study_id=self.study_id, participant_id=p.id,
+                        kind="consented" if agreed else "declined", detail={}))
+
+        self.db.write(work)
+
+    # --- trials -------------------------------------------------------------------------------
+
+    def next_trial(self, participant_id: int) -> TrialView | None:
+        """The first unanswered trial in plan order (None when all are answered)."""
+        with self.db.read() as s:
+            self._consented(s, participant_id)
+            row = s.scalars(
+                select(PlanRow).outerjoin(Response, (Response.participant_id == PlanRow.participant_id)
+                                          & (Response.trial_index == PlanRow.trial_index))
+                .where(PlanRow.participant_id == participant_id, Response.id.is_(None))
+                .order_by(PlanRow.trial_index).limit(1)).first()
+        if row is None:
+            return None
+        shown_at = row.shown_at
+        if shown_at is None:
+            def work(s: Session) -> datetime:
+                s.execute(update(PlanRow).where(PlanRow.id == row.id, PlanRow.shown_at.is_(None))
+                          .values(shown_at=utcnow()))
+                return s.scalar(select(PlanRow.shown_at).where(PlanRow.id == row.id))
+            shown_at = self.db.write(work)
+        return self._view(row, as_utc(shown_at))
+
+    def answer(self, participant_id: int, trial_index: int, response: str, rt_ms: int,
+               confidence: str | None = None) -> AnswerOutcome:
+        """Store an answer once; a replay changes nothing and reports `duplicate=True`."""
+        if isinstance(rt_ms, bool) or not isinstance(rt_ms, int) or not 0 <= rt_ms <= MAX_RT_MS:
+            raise ValueError(f"rt_ms must be a whole number of milliseconds between 0 and {MAX_RT_MS}, got {rt_ms!r}")
+
+        def work(s: Session) -> AnswerOutcome:
+            self._consented(s, participant_id)
+            row = s.scalars(select(PlanRow).where(PlanRow.participant_id == participant_id,
+                                                  PlanRow.trial_index == trial_index)).first()
+            if row is None:
+                raise LookupError(f"participant {participant_id} has no trial {trial_index}")
+            earlier = self._stored(s, participant_id, trial_index)
+            if earlier is not None:
+                return earlier
+            if row.shown_at is None:
+                raise ValueError(f"trial {trial_index} has not been shown yet; call next_trial first")
+            spec = self._trial(row.trial_id).spec
+            _, _, options = tasks.view(spec, row.display)
+            if response not in {value for value, _ in options}:
+                raise ValueError(f"response {response!r} is not an option of trial {trial_index} "
+                                 f"({', '.join(v for v, _ in options)})")
+            confidence_values = [v for v, _ in spec["confidence_options"]]
+            if confidence_values and confidence not in confidence_values:
+                raise ValueError(f"trial {trial_index} asks for a confidence among {confidence_values}, got {confidence!r}")
+            if not confidence_values and confidence is not None:
+                raise ValueError(f"trial {trial_index} asks no confidence, got {confidence!r}")
+            correct, rating = tasks.score(spec, row.display, response)
+            try:
+                with s.begin_nested():
+                    s.add(Response(participant_id=participant_id, trial_index=trial_index, plan_row_id=row.id,
+                                   response=response, correct=correct, rating=rating, rt_ms=rt_ms,
+                                   confidence=int(confidence) if confidence is not None else None,
+                                   answered_at=utcnow()))
+            except IntegrityError:   # stored by a concurrent replay between our check and insert
+                return self._stored(s, participant_id, trial_index)
+            return AnswerOutcome(stored=True, duplicate=False, correct=correct)
+
+        return self.db.write(work)
+
+    def progress(self, participant_id: int) -> tuple[int, int]:
+        with self.db.read() as s:
+            self._participant(s, participant_id)
+            return self._counts(s, participant_id)
+
+    # --- the end ------------------------------------------------------------------------------
+
+    def complete(self, participant_id: int, questionnaire: dict[str, str]) -> str:
+        """Store the questionnaire and finish; returns the completion code (idempotent)."""
+        answers = self._questionnaire(questionnaire)
+
+        def work(s: Session) -> str:
+            p = self._consented(s, participant_id)
+            if p.completed_at is not None:
+                return p.completion_code
+            done, total = self._counts(s, participant_id)
+            if done < total:
+                raise ValueError(f"participant {p.external_id!r} still has {total - done} of {total} trials to answer")
+            p.completed_at = utcnow()
+            p.completion_code = self.config.completion_code or secrets.token_hex(4).upper()
+            s.add_all(QuestionnaireAnswer(participant_id=p.id, key=k, value=v) for k, v in answers.items())
+            s.add(Event(study_id=self.study_id, participant_id=p.id, kind="completed", detail={}))
+            return p.completion_code
+
+        return self.db.write(work)
+
+    def redirect_url(self, participant_id: int) -> str | None:
+        with self.db.read() as s:
+            p = self._participant(s, participant_id)
+            if not self.config.redirect_url or p.completed_at is None:
+                return None
+            return self.config.redirect_url.format(code=quote(p.completion_code, safe=""),
+                                                   pid=quote(p.external_id, safe=""))
+
+    def cell_progress(self) -> pd.DataFrame:
+        """Answers so far per main-trial cell (task, image, method) against the quota target."""
+        with self.db.read() as s:
+            trials = s.execute(select(Trial.id, Trial.task, Trial.image_id, Trial.method, Trial.method_b)
+                               .where(Trial.study_id == self.study_id, Trial.role == "main")).all()
+            counts = dict(s.execute(
+                select(PlanRow.trial_id, func.count(Response.id))
+                .join(Response, Response.plan_row_id == PlanRow.id)
+                .where(PlanRow.trial_id.in_([t.id for t in trials]))
+                .group_by(PlanRow.trial_id)).all()) if trials else {}
+        frame = pd.DataFrame(
+            [(t.task, t.image_id, f"{t.method} vs {t.method_b}" if t.method_b else t.method, counts.get(t.id, 0))
+             for t in trials], columns=["task", "image_id", "method", "n_answers"])
+        frame = frame.groupby(["task", "image_id", "method"], as_index=False).agg(
+            n_answers=("n_answers", "sum"), cells=("n_answers", "size"))
+        frame["target"] = frame.pop("cells") * self.config.answers_per_cell
+        return frame
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _external_id(self, external_id: str | None) -> str:
+        if external_id is None or not str(external_id).strip():
+            if not self.config.allow_anonymous:
+                raise ValueError("this study needs a participant id in the link (PROLIFIC_PID or pid)")
+            return "anon-" + secrets.token_hex(8)
+        external_id = str(external_id).strip()
+        if len(external_id) > 200 or not external_id.isprintable():
+            raise ValueError("a participant id must be at most 200 printable characters")
+        return external_id
+
+    def _questionnaire(self, answers: dict[str, str]) -> dict[str, str]:
+        items = {q.key: q for q in self.config.questionnaire}
+        clean = {}
+        for key, value in (answers or {}).items():
+            if key not in items:
+                raise ValueError(f"unknown questionnaire item {key!r} (known: {', '.join(items) or 'none'})")
+            if not isinstance(value, str) or len(value) > 5000:
+                raise ValueError(f"answer to {key!r} must be text of at most 5000 characters")
+            if items[key].options is not None and value not in items[key].options:
+                raise ValueError(f"answer to {key!r} must be one of {items[key].options}, got {value!r}")
+            clean[key] = value
+        return clean
+
+    def _participant(self, s: Session, participant_id: int) -> Participant:
+        p = s.get(Participant, participant_id)
+        if p is None or p.study_id != self.study_id:
+            raise LookupError(f"no participant {participant_id} in this study")
+        return p
+
+    def _consented(self, s: Session, participant_id: int) -> Participant:
+        p = self._participant(s, participant_id)
+        if p.consented is not True:
+            raise ValueError(f"participant {p.external_id!r} has not given consent")
+        return p
+
+    def _counts(self, s: Session, participant_id: int) -> tuple[int, int]:
+        total = s.scalar(select(func.count(PlanRow.id)).where(PlanRow.participant_id == participant_id))
+        done = s.scalar(select(func.count(Response.id)).where(Response.participant_id == participant_id))
+        return done, total
+
+    def _stored(self, s: Session, participant_id: int, trial_index: int) -> AnswerOutcome | None:
+        earlier = s.scalars(select(Response).where(Response.participant_id == participant_id,
+                                                   Response.trial_index == trial_index)).first()
+        return None if earlier is None else AnswerOutcome(stored=False, duplicate=True, correct=earlier.correct)
+
+    def _design(self) -> tuple[list[plans.TaskBlock], list[Trial], list[Trial]]:
+        """The study's trial templates (immutable after the build), loaded once."""
+        with self._design_lock:
+            if self._design_cache is None:
+                with self.db.read() as s:
+                    trials = s.scalars(select(Trial).where(Trial.study_id == self.study_id)
+                                       .order_by(Trial.id)).all()
+                    stimuli = dict(s.execute(select(Stimulus.id, Stimulus.path)
+                                             .where(Stimulus.study_id == self.study_id)).all())
+                blocks = []
+                for position, layout in enumerate(self._layout):
+                    main = sorted((t for t in trials if t.role == "main" and t.task_position == position),
+                                  key=lambda t: t.cell_index)
+                    blocks.append(plans.TaskBlock(main, layout["units"], layout["conditions"],
+                                                  layout["per_participant"]))
+                practice = [t for t in trials if t.role == "practice"]
+                attention = [t for t in trials if t.role == "attention"]
+                self._trials = {t.id: t for t in trials}
+                self._stimuli = stimuli
+                self._design_cache = (blocks, practice, attention)
+            return self._design_cache
+
+    def _trial(self, trial_id: int) -> Trial:
+        self._design()
+        return self._trials[trial_id]
+
+    def _view(self, row: PlanRow, shown_at: datetime) -> TrialView:
+        spec = self._trial(row.trial_id).spec
+        stimuli, captions, options = tasks.view(spec, row.display)
+        return TrialView(
+            trial_index=row.trial_index, task=row.task, is_practice=row.is_practice,
+            is_attention_check=row.is_attention_check, prompt_md=spec["prompt_md"],
+            images=[self.study_dir / self._stimuli[i] for i in stimuli], captions=captions,
+            options=options, confidence_options=[tuple(o) for o in spec["confidence_options"]],
+            feedback_md=spec["feedback_md"] if row.is_practice else None, shown_at=shown_at)

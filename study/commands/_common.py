@@ -1,0 +1,32 @@
+"""Arguments and checks that several commands share (model, images, methods, device)."""
+from __future__ import annotations
+
+import argparse
+import re
+
+from study.models import DEFAULT_MODEL
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help="efficientnet_lite0 (embedded), a torchvision classifier name, or module:callable")
+    parser.add_argument("--weights", default=None, help="state-dict file for the model ('random' keeps random init)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
+    parser.add_argument("--batch-size", type=int, default=32, help="images or perturbed copies per forward pass")
+    parser.add_argument("--amp", choices=("bf16", "fp16"), default=None, help="mixed precision on GPU")
+
+
+def parse_methods(text: str) -> list[str]:
+    """Comma-separated method names, checked against the registry before any work starts."""
+    from study.explainers import METHODS
+
+    methods = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS and ":" not in m]
+    if not methods or unknown:
+        raise ValueError(f"unknown method {', '.join(unknown) or '(none given)'}; choose from {', '.join(METHODS)}")
+    return methods
+
+
+def safe_name(image_id: str) -> str:
+    """An image id as a file name (ids of folder images may contain slashes)."""
+    return re.sub(r"[^A-Za-z0-9._+-]+", "__", image_id)

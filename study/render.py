@@ -1,0 +1,67 @@
+"""Pictures of explanations: heatmap overlays, the guided RGB view, and an images x methods grid."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from PIL import Image
+
+
+def _array(saliency) -> np.ndarray:
+    a = saliency.detach().float().cpu().numpy() if isinstance(saliency, torch.Tensor) else np.asarray(saliency, float)
+    if a.ndim != 2:
+        raise ValueError(f"a saliency map must be 2-D (H,W), got shape {a.shape}")
+    return a
+
+
+def heatmap(saliency, cmap: str = "jet") -> Image.Image:
+    """A [0,1] map as an RGB colour image at the map's own size."""
+    rgb = colormaps[cmap](np.clip(_array(saliency), 0.0, 1.0))[..., :3]
+    return Image.fromarray((rgb * 255).round().astype(np.uint8))
+
+
+def overlay(image: Image.Image, saliency, alpha: float = 0.5, cmap: str = "jet") -> Image.Image:
+    """The map's colours blended over the photo, at the photo's size (the map is resized, not the photo)."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    colours = heatmap(saliency, cmap).resize(image.size, Image.BILINEAR)
+    return Image.blend(image.convert("RGB"), colours, alpha)
+
+
+def guided_view(rgb_map) -> Image.Image:
+    """A signed RGB attribution (guided backprop, Tensor[3,H,W]) as an image: zero is mid-grey,
+    scaled by the largest magnitude so the sign of each channel stays visible."""
+    a = rgb_map.detach().float().cpu().numpy() if isinstance(rgb_map, torch.Tensor) else np.asarray(rgb_map, float)
+    if a.ndim != 3 or a.shape[0] != 3:
+        raise ValueError(f"a guided map must be (3,H,W), got shape {a.shape}")
+    scale = np.abs(a).max() or 1.0
+    rgb = np.clip(0.5 + 0.5 * a / scale, 0.0, 1.0).transpose(1, 2, 0)
+    return Image.fromarray((rgb * 255).round().astype(np.uint8))
+
+
+def grid_figure(
+    images: Sequence[Image.Image],
+    maps: Mapping[str, torch.Tensor | np.ndarray],
+    titles: Sequence[str] | None = None,
+    cell: float = 1.8,
+) -> Figure:
+    """A grid with one row per image and one column per method (plus the photo), for reports and papers."""
+    methods = list(maps)
+    fig = Figure(figsize=(cell * (len(methods) + 1), cell * len(images)), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(len(images), len(methods) + 1, squeeze=False))
+    for row, image in enumerate(images):
+        axes[row, 0].imshow(image)
+        axes[row, 0].set_ylabel(titles[row] if titles else "", fontsize=8)
+        for col, method in enumerate(methods, start=1):
+            axes[row, col].imshow(overlay(image, maps[method][row]))
+            if row == 0:
+                axes[row, col].set_title(method, fontsize=9)
+        if row == 0:
+            axes[row, 0].set_title("image", fontsize=9)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return fig

@@ -408,7 +408,7 @@ def correlate(responses: pd.DataFrame, faithfulness: pd.DataFrame) -> pd.DataFra
     method, across images; level "image": for one image, across methods. Needs >= 3 points.
     """
     data = analysable(responses)
-    human = _human_per_image(data)
+    human = human_per_image(data)
     if human.empty or faithfulness.empty:
         return pd.DataFrame(columns=CORRELATION_COLUMNS)
     faith = (faithfulness.assign(value=faithfulness["value"].astype(float))
@@ -475,7 +475,7 @@ def _alpha_over_stimuli(answered: pd.DataFrame, column: str, level: str) -> tupl
     return _alpha_from_long(answered["participant_id"], unit, values, level)
 
 
-def _human_per_image(data: pd.DataFrame) -> pd.DataFrame:
+def human_per_image(data: pd.DataFrame) -> pd.DataFrame:
     """Mean human measure per (model, method, image), long format with column `human`."""
     parts = []
     for task, measures in TASK_MEASURES.items():

@@ -49,7 +49,7 @@ def run(args) -> int:
             folder = args.out / safe_name(item.image_id)
             folder.mkdir(exist_ok=True)
             np.save(folder / f"{safe_name(method)}.npy", maps[i].numpy())
-            picture = guided_view(rgb[i]) if rgb is not None else overlay(shown[i], maps[i])
+            picture = guided_view(rgb[i]) if rgb is not None else overlay(item.image, maps[i])
             picture.save(folder / f"{safe_name(method)}.png")
     grid_figure(shown, all_maps, titles=[item.image_id for item in items]).savefig(args.out / "grid.png", dpi=110)
     names = [model.categories[t] for t in targets.tolist()]

@@ -1,0 +1,39 @@
+"""Overlays, guided views and the grid figure are the right size and show the map."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from study.render import grid_figure, guided_view, overlay
+
+
+def test_overlay_keeps_the_photo_size_and_marks_the_hot_region():
+    photo = Image.new("RGB", (120, 60), (128, 128, 128))
+    saliency = torch.zeros(8, 8)
+    saliency[:, :4] = 1.0  # hot left half
+    out = np.asarray(overlay(photo, saliency, alpha=0.6)).astype(int)
+    assert out.shape == (60, 120, 3)
+    left, right = out[30, 10], out[30, 110]
+    assert left[0] > left[2] and right[2] > right[0]  # jet: red where hot, blue where cold
+
+
+def test_guided_view_maps_zero_to_grey_and_keeps_signs():
+    rgb = torch.zeros(3, 4, 4)
+    rgb[0, 0, 0], rgb[2, 0, 0] = 1.0, -1.0
+    out = np.asarray(guided_view(rgb))
+    assert tuple(out[3, 3]) == (128, 128, 128)
+    assert out[0, 0, 0] == 255 and out[0, 0, 2] == 0
+
+
+def test_bad_shapes_are_named():
+    with pytest.raises(ValueError, match="2-D"):
+        overlay(Image.new("RGB", (4, 4)), torch.zeros(1, 4, 4))
+    with pytest.raises(ValueError, match=r"\(3,H,W\)"):
+        guided_view(torch.zeros(4, 4))
+
+
+def test_grid_has_a_column_per_method():
+    photos = [Image.new("RGB", (16, 16)) for _ in range(2)]
+    fig = grid_figure(photos, {"a": torch.rand(2, 16, 16), "b": np.random.rand(2, 16, 16)})
+    assert len(fig.axes) == 2 * 3
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["image", "a", "b"]

@@ -1,0 +1,183 @@
+"""Ablation-CAM (Desai & Ramaswamy 2020): weight each channel by the drop in the target logit when it
+is set to zero.
+
+w_k = (y_c - y_c^k) / y_c with y_c the logit and y_c^k the logit with channel k of the target layer
+zeroed; the map is ReLU(sum_k w_k A_k) at the layer's resolution. Only the part of the network after the
+target layer runs for the K ablated copies:
+- GAP+linear heads: closed form, y_c - y_c^k = w_ck * mean(A_k) (no extra pass at all);
+- otherwise the model is split at the layer with torch.fx: the front (and any earlier values the tail
+  needs, such as a residual input) runs once per image, the tail runs on the ablated copies,
+  `batch_size` copies at a time;
+- models torch.fx cannot trace fall back to a forward hook that swaps in the ablated copies; the layers
+  before the target then run once on one image per chunk of copies, and the tail must broadcast
+  a batch-of-one value against the copies (most CNNs do).
+
+Differences from pytorch-grad-cam's AblationCAM: it reruns the whole model (layers before the target
+included) for every chunk of 32 copies; when the layer's activations can be negative it ablates to
+min(A) - 1e7 instead of zero (we always use zero, as the paper); it takes the ReLU at the layer's
+resolution, min-max scales, then resizes with OpenCV (we upsample bilinearly, then scale).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+
+from study.explainers.core import capture, gap_linear_head, register
+
+
+@register("ablationcam", needs_layer=True, per_image_batches=False)
+def ablationcam(model, x, targets, *, layer, batch_size, **_) -> torch.Tensor:
+    return ablation_maps(model, x, targets, layer, batch_size)
+
+
+def ablation_maps(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, layer: nn.Module,
+                  batch_size: int) -> torch.Tensor:
+    """Raw Ablation-CAM maps Tensor[B,T,h,w] (h,w the layer's) for targets LongTensor[B,T].
+
+    Also the building block of guided Ablation-CAM.
+    """
+    split = split_at(model, layer)
+    maps = []
+    with torch.no_grad():
+        for xb, tb in zip(x.split(batch_size), targets.split(batch_size)):
+            if split is not None:
+                activations, *saved = split.front(xb)
+                if not all(isinstance(v, torch.Tensor) and v.shape[:1] == xb.shape[:1] for v in saved):
+                    split = None  # the tail needs a value that is not per image (a shape, say): use the hook
+            if split is None:
+                with capture(layer) as store:
+                    logits = model(xb)
+                activations, saved = store["A"], ()
+            else:
+                logits = split.tail(activations, *saved)
+            scores = logits.float().gather(1, tb)  # y_c, [b,T]
+            fc = gap_linear_head(model, activations, logits)
+            if fc is not None:
+                drops = fc.weight.float()[tb] * activations.float().mean((2, 3))[:, None, :]
+            elif split is not None:
+                drops = scores[..., None] - _ablated_scores(split.tail, activations, saved, tb, batch_size)
+            else:
+                drops = scores[..., None] - _hooked_ablated_scores(model, layer, xb, activations, tb, batch_size)
+            weights = drops / scores[..., None]
+            with torch.autocast(x.device.type, enabled=False):  # combine in float32 under amp
+                maps.append(F.relu(torch.einsum("btk,bkhw->bthw", weights, activations.float())))
+    return torch.cat(maps)
+
+
+def _ablation_pairs(activations: torch.Tensor) -> torch.Tensor:
+    """Every (image, channel) pair as LongTensor[B*K, 2], image-major."""
+    b, k = activations.shape[:2]
+    return torch.cartesian_prod(torch.arange(b, device=activations.device),
+                                torch.arange(k, device=activations.device)).view(b * k, 2)
+
+
+def _ablate(activations: torch.Tensor, image: torch.Tensor, channel: torch.Tensor) -> torch.Tensor:
+    copies = activations[image].clone()
+    copies[torch.arange(len(image), device=copies.device), channel] = 0
+    return copies
+
+
+def _ablated_scores(tail, activations, saved, targets, batch_size) -> torch.Tensor:
+    """y_c^k for every image, target and channel, [B,T,K], running only the tail on the ablated copies."""
+    b, k = activations.shape[:2]
+    out = torch.empty(b, targets.shape[1], k, device=activations.device)
+    for chunk in _ablation_pairs(activations).split(batch_size):
+        image, channel = chunk.unbind(1)
+        logits = tail(_ablate(activations, image, channel), *(value[image] for value in saved))
+        out[image, :, channel] = logits.float().gather(1, targets[image])
+    return out
+
+
+def _hooked_ablated_scores(model, layer, x, activations, targets, batch_size) -> torch.Tensor:
+    """y_c^k as `_ablated_scores`, for models torch.fx cannot split: the layer's output is replaced by the
+    ablated copies of one image while the model runs on that image alone."""
+    b, k = activations.shape[:2]
+    out = torch.empty(b, targets.shape[1], k, device=activations.device)
+    swap = {}
+    handle = layer.register_forward_hook(lambda _m, _i, _o: swap["copies"])
+    try:
+        for chunk in _ablation_pairs(activations).split(batch_size):
+            for i in chunk[:, 0].unique().tolist():
+                channel = chunk[chunk[:, 0] == i, 1]
+                image = torch.full_like(channel, i)
+                swap["copies"] = _ablate(activations, image, channel)
+                logits = model(x[i : i + 1])
+                if logits.shape[0] != len(channel):
+                    raise ValueError(
+                        f"ablationcam cannot split {type(model).__name__} at {type(layer).__name__}: torch.fx "
+                        f"cannot trace it and its layers after the target do not broadcast a batch of ablated copies")
+                out[image, :, channel] = logits.float().gather(1, targets[image])
+    finally:
+        handle.remove()
+    return out
+
+
+@dataclass(frozen=True)
+class Split:
+    """A model cut at a layer: `front(x) -> (A, *saved)`, `tail(A, *saved) -> logits`.
+
+    `saved` are the values computed before the layer that the tail still needs (a residual input, say),
+    each with the batch as its first dimension so they can be indexed per ablated copy.
+    """
+
+    front: fx.GraphModule
+    tail: fx.GraphModule
+
+
+class _LayerAsLeaf(fx.Tracer):
+    """Traces through every module except the target layer, which stays one call (its output is A)."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def is_leaf_module(self, m: nn.Module, qualified_name: str) -> bool:
+        return m is self.layer or super().is_leaf_module(m, qualified_name)
+
+
+def split_at(model: nn.Module, layer: nn.Module) -> Split | None:
+    """Cut `model` at `layer` with torch.fx, or None when it cannot be traced or cut cleanly (the layer
+    called more than once, the logits not depending on it)."""
+    name = next(n for n, m in model.named_modules() if m is layer)
+    try:
+        graph = _LayerAsLeaf(layer).trace(model)
+    except Exception:  # fx raises many types on untraceable code (control flow, unsupported ops)
+        return None
+    nodes = list(graph.nodes)
+    cut = [n for n in nodes if n.op == "call_module" and n.target == name]
+    if len(cut) != 1:
+        return None
+    after = set()  # every node that depends on the layer's output
+    for node in nodes[nodes.index(cut[0]) + 1:]:
+        if any(a is cut[0] or a in after for a in node.all_input_nodes):
+            after.add(node)
+    output = nodes[-1]
+    if output not in after:
+        return None
+    saved = list(dict.fromkeys(a for n in nodes if n in after for a in n.all_input_nodes
+                               if a is not cut[0] and a not in after and a.op != "get_attr"))
+
+    front, env = fx.Graph(), {}
+    for node in nodes:
+        if node not in after and node is not output:
+            env[node] = front.node_copy(node, env.__getitem__)
+    front.output((env[cut[0]], *(env[a] for a in saved)))
+    front = fx.GraphModule(model, front)
+    front.graph.eliminate_dead_code()  # values only the tail used
+    front.recompile()
+
+    tail = fx.Graph()
+    env = {cut[0]: tail.placeholder("activations")}
+    for a in saved:
+        env[a] = tail.placeholder(f"saved_{a.name}")
+    for node in nodes:
+        if node in after:
+            for a in node.all_input_nodes:
+                if a.op == "get_attr" and a not in env:
+                    env[a] = tail.node_copy(a, env.__getitem__)
+            env[node] = tail.node_copy(node, env.__getitem__)
+    return Split(front, fx.GraphModule(model, tail))

@@ -28,6 +28,8 @@ from study.storage import (Event, Participant, PlanRow, QuestionnaireAnswer, Res
                            as_utc, open_database, utcnow)
 
 MAX_RT_MS = 24 * 3600 * 1000
+_VIEW_COLUMNS = (PlanRow.id, PlanRow.trial_index, PlanRow.trial_id, PlanRow.task, PlanRow.is_practice,
+                 PlanRow.is_attention_check, PlanRow.display, PlanRow.shown_at)
 
 
 class AlreadyCompleted(ValueError):
@@ -149,9 +151,9 @@ class SurveySession:
                 if p.consented == agreed:
                     return
                 raise ValueError(f"participant {p.external_id!r} already {'gave' if p.consented else 'refused'} consent")
-            p.consented, p.consent_at = agreed, utcnow()
+            s.execute(update(Participant).where(Participant.id == p.id)
+                      .values(consented=agreed, consent_at=utcnow(), slot_released=not agreed))
             if not agreed:
-                p.slot_released = True
                 s.execute(delete(PlanRow).where(PlanRow.participant_id == p.id))
             s.add(Event(study_id=self.study_id, participant_id=p.id,
                         kind="consented" if agreed else "declined", detail={}))
@@ -164,8 +166,8 @@ class SurveySession:
         """The first unanswered trial in plan order (None when all are answered)."""
         with self.db.read() as s:
             self._consented(s, participant_id)
-            row = s.scalars(
-                select(PlanRow).outerjoin(Response, (Response.participant_id == PlanRow.participant_id)
+            row = s.execute(
+                select(*_VIEW_COLUMNS).outerjoin(Response, (Response.participant_id == PlanRow.participant_id)
                                           & (Response.trial_index == PlanRow.trial_index))
                 .where(PlanRow.participant_id == participant_id, Response.id.is_(None))
                 .order_by(PlanRow.trial_index).limit(1)).first()
@@ -188,8 +190,9 @@ class SurveySession:
 
         def work(s: Session) -> AnswerOutcome:
             self._consented(s, participant_id)
-            row = s.scalars(select(PlanRow).where(PlanRow.participant_id == participant_id,
-                                                  PlanRow.trial_index == trial_index)).first()
+            row = s.execute(select(PlanRow.id, PlanRow.trial_id, PlanRow.display, PlanRow.shown_at)
+                            .where(PlanRow.participant_id == participant_id,
+                                   PlanRow.trial_index == trial_index)).first()
             if row is None:
                 raise LookupError(f"participant {participant_id} has no trial {trial_index}")
             earlier = self._stored(s, participant_id, trial_index)
@@ -208,17 +211,17 @@ class SurveySession:
             if not confidence_values and confidence is not None:
                 raise ValueError(f"trial {trial_index} asks no confidence, got {confidence!r}")
             correct, rating = tasks.score(spec, row.display, response)
-            try:
-                with s.begin_nested():
-                    s.add(Response(participant_id=participant_id, trial_index=trial_index, plan_row_id=row.id,
-                                   response=response, correct=correct, rating=rating, rt_ms=rt_ms,
-                                   confidence=int(confidence) if confidence is not None else None,
-                                   answered_at=utcnow()))
-            except IntegrityError:   # stored by a concurrent replay between our check and insert
-                return self._stored(s, participant_id, trial_index)
+            s.add(Response(participant_id=participant_id, trial_index=trial_index, plan_row_id=row.id,
+                           response=response, correct=correct, rating=rating, rt_ms=rt_ms,
+                           confidence=int(confidence) if confidence is not None else None, answered_at=utcnow()))
+            s.flush()
             return AnswerOutcome(stored=True, duplicate=False, correct=correct)
 
-        return self.db.write(work)
+        try:
+            return self.db.write(work)
+        except IntegrityError:    # a concurrent replay stored it between our check and our insert
+            with self.db.read() as s:
+                return self._stored(s, participant_id, trial_index)
 
     def progress(self, participant_id: int) -> tuple[int, int]:
         with self.db.read() as s:
@@ -238,11 +241,12 @@ class SurveySession:
             done, total = self._counts(s, participant_id)
             if done < total:
                 raise ValueError(f"participant {p.external_id!r} still has {total - done} of {total} trials to answer")
-            p.completed_at = utcnow()
-            p.completion_code = self.config.completion_code or secrets.token_hex(4).upper()
+            code = self.config.completion_code or secrets.token_hex(4).upper()
+            s.execute(update(Participant).where(Participant.id == p.id)
+                      .values(completed_at=utcnow(), completion_code=code))
             s.add_all(QuestionnaireAnswer(participant_id=p.id, key=k, value=v) for k, v in answers.items())
             s.add(Event(study_id=self.study_id, participant_id=p.id, kind="completed", detail={}))
-            return p.completion_code
+            return code
 
         return self.db.write(work)
 
@@ -297,13 +301,16 @@ class SurveySession:
             clean[key] = value
         return clean
 
-    def _participant(self, s: Session, participant_id: int) -> Participant:
-        p = s.get(Participant, participant_id)
+    def _participant(self, s: Session, participant_id: int):
+        """The participant's row (plain columns: cheap, and never an object to mutate by accident)."""
+        p = s.execute(select(Participant.id, Participant.study_id, Participant.external_id,
+                             Participant.consented, Participant.completed_at, Participant.completion_code)
+                      .where(Participant.id == participant_id)).first()
         if p is None or p.study_id != self.study_id:
             raise LookupError(f"no participant {participant_id} in this study")
         return p
 
-    def _consented(self, s: Session, participant_id: int) -> Participant:
+    def _consented(self, s: Session, participant_id: int):
         p = self._participant(s, participant_id)
         if p.consented is not True:
             raise ValueError(f"participant {p.external_id!r} has not given consent")
@@ -315,8 +322,8 @@ class SurveySession:
         return done, total
 
     def _stored(self, s: Session, participant_id: int, trial_index: int) -> AnswerOutcome | None:
-        earlier = s.scalars(select(Response).where(Response.participant_id == participant_id,
-                                                   Response.trial_index == trial_index)).first()
+        earlier = s.execute(select(Response.correct).where(Response.participant_id == participant_id,
+                                                           Response.trial_index == trial_index)).first()
         return None if earlier is None else AnswerOutcome(stored=False, duplicate=True, correct=earlier.correct)
 
     def _design(self) -> tuple[list[plans.TaskBlock], list[Trial], list[Trial]]:
@@ -345,7 +352,7 @@ class SurveySession:
         self._design()
         return self._trials[trial_id]
 
-    def _view(self, row: PlanRow, shown_at: datetime) -> TrialView:
+    def _view(self, row, shown_at: datetime) -> TrialView:
         spec = self._trial(row.trial_id).spec
         stimuli, captions, options = tasks.view(spec, row.display)
         return TrialView(

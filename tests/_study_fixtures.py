@@ -6,7 +6,11 @@ are tested in milliseconds; tests/test_build.py renders real maps separately.
 """
 from __future__ import annotations
 
+import shutil
+import tempfile
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from PIL import Image
@@ -123,3 +127,19 @@ def build_fake_study(tmp: Path, tasks: str = ALL_TASKS, n_images: int = 8, wrong
     build_study(config, out, progress=False, renderer=FakeRenderer(wrong), items=fake_items(n_images),
                 combine=composite)
     return out
+
+
+@contextmanager
+def memory_backed_dir() -> Iterator[Path]:
+    """A scratch folder on tmpfs when the machine has one.
+
+    The database commits with synchronous=FULL (an fsync per answer), which costs milliseconds
+    per commit on a VM disk; the concurrency tests check locking and idempotency, which tmpfs
+    exercises the same way, and run several times faster there.
+    """
+    shm = Path("/dev/shm")
+    folder = Path(tempfile.mkdtemp(prefix="camstudy-", dir=shm if shm.is_dir() else None))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,70 @@
+"""Simulated participants with a known accuracy per method, answering through the session API.
+
+They exist to test the survey end to end (concurrency, quotas, recovered accuracies) and to
+give the demo data. Their external ids start with `SIM-` so no one mistakes them for people.
+A simulated participant looks up the right answer of each scored trial (in the database, not
+through the participant-facing API) and gives it with the probability set for the trial's
+method; unscored trials (rating, compare, trust) get a random option. Attention checks are
+always passed. Everything is seeded per participant, so the same call gives the same answers
+whatever the number of threads.
+"""
+from __future__ import annotations
+
+import random
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from sqlalchemy import select
+
+from study.session import ParticipantState, SurveySession, TrialView
+from study.storage import PlanRow, Trial
+
+SIM_PREFIX = "SIM-"
+
+
+def simulate_participants(study_dir: str | Path, n: int, accuracy: dict[str, float], seed: int = 0,
+                          threads: int = 1) -> list[ParticipantState]:
+    """Run `n` simulated participants to completion; returns their final states."""
+    if n < 0 or threads < 1:
+        raise ValueError(f"n must be >= 0 and threads >= 1, got n={n}, threads={threads}")
+    for method, p in accuracy.items():
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"accuracy of {method!r} must be in [0, 1], got {p}")
+    session = SurveySession(study_dir)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(lambda i: run_participant(session, f"{SIM_PREFIX}{seed}-{i:04d}", accuracy,
+                                                       random.Random(f"{seed}|{i}")), range(n)))
+
+
+def run_participant(session: SurveySession, external_id: str, accuracy: dict[str, float],
+                    rng: random.Random) -> ParticipantState:
+    """One simulated participant, from entering the link to the completion code."""
+    state = session.enter(external_id, user_agent="camstudy-simulator")
+    session.consent(state.participant_id, True)
+    while (trial := session.next_trial(state.participant_id)) is not None:
+        response = choose(session, state.participant_id, trial, accuracy, rng)
+        confidence = rng.choice(trial.confidence_options)[0] if trial.confidence_options else None
+        session.answer(state.participant_id, trial.trial_index, response, int(rng.lognormvariate(7.3, 0.4)),
+                       confidence)
+    answers = {q.key: rng.choice(q.options) if q.options else "(simulated)" for q in session.config.questionnaire}
+    session.complete(state.participant_id, answers)
+    return session.state(state.participant_id)
+
+
+def choose(session: SurveySession, participant_id: int, trial: TrialView, accuracy: dict[str, float],
+           rng: random.Random) -> str:
+    """The right answer with the method's probability, otherwise a random wrong option."""
+    with session.db.read() as s:
+        method, spec = s.execute(select(PlanRow.method, Trial.spec).join(Trial, PlanRow.trial_id == Trial.id)
+                                 .where(PlanRow.participant_id == participant_id,
+                                        PlanRow.trial_index == trial.trial_index)).one()
+    values = [value for value, _ in trial.options]
+    right = spec["answer"]
+    if right is None:
+        return rng.choice(values)
+    if method not in accuracy and not trial.is_attention_check:
+        raise LookupError(f"no simulated accuracy for method {method!r}")
+    p = 1.0 if trial.is_attention_check else accuracy[method]
+    wrong = [v for v in values if v != right]
+    return right if rng.random() < p or not wrong else rng.choice(wrong)
+

@@ -1,0 +1,190 @@
+"""The session API, one participant at a time: the participant flow and its clear refusals."""
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+from sqlalchemy import func, select
+
+from _study_fixtures import build_fake_study
+from study.session import AlreadyCompleted, SurveySession
+from study.storage import Event, PlanRow, Response, Trial
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory):
+    return build_fake_study(tmp_path_factory.mktemp("session"))
+
+
+@pytest.fixture
+def session(study_dir):
+    return SurveySession(study_dir)
+
+
+def started(session, external_id):
+    state = session.enter(external_id)
+    session.consent(state.participant_id, True)
+    return state.participant_id
+
+
+def right_answer(session, pid, trial_index):
+    with session.db.read() as s:
+        return s.scalar(select(Trial.spec).join(PlanRow, PlanRow.trial_id == Trial.id)
+                        .where(PlanRow.participant_id == pid, PlanRow.trial_index == trial_index))["answer"]
+
+
+def answer_all(session, pid):
+    while (trial := session.next_trial(pid)) is not None:
+        confidence = trial.confidence_options[0][0] if trial.confidence_options else None
+        session.answer(pid, trial.trial_index, trial.options[0][0], 900, confidence)
+
+
+def test_enter_resumes_the_same_participant_and_plan(session):
+    first = session.enter("resume-me", user_agent="UA")
+    again = SurveySession(session.study_dir).enter("resume-me")
+    assert again.participant_id == first.participant_id
+    assert first.consented is None and not first.completed
+    assert first.n_done == 0 and first.n_total == again.n_total > 0
+
+
+def test_trials_come_in_plan_order_practice_first_and_shown_at_is_recorded_once(session):
+    pid = started(session, "order")
+    first = session.next_trial(pid)
+    assert first.trial_index == 0 and first.is_practice and first.feedback_md
+    assert all(path.is_file() for path in first.images)
+    assert Image.open(first.images[0]).size == (8, 8)
+    assert session.next_trial(pid).shown_at == first.shown_at       # a reload shows the same trial
+    session.answer(pid, 0, first.options[0][0], 1200)
+    second = session.next_trial(pid)
+    assert second.trial_index == 1
+    views = [second]
+    session.answer(pid, 1, second.options[0][0], 800, second.confidence_options[0][0] if second.confidence_options else None)
+    while (trial := session.next_trial(pid)) is not None:
+        views.append(trial)
+        session.answer(pid, trial.trial_index, trial.options[-1][0], 700,
+                       trial.confidence_options[-1][0] if trial.confidence_options else None)
+    assert [v.trial_index for v in views] == list(range(1, session.progress(pid)[1]))
+    assert all(v.feedback_md is None for v in views if not v.is_practice)
+    assert sum(v.is_attention_check for v in views) == 2
+
+
+def test_a_replayed_answer_is_a_duplicate_and_changes_nothing(session):
+    pid = started(session, "replay")
+    trial = session.next_trial(pid)
+    right = right_answer(session, pid, trial.trial_index)
+    first = session.answer(pid, trial.trial_index, right, 1000)
+    assert (first.stored, first.duplicate, first.correct) == (True, False, True)
+    wrong = next(v for v, _ in trial.options if v != right)
+    replay = session.answer(pid, trial.trial_index, wrong, 5)
+    assert (replay.stored, replay.duplicate, replay.correct) == (False, True, True)
+    with session.db.read() as s:
+        rows = s.scalars(select(Response).where(Response.participant_id == pid)).all()
+    assert [(r.response, r.rt_ms) for r in rows] == [(right, 1000)]
+
+
+def test_bad_answers_are_refused_with_the_reason(session):
+    pid = started(session, "bad-answers")
+    trial = session.next_trial(pid)
+    with pytest.raises(ValueError, match="not an option"):
+        session.answer(pid, trial.trial_index, "banana", 100)
+    with pytest.raises(ValueError, match="rt_ms"):
+        session.answer(pid, trial.trial_index, trial.options[0][0], -5)
+    with pytest.raises(LookupError, match="no trial 999"):
+        session.answer(pid, 999, "1", 100)
+    with pytest.raises(ValueError, match="not been shown"):
+        session.answer(pid, trial.trial_index + 1, "1", 100)
+    with pytest.raises(ValueError, match="asks no confidence"):
+        session.answer(pid, trial.trial_index, trial.options[0][0], 100, confidence="3")
+    assert session.progress(pid)[0] == 0
+
+
+def test_confidence_is_required_where_the_task_asks_for_it(session):
+    pid = started(session, "confidence")
+    while (trial := session.next_trial(pid)).task != "distinction":
+        session.answer(pid, trial.trial_index, trial.options[0][0], 500,
+                       trial.confidence_options[0][0] if trial.confidence_options else None)
+    assert [v for v, _ in trial.confidence_options] == ["1", "2", "3", "4"]
+    with pytest.raises(ValueError, match="confidence"):
+        session.answer(pid, trial.trial_index, trial.options[0][0], 500)
+    assert session.answer(pid, trial.trial_index, trial.options[0][0], 500, "4").stored
+
+
+def test_participants_only_reach_their_own_trials(session):
+    alice, bob = started(session, "alice"), started(session, "bob")
+    trial = session.next_trial(alice)
+    with pytest.raises(ValueError, match="not been shown"):     # bob's own trial 0, never shown to bob
+        session.answer(bob, trial.trial_index, trial.options[0][0], 100)
+    with pytest.raises(LookupError, match="no participant"):
+        session.next_trial(10_000)
+    assert session.progress(alice) == (0, session.progress(alice)[1])
+
+
+def test_nothing_happens_before_consent_and_a_refusal_ends_the_participant(session):
+    state = session.enter("refuser")
+    with pytest.raises(ValueError, match="consent"):
+        session.next_trial(state.participant_id)
+    session.consent(state.participant_id, False)
+    with session.db.read() as s:
+        plan_rows = s.scalar(select(func.count(PlanRow.id)).where(PlanRow.participant_id == state.participant_id))
+        events = s.scalars(select(Event.kind).where(Event.participant_id == state.participant_id)).all()
+    assert plan_rows == 0 and "declined" in events
+    with pytest.raises(AlreadyCompleted):
+        session.enter("refuser")
+    # The refuser's Latin-square slot goes to the next participant.
+    newcomer = session.enter("after-refuser")
+    with session.db.read() as s:
+        from study.storage import Participant
+        slots = {p.external_id: p.slot for p in s.scalars(select(Participant)).all()}
+    assert slots["after-refuser"] == slots["refuser"]
+
+
+def test_completion_code_redirect_and_no_second_start(session):
+    pid = started(session, "finisher")
+    with pytest.raises(ValueError, match="trials to answer"):
+        session.complete(pid, {})
+    answer_all(session, pid)
+    with pytest.raises(ValueError, match="unknown questionnaire item 'shoe_size'"):
+        session.complete(pid, {"shoe_size": "42"})
+    with pytest.raises(ValueError, match="must be one of"):
+        session.complete(pid, {"age": "12"})
+    assert session.redirect_url(pid) is None
+    code = session.complete(pid, {"age": "30+", "comments": "fine"})
+    assert code == "DONE-1" == session.complete(pid, {"age": "18-29"})    # idempotent
+    assert session.redirect_url(pid) == "https://example.org/done?cc=DONE-1&p=finisher"
+    state = session.state(pid)
+    assert state.completed and state.completion_code == "DONE-1" and state.n_done == state.n_total
+    with pytest.raises(AlreadyCompleted, match="finisher"):
+        session.enter("finisher")
+    assert session.next_trial(pid) is None
+
+
+def test_anonymous_entry_needs_the_config_to_allow_it(session, tmp_path):
+    with pytest.raises(ValueError, match="participant id"):
+        session.enter(None)
+    with pytest.raises(ValueError, match="printable"):
+        session.enter("x" * 201)
+    anonymous = SurveySession(build_fake_study(tmp_path, anonymous=True))
+    one, two = anonymous.enter(None), anonymous.enter("")
+    assert one.external_id.startswith("anon-") and one.external_id != two.external_id
+
+
+def test_cell_progress_counts_main_answers_per_cell(session):
+    before = session.cell_progress()
+    assert list(before.columns) == ["task", "image_id", "method", "n_answers", "target"]
+    assert (before["target"] > 0).all()
+    assert "gradcam vs cam" in set(before.loc[before.task == "compare", "method"])
+    pid = started(session, "cells")
+    answer_all(session, pid)
+    after = session.cell_progress()
+    with session.db.read() as s:
+        main = s.scalar(select(func.count(PlanRow.id)).where(PlanRow.participant_id == pid,
+                                                              PlanRow.is_practice.is_(False),
+                                                              PlanRow.is_attention_check.is_(False)))
+    assert after["n_answers"].sum() - before["n_answers"].sum() == main
+
+
+def test_a_session_refuses_a_folder_that_is_not_a_built_study(tmp_path, study_dir):
+    with pytest.raises(FileNotFoundError, match="study config not found"):
+        SurveySession(tmp_path)
+    (tmp_path / "study.toml").write_text((study_dir / "study.toml").read_text())
+    with pytest.raises(FileNotFoundError, match="camstudy build"):
+        SurveySession(tmp_path)

@@ -90,3 +90,13 @@ def test_user_model_from_module_callable(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="cannot load model"):
         load_model("my_models:missing")
     sys.modules.pop("my_models", None)
+
+
+def test_input_size_suffix_makes_a_lower_resolution_model(default_model):
+    small = load_model("efficientnet_lite0@160")
+    assert small.name == "efficientnet_lite0@160" and small.input_size == (160, 160)
+    x = small.preprocess([bundled_images()[0].image])
+    assert x.shape == (1, 3, 160, 160)
+    assert torch.equal(small.network._fc.weight, default_model.network._fc.weight)
+    with pytest.raises(ValueError, match="input size"):
+        load_model("efficientnet_lite0@huge")

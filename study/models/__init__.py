@@ -39,7 +39,12 @@ def load_model(
       `weights_only=True`), else from the local torch hub cache; `weights="random"` keeps the random
       initialisation (sanity checks, tests).
     - `"package.module:callable"`: a user's function returning an `nn.Module` (optionally with `weights`).
+
+    A suffix `@N` (`"efficientnet_lite0@160"`) feeds the same network N x N inputs instead of 224 x 224:
+    a second, less accurate model from the same weights, for the trust task when only one is at hand.
     """
+    full_name = name
+    name, size = _split_input_size(name)
     if name == DEFAULT_MODEL and weights is None:
         from study.models.efficientnet_lite import efficientnet_lite0_pretrained
 
@@ -56,13 +61,23 @@ def load_model(
     categories = imagenet_categories() if num_classes == 1000 else [f"class {i}" for i in range(num_classes)]
     classifier = Classifier(
         net,
-        name=name,
+        name=full_name,
         categories=categories,
         target_layer="network." + last_spatial_layer(net, probe),
         mean=mean,
         std=std,
+        input_size=(size, size),
     )
     return classifier.to(device) if device is not None else classifier
+
+
+def _split_input_size(name: str) -> tuple[str, int]:
+    base, at, size = name.partition("@")
+    if not at:
+        return name, 224
+    if not size.isdigit() or not 32 <= int(size) <= 1024:
+        raise ValueError(f"model {name!r}: the input size after '@' must be a number of pixels from 32 to 1024")
+    return base, int(size)
 
 
 def _load_state(path: str | Path) -> dict:

@@ -11,10 +11,9 @@ import pkgutil
 from contextlib import nullcontext
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from study.explainers.core import METHODS, Method, as_targets, check_targets_in_range, model_device
+from study.explainers.core import METHODS, Method, as_targets, check_targets_in_range, model_device, upsample
 from study.layers import last_spatial_layer, resolve_layer
 
 __all__ = ["explain", "METHODS"]
@@ -107,9 +106,7 @@ def _finish(raw: torch.Tensor, size, *, normalize: bool, guided: bool, reduce: s
         if reduce == "max":
             raw = raw.abs().amax(2)
     else:
-        b, t, h, w = raw.shape
-        raw = F.interpolate(raw.reshape(b * t, 1, h, w), size=tuple(size), mode="bilinear", align_corners=False)
-        raw = raw.reshape(b, t, *size)
+        raw = upsample(raw, size)
     if not normalize:
         return raw
     flat = raw.flatten(2)

@@ -19,4 +19,5 @@ def cam(model, x, targets, *, layer, **_) -> torch.Tensor:
             f"one linear layer (a GAP+linear head); {type(model).__name__} does not — use gradcam instead"
         )
     weights = fc.weight.float()[targets]  # [B,T,K]
-    return torch.einsum("btk,bkhw->bthw", weights, activations)
+    with torch.autocast(x.device.type, enabled=False):  # keep the weighted sum in float32 under amp
+        return torch.einsum("btk,bkhw->bthw", weights, activations)

@@ -114,6 +114,15 @@ def target_scores(logits: torch.Tensor, targets: torch.Tensor, t: int) -> torch.
     return logits.float().gather(1, targets[:, t : t + 1]).sum()
 
 
+def upsample(maps: torch.Tensor, size) -> torch.Tensor:
+    """Bilinear resize of maps [B,T,h,w] to `size` (the one resampling every CAM goes through)."""
+    b, t, h, w = maps.shape
+    if (h, w) == tuple(size):
+        return maps
+    resized = F.interpolate(maps.reshape(b * t, 1, h, w), size=tuple(size), mode="bilinear", align_corners=False)
+    return resized.reshape(b, t, *size)
+
+
 def gap_linear_head(model: nn.Module, activations: torch.Tensor, logits: torch.Tensor) -> nn.Linear | None:
     """The final linear layer if the logits are exactly linear(global-average-pool(activations)), else None.
 

@@ -45,11 +45,13 @@ SAME = "same"
 
 @dataclass(frozen=True)
 class TestResult:
-    """One hypothesis test: its statistic, two-sided p-value and number of paired units."""
+    """One hypothesis test: its statistic, two-sided p-value, number of paired units and, where
+    a test has several ways to get p, which one was used (e.g. "exact" or "normal")."""
 
     statistic: float
     p: float
     n: int
+    variant: str = ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,18 +133,24 @@ def mcnemar_test(first, second, *, exact: bool = True) -> TestResult:
 
 
 def wilcoxon_test(x, y) -> TestResult:
-    """Wilcoxon signed-rank test on paired values (scipy's default: zero differences dropped).
+    """Wilcoxon signed-rank test on paired values; zero differences are dropped (Wilcoxon's rule).
 
-    Returns p = 1 when every difference is zero (no evidence of a difference) rather than failing.
+    p comes from the exact null distribution when there are at most 50 non-zero differences
+    and no ties among their absolute values (variant "exact"), otherwise from the normal
+    approximation with tie correction (variant "normal"): scipy's permutation fallback for tied
+    small samples costs seconds per test. Returns p = 1 when every difference is zero.
     """
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     if x.shape != y.shape:
         raise ValueError(f"wilcoxon_test needs paired values, got {x.size} and {y.size}")
-    if not np.any(x - y):
-        return TestResult(float("nan"), 1.0, int(x.size))
-    result = stats.wilcoxon(x, y)
-    return TestResult(float(result.statistic), float(result.pvalue), int(x.size))
+    d = x - y
+    nonzero = np.abs(d[d != 0])
+    if nonzero.size == 0:
+        return TestResult(float("nan"), 1.0, int(x.size), "exact")
+    exact = nonzero.size <= 50 and np.unique(nonzero).size == nonzero.size
+    result = stats.wilcoxon(x, y, method="exact" if exact else "approx")
+    return TestResult(float(result.statistic), float(result.pvalue), int(x.size), "exact" if exact else "normal")
 
 
 def friedman_test(table) -> TestResult:
@@ -348,6 +356,7 @@ def method_tests(responses: pd.DataFrame) -> pd.DataFrame:
     - every pair of methods, per task, model and measure: Wilcoxon signed-rank on per-participant
       means (paired by participant, who saw both); for proportions also McNemar's exact test on
       participant x image pairs when the design has them (a Latin square does not);
+    - `trust`, per method: Wilcoxon signed-rank of per-participant mean trust against 0;
     - Friedman across all methods (>= 3) on per-participant means, participants who saw all;
     - `compare`: an exact binomial sign test of votes for A vs B (ties set aside) per pair;
     - Krippendorff's alpha per task and measure, units = stimuli, raters = participants.
@@ -366,7 +375,7 @@ def method_tests(responses: pd.DataFrame) -> pd.DataFrame:
                 both = per_person[[a, b]].dropna()
                 if len(both) >= 1:
                     r = wilcoxon_test(both[a], both[b])
-                    rows.append([task, model, measure, "wilcoxon", a, b, "participant", r.statistic, r.p, r.n])
+                    rows.append([task, model, measure, f"wilcoxon_{r.variant}", a, b, "participant", r.statistic, r.p, r.n])
                 if column == "correct":
                     pairs = values.groupby([answered["participant_id"], answered["image_id"], answered["method"]]
                                            ).mean().unstack("method")
@@ -376,6 +385,12 @@ def method_tests(responses: pd.DataFrame) -> pd.DataFrame:
                             r = mcnemar_test(both[a] >= 0.5, both[b] >= 0.5, exact=True)
                             rows.append([task, model, measure, "mcnemar_exact", a, b, "participant_image",
                                          r.statistic, r.p, r.n])
+            if task == "trust":  # Grad-CAM 5.3: is one model judged more reliable (trust != 0)?
+                for method in methods:
+                    means = per_person[method].dropna()
+                    r = wilcoxon_test(means, np.zeros(len(means)))
+                    rows.append([task, model, measure, f"wilcoxon_vs_zero_{r.variant}", method, "", "participant",
+                                 r.statistic, r.p, r.n])
             if len(methods) >= 3:
                 complete = per_person[methods].dropna()
                 if len(complete) >= 2:

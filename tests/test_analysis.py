@@ -62,6 +62,7 @@ def test_wilcoxon_friedman_spearman_match_scipy():
     z = x + rng.normal(0.8, 1, size=25)
     w = analysis.wilcoxon_test(x, y)
     ref = stats.wilcoxon(x, y)
+    assert w.variant == "exact"
     assert (w.statistic, w.p) == pytest.approx((ref.statistic, ref.pvalue))
     f = analysis.friedman_test(np.column_stack([x, y, z]))
     ref = stats.friedmanchisquare(x, y, z)
@@ -69,6 +70,16 @@ def test_wilcoxon_friedman_spearman_match_scipy():
     s = analysis.spearman(x, z)
     ref = stats.spearmanr(x, z)
     assert (s.statistic, s.p) == pytest.approx((ref.statistic, ref.pvalue))
+
+
+def test_wilcoxon_with_ties_uses_the_normal_approximation():
+    x = np.array([3, 4, 4, 5, 2, 3, 5, 4, 4, 3], dtype=float)
+    y = np.array([2, 3, 4, 3, 2, 2, 3, 3, 4, 1], dtype=float)
+    w = analysis.wilcoxon_test(x, y)
+    ref = stats.wilcoxon(x, y, method="approx")
+    assert w.variant == "normal"
+    assert (w.statistic, w.p) == pytest.approx((ref.statistic, ref.pvalue))
+    assert analysis.wilcoxon_test(x, x).p == 1.0
 
 
 def test_friedman_needs_three_complete_methods():
@@ -220,8 +231,8 @@ def test_method_tests_match_scipy_on_participant_means(flagged):
     rating = keep[keep["task"] == "rating"]
     means = rating.groupby(["participant_id", "method"])["rating"].mean().unstack()
     both = means[["cam", "gradcam"]].dropna()
-    ref = stats.wilcoxon(both["cam"], both["gradcam"])
-    row = tests[(tests["task"] == "rating") & (tests["test"] == "wilcoxon")
+    ref = stats.wilcoxon(both["cam"], both["gradcam"], method="approx")  # tied means
+    row = tests[(tests["task"] == "rating") & tests["test"].str.startswith("wilcoxon_")
                 & (tests["method_a"] == "cam") & (tests["method_b"] == "gradcam")].iloc[0]
     assert (row["statistic"], row["p"], row["n"]) == (pytest.approx(ref.statistic), pytest.approx(ref.pvalue), len(both))
     complete = means.dropna()

@@ -156,3 +156,62 @@ def test_csv_bytes_refuses_wrong_columns():
         export.csv_bytes("faithfulness", pd.DataFrame({"image_id": []}))
     header = export.csv_bytes("faithfulness", pd.DataFrame(columns=export.columns("faithfulness")))
     assert list(csv.reader(io.StringIO(header.decode())))[0] == DESIGN_COLUMNS["faithfulness"].split(", ")
+
+
+# --- end to end: a study built by `study.build` and answered by `study.simulate` --------------
+
+
+@pytest.fixture(scope="module")
+def simulated_study(tmp_path_factory):
+    from study.simulate import simulate_participants
+    from tests._study_fixtures import build_fake_study
+
+    folder = build_fake_study(tmp_path_factory.mktemp("e2e"))
+    simulate_participants(folder, 6, {"gradcam": 0.95, "cam": 0.3, "ablationcam": 0.7}, seed=1)
+    return folder
+
+
+def test_end_to_end_export_and_report(simulated_study, tmp_path):
+    from sqlalchemy import func, select
+
+    from study.config import load_config
+    from study.storage import Response, open_database
+
+    assert main(["export", str(simulated_study), "--out", str(tmp_path / "export")]) == 0
+    assert main(["report", str(simulated_study), "--out", str(tmp_path / "report")]) == 0
+    config = load_config(simulated_study / "study.toml")
+    with open_database(config.database(simulated_study)).read() as session:
+        stored = session.scalar(select(func.count()).select_from(Response))
+    responses = _read(tmp_path / "export" / "responses.csv")
+    people = _read(tmp_path / "export" / "participants.csv")
+    assert len(responses) == stored > 0
+    assert len(people) == 6 and people["external_id"].str.startswith("SIM-").all()
+    assert (people["excluded"] == "false").all() and (people["attention_passed"] == "true").all()
+    assert set(responses["task"]) == {"class_discrimination", "compare", "rating", "trust", "distinction", "agreement"}
+    compare = responses[responses["task"] == "compare"]
+    assert (compare["method"] != compare["method_b"]).all()
+    assert (compare["response"].eq(compare["method"]) | compare["response"].eq(compare["method_b"])
+            | compare["response"].eq("same")).all()
+    trust = responses[responses["task"] == "trust"]
+    assert set(trust["rating"].astype(int)) <= {-2, -1, 0, 1, 2}
+    # The simulated accuracies (gradcam 0.95, cam 0.3) come back out of the scored tasks.
+    scored = responses[(responses["correct"] != "") & (responses["is_practice"] == "false")
+                       & (responses["is_attention_check"] == "false")]
+    accuracy = scored.assign(ok=scored["correct"] == "true").groupby("method")["ok"].mean()
+    assert accuracy["gradcam"] > 0.8 and accuracy["cam"] < 0.5
+    summary = _read(tmp_path / "export" / "summary.csv")
+    assert set(summary["task"]) == set(responses["task"])
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "simulated data" in page and "engine test" in page
+
+
+def test_a_study_without_answers_exports_headers_and_reports(tmp_path):
+    from study.report import write_report
+    from tests._study_fixtures import build_fake_study
+
+    folder = build_fake_study(tmp_path)
+    tables = export.export_tables(folder)  # the admin page calls this before anyone has answered
+    for name in ("responses", "participants", "summary", "tests", "correlations"):
+        assert tables[name].empty and list(tables[name].columns) == export.columns(name)
+    page = write_report(folder, tmp_path / "report").read_text()
+    assert "No analysable answers yet." in page

@@ -22,8 +22,8 @@ from study.storage import (Image, Model, Participant, PlanRow, QuestionnaireAnsw
 
 CONFIG_FILE = "study.toml"
 FAITHFULNESS_FILE = "faithfulness.csv"
-# Where `camstudy score` may have left faithfulness.csv inside a study folder, in search order.
-FAITHFULNESS_PLACES = (FAITHFULNESS_FILE, "scores/" + FAITHFULNESS_FILE, "score/" + FAITHFULNESS_FILE)
+# Where `camstudy score --out` may have written inside a study folder, in search order.
+SCORE_FOLDERS = (".", "scores", "score")
 
 # file -> [(column, type, description)], in the files' column order. The CSV headers are
 # generated from this, so the codebook cannot disagree with the files.
@@ -194,11 +194,17 @@ def load_study(study_dir: str | Path) -> StudyRecords:
                         stimulus_frame, categories)
 
 
-def export_tables(study_dir: str | Path, *, n_resamples: int = 2000) -> dict[str, pd.DataFrame]:
+def export_tables(study_dir: str | Path, *, scores_dir: str | Path | None = None,
+                  n_resamples: int = 2000) -> dict[str, pd.DataFrame]:
     """Every export table as a DataFrame, keyed responses, participants, faithfulness, summary,
-    tests, correlations, questionnaire and codebook, with exclusion flags applied."""
+    tests, correlations, questionnaire and codebook, with exclusion flags applied.
+
+    Faithfulness scores come from `scores_dir` (a `camstudy score --out` folder) when given,
+    else from the study folder itself or its scores/ subfolder when `camstudy score` wrote there.
+    """
     records = load_study(study_dir)
-    return tables_from_records(records, read_faithfulness(study_dir), n_resamples=n_resamples)
+    faithfulness = read_faithfulness(find_scores(study_dir, scores_dir))
+    return tables_from_records(records, faithfulness, n_resamples=n_resamples)
 
 
 def tables_from_records(records: StudyRecords, faithfulness: pd.DataFrame, *,
@@ -228,21 +234,33 @@ def codebook() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns("codebook"))
 
 
-def read_faithfulness(study_dir: str | Path) -> pd.DataFrame:
-    """The study's faithfulness.csv from `camstudy score`, or an empty table with the header."""
-    folder = Path(study_dir)
-    for place in FAITHFULNESS_PLACES:
-        path = folder / place
-        if path.is_file():
-            frame = pd.read_csv(path, dtype={"image_id": str, "model": str, "method": str,
-                                             "metric": str, "params": str})
-            missing = set(columns("faithfulness")) - set(frame.columns)
-            if missing:
-                raise ValueError(f"{path} lacks columns {sorted(missing)}; expected {columns('faithfulness')}")
-            frame = frame[columns("faithfulness")]
-            return frame.sort_values(["image_id", "model", "method", "target_class", "metric", "params"],
-                                     kind="stable").reset_index(drop=True)
-    return pd.DataFrame(columns=columns("faithfulness"))
+def find_scores(study_dir: str | Path, scores_dir: str | Path | None = None) -> Path | None:
+    """The folder holding the study's faithfulness.csv, or None when it has not been scored.
+
+    An explicit `scores_dir` must hold one (FileNotFoundError otherwise)."""
+    if scores_dir is not None:
+        if not (Path(scores_dir) / FAITHFULNESS_FILE).is_file():
+            raise FileNotFoundError(f"no {FAITHFULNESS_FILE} in {scores_dir}; run `camstudy score --out {scores_dir}` first")
+        return Path(scores_dir)
+    for place in SCORE_FOLDERS:
+        folder = Path(study_dir) / place
+        if (folder / FAITHFULNESS_FILE).is_file():
+            return folder
+    return None
+
+
+def read_faithfulness(scores: Path | None) -> pd.DataFrame:
+    """faithfulness.csv of a score folder, sorted, or an empty table with the header for None."""
+    if scores is None:
+        return pd.DataFrame(columns=columns("faithfulness"))
+    path = scores / FAITHFULNESS_FILE
+    frame = pd.read_csv(path, dtype={"image_id": str, "model": str, "method": str, "metric": str, "params": str})
+    missing = set(columns("faithfulness")) - set(frame.columns)
+    if missing:
+        raise ValueError(f"{path} lacks columns {sorted(missing)}; expected {columns('faithfulness')}")
+    return (frame[columns("faithfulness")]
+            .sort_values(["image_id", "model", "method", "target_class", "metric", "params"], kind="stable")
+            .reset_index(drop=True))
 
 
 def csv_bytes(table: str, frame: pd.DataFrame) -> bytes:
@@ -254,10 +272,10 @@ def csv_bytes(table: str, frame: pd.DataFrame) -> bytes:
     return text.to_csv(index=False, lineterminator="\n").encode("utf-8")
 
 
-def write_exports(study_dir: str | Path, out: str | Path) -> list[Path]:
+def write_exports(study_dir: str | Path, out: str | Path, *, scores_dir: str | Path | None = None) -> list[Path]:
     """Write every table to `out` as <table>.csv; returns the paths written."""
     out = Path(out)
-    tables = export_tables(study_dir)
+    tables = export_tables(study_dir, scores_dir=scores_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name in TABLES:

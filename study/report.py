@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from PIL import Image as PILImage
 
 from study import analysis
-from study.export import FAITHFULNESS_FILE, StudyRecords, load_study, read_faithfulness, tables_from_records
+from study.export import StudyRecords, find_scores, load_study, read_faithfulness, tables_from_records
 
 SIMULATED_PREFIX = "SIM-"
 EXAMPLES_PER_METHOD = 3
@@ -53,13 +53,15 @@ figure img { max-width: 100%; }
 """
 
 
-def write_report(study_dir: str | Path, out: str | Path) -> Path:
-    """Write `out`/index.html for the study in `study_dir`; returns its path."""
+def write_report(study_dir: str | Path, out: str | Path, *, scores_dir: str | Path | None = None) -> Path:
+    """Write `out`/index.html for the study in `study_dir`; returns its path.
+
+    Faithfulness scores and curves are looked up as in study.export.export_tables."""
     folder = Path(study_dir)
     records = load_study(folder)
-    faithfulness = read_faithfulness(folder)
-    tables = tables_from_records(records, faithfulness)
-    page = render_report(records, tables, read_curves(folder), folder)
+    scores = find_scores(folder, scores_dir)
+    tables = tables_from_records(records, read_faithfulness(scores))
+    page = render_report(records, tables, read_curves(scores), folder)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "index.html"
@@ -67,18 +69,17 @@ def write_report(study_dir: str | Path, out: str | Path) -> Path:
     return path
 
 
-def read_curves(study_dir: str | Path) -> pd.DataFrame:
-    """Deletion / insertion curves written by `camstudy score` next to faithfulness.csv, as
-    long rows (method, curve, fraction, value), or an empty frame when there are none."""
-    folder = Path(study_dir)
-    for base in (folder, folder / "scores", folder / "score"):
-        if (base / FAITHFULNESS_FILE).is_file() and (base / CURVES_FILE).is_file():
-            frame = pd.read_csv(base / CURVES_FILE)
-            missing = set(CURVE_COLUMNS) - set(frame.columns)
-            if missing:
-                raise ValueError(f"{base / CURVES_FILE} lacks columns {sorted(missing)}; expected {CURVE_COLUMNS}")
-            return frame
-    return pd.DataFrame(columns=CURVE_COLUMNS)
+def read_curves(scores: Path | None) -> pd.DataFrame:
+    """Deletion / insertion curves that `camstudy score` wrote next to faithfulness.csv, as long
+    rows (method, curve, fraction, value), or an empty frame when there are none."""
+    path = None if scores is None else scores / CURVES_FILE
+    if path is None or not path.is_file():
+        return pd.DataFrame(columns=CURVE_COLUMNS)
+    frame = pd.read_csv(path)
+    missing = set(CURVE_COLUMNS) - set(frame.columns)
+    if missing:
+        raise ValueError(f"{path} lacks columns {sorted(missing)}; expected {CURVE_COLUMNS}")
+    return frame
 
 
 def render_report(records: StudyRecords, tables: dict[str, pd.DataFrame], curves: pd.DataFrame,

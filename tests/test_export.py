@@ -115,6 +115,18 @@ def test_faithfulness_is_joined_when_present(tmp_path):
     assert set(tables["correlations"]["metric"]) == {"deletion_auc"}
 
 
+def test_faithfulness_from_a_separate_score_folder(tmp_path, capsys):
+    folder = populate_study(tmp_path / "study")
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    synthetic_faithfulness(synthetic_results()[0]).to_csv(scores / "faithfulness.csv", index=False)
+    out = tmp_path / "out"
+    assert main(["export", str(folder), "--out", str(out), "--scores", str(scores)]) == 0
+    assert len(_read(out / "faithfulness.csv")) == 18 and len(_read(out / "correlations.csv")) > 0
+    assert main(["export", str(folder), "--out", str(out), "--scores", str(tmp_path)]) == 2
+    assert "no faithfulness.csv in" in capsys.readouterr().err
+
+
 def test_faithfulness_is_empty_with_header_when_absent(exported):
     text = (exported / "faithfulness.csv").read_text()
     assert text == "image_id,model,method,target_class,metric,value,params\n"

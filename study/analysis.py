@@ -371,20 +371,20 @@ def method_tests(responses: pd.DataFrame) -> pd.DataFrame:
             values = answered[column].astype(float)
             per_person = values.groupby([answered["participant_id"], answered["method"]]).mean().unstack("method")
             methods = sorted(per_person.columns)
+            # Binary outcomes of one participant on one image under each method (McNemar's pairs).
+            per_image = (values.groupby([answered["participant_id"], answered["image_id"], answered["method"]])
+                         .mean().unstack("method") if column == "correct" else None)
             for a, b in combinations(methods, 2):
                 both = per_person[[a, b]].dropna()
-                if len(both) >= 1:
+                if len(both):
                     r = wilcoxon_test(both[a], both[b])
                     rows.append([task, model, measure, f"wilcoxon_{r.variant}", a, b, "participant", r.statistic, r.p, r.n])
-                if column == "correct":
-                    pairs = values.groupby([answered["participant_id"], answered["image_id"], answered["method"]]
-                                           ).mean().unstack("method")
-                    if {a, b} <= set(pairs.columns):
-                        both = pairs[[a, b]].dropna()
-                        if len(both):
-                            r = mcnemar_test(both[a] >= 0.5, both[b] >= 0.5, exact=True)
-                            rows.append([task, model, measure, "mcnemar_exact", a, b, "participant_image",
-                                         r.statistic, r.p, r.n])
+                if per_image is not None:
+                    both = per_image[[a, b]].dropna()
+                    if len(both):
+                        r = mcnemar_test(both[a] >= 0.5, both[b] >= 0.5, exact=True)
+                        rows.append([task, model, measure, "mcnemar_exact", a, b, "participant_image",
+                                     r.statistic, r.p, r.n])
             if task == "trust":  # Grad-CAM 5.3: is one model judged more reliable (trust != 0)?
                 for method in methods:
                     means = per_person[method].dropna()

@@ -157,7 +157,8 @@ def _results_section(summary: pd.DataFrame) -> str:
     parts = ["<h2>Results per method</h2>",
              "<p class=\"note\">Points are estimates, bars 95% intervals: Wilson score intervals for "
              "proportions (accuracy, how often a method was preferred), a bootstrap over participants "
-             "for means (ratings, trust, confidence).</p>"]
+             "for means (ratings, trust, confidence). Trust runs from -2 to +2; positive values favour "
+             "the model named in the row over the task's second model.</p>"]
     panels = list(summary.groupby(["task", "measure"], sort=True))
     if not panels:
         return "\n".join(parts + ["<p class=\"note\">No analysable answers yet.</p>"])

@@ -26,6 +26,8 @@ EXAMPLES_PER_METHOD = 3
 THUMBNAIL_PX = 180
 CURVES_FILE = "curves.csv"
 CURVE_COLUMNS = ["method", "curve", "fraction", "value"]
+# Fixed axis ranges (padded so points on the ends stay visible) for measures with a known scale.
+SCALES = {"accuracy": (-.03, 1.03), "preferred": (-.03, 1.03), "rating": (.9, 5.1), "trust": (-2.1, 2.1)}
 COLOURS = ["#1b6ca8", "#d1495b", "#66a182", "#edae49", "#6c4f97", "#00798c", "#8d6a9f", "#3d405b",
            "#e07a5f", "#81b29a", "#f2cc8f"]
 
@@ -135,21 +137,20 @@ def _participants_section(people: pd.DataFrame) -> str:
 
 
 def _examples_section(records: StudyRecords, study_dir: Path) -> str:
-    stimuli = records.stimuli.sort_values(["method", "image_id", "path"], kind="stable")
+    """A few stimuli per method, the same images across methods where possible, so they compare."""
+    stimuli = records.stimuli[[(Path(study_dir) / p).is_file() for p in records.stimuli["path"]]]
+    if stimuli.empty:
+        return "<h2>Stimulus examples</h2>\n<p class=\"note\">No stimulus images found in the study folder.</p>"
+    coverage = stimuli.groupby("image_id")["method"].nunique()
+    preferred = sorted(coverage.index, key=lambda image: (-coverage[image], image))
+    rank = {image: i for i, image in enumerate(preferred)}
     blocks = []
     for method, group in stimuli.groupby("method", sort=True):
-        figures = []
-        for row in group.itertuples():
-            if len(figures) == EXAMPLES_PER_METHOD:
-                break
-            path = Path(study_dir) / row.path
-            if path.is_file():
-                figures.append(f"<figure><img alt=\"{html.escape(row.image_id)}\" src=\"{_thumbnail(path)}\">"
-                               f"<figcaption>{html.escape(row.image_id)}</figcaption></figure>")
-        if figures:
-            blocks.append(f"<h3>{html.escape(method)}</h3><div class=\"examples\">{''.join(figures)}</div>")
-    if not blocks:
-        return "<h2>Stimulus examples</h2>\n<p class=\"note\">No stimulus images found in the study folder.</p>"
+        chosen = (group.assign(rank=group["image_id"].map(rank)).sort_values(["rank", "path"], kind="stable")
+                  .drop_duplicates("image_id").head(EXAMPLES_PER_METHOD))
+        figures = "".join(f"<figure><img alt=\"{html.escape(row.image_id)}\" src=\"{_thumbnail(Path(study_dir) / row.path)}\">"
+                          f"<figcaption>{html.escape(row.image_id)}</figcaption></figure>" for row in chosen.itertuples())
+        blocks.append(f"<h3>{html.escape(method)}</h3><div class=\"examples\">{figures}</div>")
     return "<h2>Stimulus examples</h2>\n" + "\n".join(blocks)
 
 
@@ -174,8 +175,10 @@ def _results_section(summary: pd.DataFrame) -> str:
         ax.set_yticks(y, labels)
         ax.invert_yaxis()
         ax.set_title(f"{task}: {measure}", loc="left", fontsize=10)
-        if measure in ("accuracy", "preferred"):
-            ax.set_xlim(0, 1)
+        if measure in SCALES:
+            ax.set_xlim(*SCALES[measure])
+        if measure == "trust":
+            ax.axvline(0, color="#8c959f", linewidth=.8)
         ax.grid(axis="x", alpha=.3)
     parts.append(_figure_html(figure, "Per-method estimates with 95% intervals"))
     return "\n".join(parts)

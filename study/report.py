@@ -26,6 +26,9 @@ EXAMPLES_PER_METHOD = 3
 THUMBNAIL_PX = 180
 CURVES_FILE = "curves.csv"
 CURVE_COLUMNS = ["method", "curve", "fraction", "value"]
+# What the scatter plots show first when there are more measures and metrics than panels.
+PREFERRED_HUMAN = ("rating", "compare_preferred", "class_discrimination_accuracy", "trust")
+PREFERRED_METRICS = ("insertion_auc", "deletion_auc", "pointing_game", "energy_pointing_game")
 # Fixed axis ranges (padded so points on the ends stay visible) for measures with a known scale.
 SCALES = {"accuracy": (-.03, 1.03), "preferred": (-.03, 1.03), "rating": (.9, 5.1), "trust": (-2.1, 2.1)}
 COLOURS = ["#1b6ca8", "#d1495b", "#66a182", "#edae49", "#6c4f97", "#00798c", "#8d6a9f", "#3d405b",
@@ -72,8 +75,8 @@ def write_report(study_dir: str | Path, out: str | Path, *, scores_dir: str | Pa
 
 
 def read_curves(scores: Path | None) -> pd.DataFrame:
-    """Deletion / insertion curves that `camstudy score` wrote next to faithfulness.csv, as long
-    rows (method, curve, fraction, value), or an empty frame when there are none."""
+    """Mean deletion / insertion curves that `camstudy score` wrote next to faithfulness.csv
+    (curves.csv: [model,] method, curve, fraction, value), or an empty frame when there are none."""
     path = None if scores is None else scores / CURVES_FILE
     if path is None or not path.is_file():
         return pd.DataFrame(columns=CURVE_COLUMNS)
@@ -213,10 +216,13 @@ def _curves_section(curves: pd.DataFrame) -> str:
     axes = figure.subplots(1, len(kinds), squeeze=False)[0]
     for ax, kind in zip(axes, kinds):
         rows = curves[curves["curve"].astype(str) == kind]
-        for i, (method, group) in enumerate(rows.groupby("method", sort=True)):
+        keys = ["model", "method"] if "model" in rows.columns and rows["model"].nunique() > 1 else ["method"]
+        for i, (key, group) in enumerate(rows.groupby(keys, sort=True)):
             mean = group.groupby("fraction", sort=True)["value"].mean()
-            ax.plot(mean.index.to_numpy(float), mean.to_numpy(float), label=str(method), color=COLOURS[i % len(COLOURS)])
-        ax.set_title(kind, loc="left", fontsize=10)
+            label = " / ".join(map(str, key)) if isinstance(key, tuple) else str(key)
+            ax.plot(mean.index.to_numpy(float), mean.to_numpy(float), label=label, color=COLOURS[i % len(COLOURS)])
+        better = {"deletion": " (lower AUC is better)", "insertion": " (higher AUC is better)"}.get(kind, "")
+        ax.set_title(kind + better, loc="left", fontsize=10)
         ax.set_xlabel("fraction of pixels")
         ax.set_ylabel("probability of the target")
         ax.grid(alpha=.3)
@@ -235,7 +241,10 @@ def _scatter_section(responses: pd.DataFrame, faithfulness: pd.DataFrame) -> str
     joined = human.merge(faith, on=["model", "method", "image_id"])
     if joined.empty:
         return head + "\n<p class=\"note\">No image was both judged and scored under the same method.</p>"
-    pairs = list(joined.groupby(["human_measure", "metric"], sort=True))[:4]
+    humans = _preferred(joined["human_measure"], PREFERRED_HUMAN)[:2]
+    metrics = _preferred(joined["metric"], PREFERRED_METRICS)[:2]
+    groups = dict(list(joined.groupby(["human_measure", "metric"], sort=True)))
+    pairs = [((h, m), groups[(h, m)]) for h in humans for m in metrics if (h, m) in groups]
     columns = min(2, len(pairs))
     n_rows = -(-len(pairs) // columns)
     figure = Figure(figsize=(3.3 * columns, 3.0 * n_rows), layout="constrained")
@@ -267,6 +276,12 @@ def _tables_section(tables: dict[str, pd.DataFrame]) -> str:
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+
+def _preferred(names: pd.Series, order: tuple[str, ...]) -> list[str]:
+    """The distinct names, those listed in `order` first (in that order), then the rest sorted."""
+    present = set(names.astype(str))
+    return [n for n in order if n in present] + sorted(present - set(order))
 
 
 def _table_html(frame: pd.DataFrame) -> str:

@@ -59,9 +59,11 @@ def scored_study(tmp_path_factory):
     odd = faith.assign(metric="<b>odd</b>", value=-faith["value"])  # text from a file must be escaped
     pd.concat([faith, odd]).to_csv(folder / "faithfulness.csv", index=False)
     fractions = np.linspace(0, 1, 5)
-    curves = [(m, kind, f, (1 - f if kind == "deletion" else f) * (0.5 + 0.1 * i))
+    curves = [("efficientnet_lite0", m, kind, f, (1 - f if kind == "deletion" else f) * (0.5 + 0.1 * i))
               for i, m in enumerate(METHODS) for kind in ("deletion", "insertion") for f in fractions]
-    pd.DataFrame(curves, columns=["method", "curve", "fraction", "value"]).to_csv(folder / "curves.csv", index=False)
+    # The layout study.scoring writes (curves.csv next to faithfulness.csv).
+    pd.DataFrame(curves, columns=["model", "method", "curve", "fraction", "value"]).to_csv(
+        folder / "curves.csv", index=False)
     return folder
 
 

@@ -17,8 +17,8 @@ from sqlalchemy import select
 
 from study import analysis
 from study.config import StudyConfig, load_config
-from study.storage import (Image, Model, Participant, PlanRow, QuestionnaireAnswer, Response,
-                           Stimulus, Study, as_utc, open_database)
+from study.storage import (Image, Participant, PlanRow, QuestionnaireAnswer, Response, Stimulus, Study,
+                           as_utc, open_database)
 
 CONFIG_FILE = "study.toml"
 FAITHFULNESS_FILE = "faithfulness.csv"
@@ -140,7 +140,6 @@ class StudyRecords:
     participants: pd.DataFrame
     questionnaire: pd.DataFrame
     stimuli: pd.DataFrame       # image_id, model, method, target_class, path (relative to the folder)
-    categories: dict[str, list[str]]  # model -> class names
 
 
 def load_study(study_dir: str | Path) -> StudyRecords:
@@ -174,8 +173,6 @@ def load_study(study_dir: str | Path) -> StudyRecords:
             .where(Participant.study_id == study.id)).all()
         stimuli = session.scalars(select(Stimulus).where(Stimulus.study_id == study.id)).all()
         image_ids = dict(session.execute(select(Image.id, Image.image_id).where(Image.study_id == study.id)).all())
-        categories = {m.name: list(m.categories) for m in
-                      session.scalars(select(Model).where(Model.study_id == study.id)).all()}
         study_id, config_hash = study.id, study.config_hash
     external = {p.id: p.external_id for p in people}
     responses = pd.DataFrame(
@@ -190,8 +187,7 @@ def load_study(study_dir: str | Path) -> StudyRecords:
     stimulus_frame = pd.DataFrame(
         [(image_ids.get(s.image_ref, ""), s.model, s.method, s.target_class, s.path) for s in stimuli],
         columns=["image_id", "model", "method", "target_class", "path"])
-    return StudyRecords(config, study_id, config_hash, responses, participants, questionnaire,
-                        stimulus_frame, categories)
+    return StudyRecords(config, study_id, config_hash, responses, participants, questionnaire, stimulus_frame)
 
 
 def export_tables(study_dir: str | Path, *, scores_dir: str | Path | None = None,

@@ -277,3 +277,17 @@ def test_correlations_empty_without_faithfulness(flagged):
     empty = pd.DataFrame(columns=["image_id", "model", "method", "target_class", "metric", "value", "params"])
     corr = analysis.correlate(responses, empty)
     assert corr.empty and list(corr.columns) == analysis.CORRELATION_COLUMNS
+
+
+def test_bad_inputs_name_the_problem():
+    responses, participants = synthetic_results()
+    with pytest.raises(ValueError, match="lacks columns"):
+        analysis.flag_exclusions(responses.drop(columns="rt_ms"), participants)
+    broken = responses.copy()
+    broken.loc[broken["task"] == "compare", "response"] = "left"
+    with pytest.raises(ValueError, match="compare answer must name one of the two methods"):
+        analysis.compare_choices(broken)
+    with pytest.raises(ValueError, match="level of measurement"):
+        analysis.krippendorff_alpha([[1, 2]], "ratio")
+    with pytest.raises(ValueError, match="one participant id per value"):
+        analysis.bootstrap_mean([1.0, 2.0], [1])

@@ -1,6 +1,5 @@
 """camstudy report: one self-contained, escaped HTML page with the study's figures and tables."""
 import base64
-import re
 from html.parser import HTMLParser
 
 import numpy as np

@@ -397,9 +397,9 @@ def method_tests(responses: pd.DataFrame) -> pd.DataFrame:
                     r = friedman_test(complete.to_numpy())
                     rows.append([task, model, measure, "friedman", "all", "", "participant", r.statistic, r.p, r.n])
             alpha, n_units = _alpha_over_stimuli(answered, column, level)
-            if n_units:
-                rows.append([task, model, measure, f"krippendorff_alpha_{level}", "all", "", "stimulus",
-                             alpha, np.nan, n_units])
+            if n_units:  # nominal alpha is computed on the answers themselves, not on correctness
+                rows.append([task, model, "response" if level == "nominal" else measure,
+                             f"krippendorff_alpha_{level}", "all", "", "stimulus", alpha, np.nan, n_units])
     choices = compare_choices(data)
     for (model, a, b), group in _groups(choices, ["model", "method_a", "method_b"]):
         votes_a = int((group["choice"] == a).sum())
@@ -411,7 +411,7 @@ def method_tests(responses: pd.DataFrame) -> pd.DataFrame:
         codes = group["choice"].map({a: 0.0, b: 1.0, SAME: 2.0})
         alpha, n_units = _alpha_from_long(group["participant_id"], group["unit"], codes, "nominal")
         if n_units:
-            rows.append(["compare", model, "preferred", "krippendorff_alpha_nominal", a, b, "stimulus",
+            rows.append(["compare", model, "response", "krippendorff_alpha_nominal", a, b, "stimulus",
                          alpha, np.nan, n_units])
     return _sorted(pd.DataFrame(rows, columns=TEST_COLUMNS), ["task", "model", "measure", "test", "method_a", "method_b"])
 
@@ -482,11 +482,14 @@ def _alpha_from_long(raters: pd.Series, units: pd.Series, values: pd.Series, lev
 
 
 def _alpha_over_stimuli(answered: pd.DataFrame, column: str, level: str) -> tuple[float, int]:
+    """Alpha with stimuli as units and participants as raters. Nominal data are the answers
+    (class chosen, yes/no) coded as integers; other levels use the numeric `column`."""
     unit = (answered["image_id"].astype(str) + "|" + answered["method"].astype(str) + "|"
             + answered["method_b"].fillna("").astype(str) + "|" + answered["target_class"].astype(str))
-    values = answered[column].astype(float)
     if level == "nominal":
-        values = values.round()
+        values = pd.Series(pd.factorize(answered["response"].astype(str), sort=True)[0], dtype=float)
+    else:
+        values = answered[column].astype(float)
     return _alpha_from_long(answered["participant_id"], unit, values, level)
 
 

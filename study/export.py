@@ -88,7 +88,7 @@ CODEBOOK: dict[str, list[tuple[str, str, str]]] = {
     "tests": [
         ("task", "string", "Task type."),
         ("model", "string", "Classifier explained."),
-        ("measure", "string", "Measure tested (as in summary.csv)."),
+        ("measure", "string", "Measure tested (as in summary.csv); 'response' for nominal Krippendorff's alpha, which is computed on the answers themselves."),
         ("test", "string", "wilcoxon_exact / wilcoxon_normal (signed-rank; exact null without ties, else normal approximation), wilcoxon_vs_zero_* (trust against 0), mcnemar_exact (exact binomial on discordant pairs), friedman, sign_test_exact (compare votes, ties set aside), krippendorff_alpha_<level>."),
         ("method_a", "string", "First method of the pair; 'all' for tests across methods."),
         ("method_b", "string", "Second method of the pair; empty for tests across methods or against zero."),

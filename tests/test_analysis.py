@@ -244,6 +244,14 @@ def test_method_tests_match_scipy_on_participant_means(flagged):
     wide = rating.assign(unit=unit).pivot_table(index="participant_id", columns="unit", values="rating")
     row = tests[(tests["task"] == "rating") & (tests["test"] == "krippendorff_alpha_ordinal")].iloc[0]
     assert row["statistic"] == pytest.approx(krippendorff.alpha(reliability_data=wide.to_numpy(), level_of_measurement="ordinal"))
+    # Nominal alpha of class_discrimination is on the answers (A/B), not on correctness.
+    disc = keep[keep["task"] == "class_discrimination"]
+    codes = disc["response"].map({"A": 0, "B": 1})
+    wide = disc.assign(unit=disc["image_id"] + "|" + disc["method"], code=codes).pivot_table(
+        index="participant_id", columns="unit", values="code")
+    row = tests[(tests["task"] == "class_discrimination") & (tests["test"] == "krippendorff_alpha_nominal")].iloc[0]
+    assert row["measure"] == "response"
+    assert row["statistic"] == pytest.approx(krippendorff.alpha(reliability_data=wide.to_numpy(), level_of_measurement="nominal"))
 
 
 def test_mcnemar_runs_when_participants_saw_an_image_under_both_methods():

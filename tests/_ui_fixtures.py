@@ -1,9 +1,21 @@
-"""Fixtures for the UI tests: an in-memory `SurveySession` stand-in with one trial of every
-task type, so the screens can be driven without building a study (the real session is used by
-the browser tests and bench/survey_load.py)."""
+"""Fixtures for the UI tests.
+
+`FakeSurveySession` is an in-memory stand-in with one trial of every task type, so AppTest can
+drive each screen in milliseconds; `build_real_study` makes a real 20-trial study (real maps,
+real database) for the end-to-end AppTest run, the browser tests and bench/survey_load.py.
+"""
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
 import threading
+import time
+import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -11,6 +23,8 @@ from types import SimpleNamespace
 
 import pandas as pd
 from PIL import Image
+
+from study.session import AlreadyCompleted
 
 LIKERT = [(str(i), str(i)) for i in range(1, 6)]
 TRUST = [("-2", "A much more"), ("-1", "A a bit more"), ("0", "Same"), ("1", "B a bit more"),
@@ -32,10 +46,6 @@ TRIALS = [
      CONFIDENCE, "0", False, False),
     ("agreement", 1, [("yes", "Yes"), ("no", "No")], CONFIDENCE, None, False, False),
 ]
-
-
-class AlreadyCompleted(Exception):
-    pass
 
 
 def make_config(allow_anonymous=False, redirect="https://app.prolific.com/submissions/complete?cc={code}"):
@@ -128,6 +138,9 @@ class FakeSurveySession:
 
     def complete(self, pid, questionnaire):
         person = self.people[pid]
+        for item in self.config.questionnaire:
+            if item.options and questionnaire.get(item.key, item.options[0]) not in item.options:
+                raise ValueError(f"answer to {item.key!r} must be one of {item.options}")
         if not person.completed:
             person.completed, person.questionnaire = True, dict(questionnaire)
         return self.config.completion_code
@@ -156,20 +169,6 @@ def fake_tables():
     return tables
 
 
-def _stub_missing_modules() -> None:
-    """Until study.session lands in the tree, stand in for it so `ui` imports."""
-    import sys
-    import types
-    try:
-        import study.session  # noqa: F401
-    except ImportError:
-        sys.modules["study.session"] = types.SimpleNamespace(
-            AlreadyCompleted=AlreadyCompleted, SurveySession=FakeSurveySession)
-
-
-_stub_missing_modules()
-
-
 def use_fake(monkeypatch, session) -> None:
     """Point the UI at `session` (and at fake export tables) for one test."""
     import ui.admin
@@ -177,3 +176,269 @@ def use_fake(monkeypatch, session) -> None:
     monkeypatch.setattr(ui.context, "session", lambda: session)
     monkeypatch.setattr(ui.context, "study_dir", lambda: Path("fake-study"))
     monkeypatch.setattr(ui.admin, "export_tables", lambda folder: fake_tables())
+
+
+# --- a real study for the browser tests and bench/survey_load.py ---------------------------
+
+STUDY_TOML = '''
+name = "How well do heatmaps explain a classifier?"
+seed = 7
+models = ["efficientnet_lite0", "efficientnet_lite0_copy"]
+images = "bundled"
+methods = ["gradcam", "cam"]
+practice_trials = 2
+attention_checks = 2
+answers_per_cell = 5
+completion_code = "CAMSTUDY-OK"
+redirect_url = "https://app.prolific.com/submissions/complete?cc={code}"
+
+[text]
+consent_md = """
+You are invited to a study of how people judge *visual explanations* of an image classifier.
+You will look at photos with coloured heatmaps and answer short questions; it takes about
+10 minutes. Taking part is voluntary and you may stop at any time. We store your answers and
+response times under your platform id only, for research, and never share them with it.
+"""
+instructions_md = """
+A classifier is a program that names what a photo shows. A **heatmap** is laid over the photo:
+**red and yellow** mark the parts the explanation says the classifier relied on most, blue the
+parts it ignored. For example, a good explanation of *tabby cat* glows on the cat's face, not
+on the background. Each question shows one or more heatmaps; choose the answer that fits best
+and press **Next**. There are no trick questions, but some questions check that you are reading
+carefully.
+"""
+debrief_md = "This study compares explanation methods such as Grad-CAM with Class Activation Mapping (CAM)."
+
+[[tasks]]
+type = "class_discrimination"
+methods = ["gradcam", "cam"]
+trials = 3
+composites = 5
+
+[[tasks]]
+type = "compare"
+methods = ["gradcam", "cam"]
+trials = 3
+
+[[tasks]]
+type = "rating"
+trials = 3
+
+[[tasks]]
+type = "trust"
+models = ["efficientnet_lite0", "efficientnet_lite0_copy"]
+methods = ["gradcam"]
+trials = 2
+
+[[tasks]]
+type = "distinction"
+methods = ["gradcam"]
+trials = 3
+confidence_points = 4
+
+[[tasks]]
+type = "agreement"
+trials = 2
+confidence_points = 5
+
+[[questionnaire]]
+key = "age"
+label = "Your age group"
+options = ["18-29", "30-44", "45-59", "60 or older", "Prefer not to say"]
+
+[[questionnaire]]
+key = "experience"
+label = "Have you worked with machine learning before?"
+options = ["Never", "A little", "Regularly"]
+
+[[questionnaire]]
+key = "comments"
+label = "Anything you would like to tell us? (optional)"
+'''
+
+
+class SketchRenderer:
+    """A build-time renderer without a network: the labels are the "predictions" and each map
+    is a soft blob on the target's box (elsewhere for classes the photo does not show). Builds
+    in seconds, so CI browser tests use it; screenshots and the bench use real maps."""
+
+    def categories(self, model):
+        from study.models import imagenet_categories
+        return imagenet_categories()
+
+    def predict(self, model, items):
+        fillers = (281, 282, 285, 287, 291)
+        return {i.image_id: [(c, 0.9 / (k + 1)) for k, c in enumerate(
+            list(dict.fromkeys(list(i.labels) + [f for f in fillers if f not in i.labels]))[:5])]
+            for i in items}
+
+    def render(self, item, request):
+        import numpy as np
+        from study.render import overlay
+        w, h = item.image.size
+        yy, xx = np.mgrid[0:h, 0:w]
+        spread = 0.12 if request.method == "gradcam" else 0.3
+        pictures = []
+        for target in request.targets:
+            if target in item.labels and item.boxes:
+                x0, y0, x1, y1 = item.boxes[item.labels.index(target) % len(item.boxes)]
+            else:
+                x0, y0, x1, y1 = (target * 37) % w, (target * 53) % h, w, h
+            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+            blob = np.exp(-(((xx - cx) / (spread * w)) ** 2 + ((yy - cy) / (spread * h)) ** 2))
+            pictures.append(overlay(item.image, blob / blob.max()))
+        return pictures
+
+
+def build_study_folder(out: Path, real_maps: bool = False) -> Path:
+    """The 20-trial study of STUDY_TOML (2 practice, 16 main trials over all six task types, 2
+    attention checks). `real_maps` renders real Grad-CAM/CAM maps (minutes on 2 busy cores);
+    `trust` then compares the default model with an alias of itself."""
+    from study.build import ExplainerRenderer, build_study
+
+    class AliasRenderer(ExplainerRenderer):
+        def _model(self, name):
+            return super()._model(name.removesuffix("_copy"))
+
+    out.mkdir(parents=True, exist_ok=True)
+    config = out.parent / f"{out.name}.toml"
+    config.write_text(STUDY_TOML)
+    build_study(config, out, progress=False,
+                renderer=AliasRenderer(seed=7) if real_maps else SketchRenderer())
+    return out
+
+
+# --- a served study and a real browser ------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """`camstudy serve STUDY --port P` as a child process; `kill()` is a SIGKILL."""
+
+    def __init__(self, study_dir: Path, password: str = "", port: int | None = None,
+                 log: Path | None = None):
+        self.study_dir, self.port = study_dir, port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "CAMSTUDY_ADMIN_PASSWORD": password}
+        self.log = open(log or study_dir / "serve.log", "ab")
+        self.process = None
+
+    def start(self, timeout: float = 90) -> "Server":
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "study.cli", "serve", str(self.study_dir), "--port", str(self.port)],
+            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"camstudy serve exited with {self.process.returncode}; "
+                                   f"see {self.log.name}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.3)
+        raise TimeoutError(f"camstudy serve did not answer on {self.url} within {timeout} s")
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except Exception:
+                self.kill()
+        self.log.close()
+
+
+def chromium_path() -> str | None:
+    return shutil.which("chromium")
+
+
+def link(base_url: str, pid: str) -> str:
+    return f"{base_url}/?PROLIFIC_PID={pid}&STUDY_ID=ui-test&SESSION_ID=s-{pid}"
+
+
+# What the participant screens show, for drivers that wait on them.
+FORM = '[data-testid="stForm"]'
+RADIOGROUP = '[role="radiogroup"]'
+
+
+def pick(trial_number: int, group: int, n_options: int) -> int:
+    """A deterministic, varied choice for simulated answers."""
+    return (trial_number * 7 + group * 3) % n_options
+
+
+def settle(page) -> None:
+    """Wait until the app's script run is over, so the screen is complete (not half-drawn)."""
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for()
+
+
+def question(n: int) -> re.Pattern:
+    """The progress text of the n-th question (exactly: "Question 1 of" must not match 10)."""
+    return re.compile(rf"^Question {n} of \d+$")
+
+
+# --- the sync driver (browser tests) --------------------------------------------------------
+
+def after_submit(page, n: int):
+    """What follows question n: question n+1, practice feedback or the questionnaire."""
+    return (page.get_by_text(question(n + 1)).or_(page.get_by_role("button", name="Continue"))
+            .or_(page.get_by_role("button", name="Finish")).first)
+
+
+def answer(page, n: int, keyboard: bool = False) -> None:
+    """Choose in every question of the trial form and submit it (digits + Enter, or clicks)."""
+    groups = page.locator(FORM).locator(RADIOGROUP)
+    for g in range(groups.count()):
+        labels = groups.nth(g).locator("label")
+        k = pick(n, g, labels.count())
+        if keyboard:
+            page.keyboard.press(str(k + 1))
+        else:
+            labels.nth(k).click()
+    if keyboard:
+        page.keyboard.press("Enter")
+    else:
+        page.get_by_role("button", name="Next").click()
+
+
+def take_part(page, base_url: str, pid: str, stop_after: int | None = None,
+              keyboard_every: int = 0) -> int:
+    """Follow the link and answer; stop after `stop_after` answers or go on to the completion
+    code. Returns how many answers the server acknowledged (the next screen came back)."""
+    page.goto(link(base_url, pid))
+    page.get_by_role("button", name="I agree to take part").click()
+    page.get_by_role("button", name="Start").click()
+    n = 1
+    while True:
+        page.get_by_text(question(n)).or_(page.get_by_role("button", name="Finish")).first.wait_for()
+        settle(page)
+        if page.get_by_role("button", name="Finish").is_visible():
+            break
+        if stop_after is not None and n > stop_after:
+            return n - 1
+        answer(page, n, keyboard=bool(keyboard_every) and n % keyboard_every == 0)
+        after_submit(page, n).wait_for()
+        settle(page)
+        if page.get_by_role("button", name="Continue").is_visible():
+            page.get_by_role("button", name="Continue").click()
+        n += 1
+    groups = page.locator(FORM).locator(RADIOGROUP)
+    for g in range(groups.count()):
+        groups.nth(g).locator("label").first.click()
+    page.get_by_role("button", name="Finish").click()
+    page.get_by_text("Your completion code").wait_for()
+    return n - 1

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 import streamlit as st
 
-from study.session import AlreadyCompleted
+from study.session import MAX_RT_MS, AlreadyCompleted
 from ui import context
 from ui.tasks_view import trial_form
 
@@ -89,10 +89,12 @@ def _instructions(s) -> None:
 
 
 def _rt_ms(shown_at: datetime) -> int:
-    """Milliseconds from when the trial was first shown (stored server side) to now."""
+    """Milliseconds from when the trial was first shown (stored server side) to now, clamped
+    to what the session accepts (a participant may come back to an open trial days later)."""
     if shown_at.tzinfo is None:
         shown_at = shown_at.replace(tzinfo=timezone.utc)
-    return max(0, round((datetime.now(timezone.utc) - shown_at).total_seconds() * 1000))
+    elapsed = round((datetime.now(timezone.utc) - shown_at).total_seconds() * 1000)
+    return min(max(elapsed, 0), MAX_RT_MS)
 
 
 def _feedback(fb: dict) -> None:
@@ -146,7 +148,7 @@ def _questionnaire(s) -> None:
                 answers[item.key] = st.text_input(item.label, key=f"q-{item.key}")
         finished = st.form_submit_button("Finish", type="primary")
     if finished:
-        code = s.complete(st.session_state.pid, {k: v or "" for k, v in answers.items()})
+        code = s.complete(st.session_state.pid, {k: v for k, v in answers.items() if v})
         st.session_state.code = code
         st.session_state.redirect = s.redirect_url(st.session_state.pid)
         st.session_state.phase = "done"

@@ -33,7 +33,7 @@ _SCRIPT = """<script>
       || groups.find(g => g.contains(document.activeElement)) || groups[0];
     const labels = group ? group.querySelectorAll("label") : [];
     if (labels[n - 1]) { e.preventDefault(); labels[n - 1].click(); }
-  });
+  }, true);  // capture: the radio buttons' own key handling must not swallow Enter
 })();
 </script>"""
 

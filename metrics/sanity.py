@@ -29,15 +29,24 @@ class SanityResult:
     rho: Tensor
 
 
+def _holds_parameters(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters())
+
+
 def default_stages(model: nn.Module) -> list[str]:
-    """The model's top-level children that hold parameters, containers (Sequential, ModuleList)
-    opened one level, last first: e.g. fc, layer4.1, layer4.0, ..., bn1, conv1 for a ResNet."""
+    """The network's top-level children that hold parameters, containers (Sequential, ModuleList)
+    opened one level, last first: e.g. fc, layer4.1, layer4.0, ..., bn1, conv1 for a ResNet.
+    Wrappers with a single parameterised child (a classifier around its network) are looked through."""
+    prefix, network = "", model
+    while not any(True for _ in network.parameters(recurse=False)):
+        holders = [(n, c) for n, c in network.named_children() if _holds_parameters(c)]
+        if len(holders) != 1:
+            break
+        prefix, network = f"{prefix}{holders[0][0]}.", holders[0][1]
     stages = []
-    for name, child in model.named_children():
+    for name, child in network.named_children():
         parts = child.named_children() if isinstance(child, (nn.Sequential, nn.ModuleList)) else [("", child)]
-        for sub, module in parts:
-            if any(True for _ in module.parameters()):
-                stages.append(f"{name}.{sub}" if sub else name)
+        stages += [f"{prefix}{name}.{sub}" if sub else f"{prefix}{name}" for sub, m in parts if _holds_parameters(m)]
     if not stages:
         raise ValueError("the model has no parameters to randomise")
     return stages[::-1]

@@ -93,3 +93,36 @@ def reference_moved(n_pixels: int, step: int | None = None, n_steps: int | None 
 
 def reference_auc(curve: np.ndarray) -> float:
     return float(np.trapezoid(curve, dx=1.0 / (len(curve) - 1)))
+
+
+def score_test_network() -> nn.Module:
+    """A tiny random ImageNet-shaped classifier (1000 logits) for fast end-to-end scoring tests;
+    load it with study.load_model("_metrics_fixtures:score_test_network")."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, stride=4, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(4, 8, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 1000),
+    )
+
+
+def write_voc_set(root, sizes=((90, 60), (64, 80))) -> tuple:
+    """Random photos with PASCAL VOC XML (1-based inclusive corners) in root/images, root/annotations."""
+    from PIL import Image
+
+    images, annotations = root / "images", root / "annotations"
+    images.mkdir(parents=True)
+    annotations.mkdir()
+    rng = np.random.default_rng(0)
+    for i, (w, h) in enumerate(sizes):
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(images / f"img{i}.png")
+        (annotations / f"img{i}.xml").write_text(
+            f"<annotation><filename>img{i}.png</filename><object><name>tabby</name><bndbox>"
+            f"<xmin>{w // 4}</xmin><ymin>{h // 4}</ymin><xmax>{w // 2}</xmax><ymax>{h // 2}</ymax>"
+            "</bndbox></object></annotation>"
+        )
+    return images, annotations

@@ -78,3 +78,19 @@ def test_default_stages_of_a_resnet_go_top_down_by_block():
 def test_unknown_stage_is_a_lookup_error():
     with pytest.raises(LookupError, match="layer9"):
         randomization_sanity(tiny_classifier(), torch.randn(1, 3, 8, 8), torch.tensor([0]), edges, stages=["layer9"])
+
+
+def test_default_stages_look_through_a_wrapper():
+    from torchvision.models import resnet18
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.network = resnet18()
+            self.register_buffer("mean", torch.zeros(3))
+
+        def forward(self, x):
+            return self.network(x)
+
+    stages = default_stages(Wrapper())
+    assert stages[0] == "network.fc" and stages[-1] == "network.conv1" and len(stages) == 11

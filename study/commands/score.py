@@ -1,0 +1,64 @@
+"""`camstudy score`: faithfulness, localization and sanity metrics into faithfulness.csv and plots.
+
+The work is done by `study.scoring.score`; this module only turns arguments into its call.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from study.commands._common import add_model_arguments, parse_methods
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_arguments(parser)
+    parser.add_argument("--images", default="bundled", help="'bundled', an image folder, or voc:IMAGES:ANNOTATIONS")
+    parser.add_argument("--methods", default=None, help="comma-separated method names (default: all built-in methods)")
+    parser.add_argument("--max-images", type=int, default=None, help="score only the first N images")
+    parser.add_argument("--target", choices=("label", "top1"), default="label",
+                        help="explain each image's labelled class where known (default), or the top-1 class")
+    parser.add_argument("--step", type=int, default=224, help="pixels per deletion/insertion step (default 224)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the randomised methods and the sanity check")
+    parser.add_argument("--option", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                        help="explainer option, e.g. rise.n_masks=500 (repeatable; VALUE is JSON or a string)")
+    parser.add_argument("--sanity", action="store_true",
+                        help="also run the model-randomisation sanity check (recomputes every map once per stage)")
+    parser.add_argument("--no-plots", action="store_true", help="write the CSV files only")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (cache in OUT/cache)")
+
+
+def parse_options(texts: list[str]) -> dict[str, dict]:
+    """["rise.n_masks=500", ...] -> {"rise": {"n_masks": 500}}."""
+    options: dict[str, dict] = {}
+    for text in texts:
+        key, eq, raw = text.partition("=")
+        method, dot, name = key.rpartition(".")
+        if not eq or not dot or not method or not name:
+            raise ValueError(f"--option takes METHOD.KEY=VALUE (e.g. rise.n_masks=500); got {text!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        options.setdefault(method, {})[name] = value
+    return options
+
+
+def run(args) -> int:
+    from study import load_model
+    from study.images import image_set
+    from study.scoring import FAITHFULNESS_FILE, score
+
+    methods = parse_methods(args.methods) if args.methods else None
+    options = parse_options(args.option)
+    if args.max_images is not None and args.max_images < 1:
+        raise ValueError(f"--max-images must be at least 1; got {args.max_images}")
+    items = image_set(args.images)[: args.max_images]
+    model = load_model(args.model, weights=args.weights, device=args.device)
+    table = score(model, items, methods, args.out, target=args.target, step=args.step, batch_size=args.batch_size,
+                  amp=args.amp, seed=args.seed, explainer_options=options, sanity=args.sanity,
+                  plots=not args.no_plots)
+    summary = table.groupby(["method", "metric"])["value"].mean().unstack("metric")
+    print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
+    print(f"wrote {len(table)} rows for {len(items)} images to {args.out / FAITHFULNESS_FILE}")
+    return 0

@@ -3,6 +3,7 @@ import krippendorff
 import numpy as np
 import pandas as pd
 import pytest
+from _export_fixtures import synthetic_faithfulness, synthetic_results
 from scipy import stats
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.proportion import proportion_confint
@@ -160,9 +161,6 @@ def test_vote_scores_reject_unknown_choice():
 
 
 # --- table builders on synthetic study results ---------------------------------------------
-
-from tests._export_fixtures import synthetic_faithfulness, synthetic_results  # noqa: E402
-
 
 @pytest.fixture
 def flagged():

@@ -4,10 +4,16 @@ import io
 
 import pandas as pd
 import pytest
+from _export_fixtures import populate_study, synthetic_faithfulness, synthetic_results
+from _study_fixtures import build_fake_study
+from sqlalchemy import func, select
 
 from study import export
 from study.cli import main
-from tests._export_fixtures import populate_study, synthetic_faithfulness, synthetic_results
+from study.config import load_config
+from study.report import write_report
+from study.simulate import simulate_participants
+from study.storage import Response, open_database
 
 # The Export section of DESIGN.md, copied by hand: the contract the code must meet.
 DESIGN_COLUMNS = {
@@ -175,20 +181,12 @@ def test_csv_bytes_refuses_wrong_columns():
 
 @pytest.fixture(scope="module")
 def simulated_study(tmp_path_factory):
-    from study.simulate import simulate_participants
-    from tests._study_fixtures import build_fake_study
-
     folder = build_fake_study(tmp_path_factory.mktemp("e2e"))
     simulate_participants(folder, 6, {"gradcam": 0.95, "cam": 0.3, "ablationcam": 0.7}, seed=1)
     return folder
 
 
 def test_end_to_end_export_and_report(simulated_study, tmp_path):
-    from sqlalchemy import func, select
-
-    from study.config import load_config
-    from study.storage import Response, open_database
-
     assert main(["export", str(simulated_study), "--out", str(tmp_path / "export")]) == 0
     assert main(["report", str(simulated_study), "--out", str(tmp_path / "report")]) == 0
     config = load_config(simulated_study / "study.toml")
@@ -218,9 +216,6 @@ def test_end_to_end_export_and_report(simulated_study, tmp_path):
 
 
 def test_a_study_without_answers_exports_headers_and_reports(tmp_path):
-    from study.report import write_report
-    from tests._study_fixtures import build_fake_study
-
     folder = build_fake_study(tmp_path)
     tables = export.export_tables(folder)  # the admin page calls this before anyone has answered
     for name in ("responses", "participants", "summary", "tests", "correlations"):

@@ -5,9 +5,9 @@ from html.parser import HTMLParser
 import numpy as np
 import pandas as pd
 import pytest
+from _export_fixtures import METHODS, populate_study, synthetic_faithfulness, synthetic_results
 
 from study.cli import main
-from tests._export_fixtures import METHODS, populate_study, synthetic_faithfulness, synthetic_results
 
 VOID = {"meta", "img", "br", "hr", "link", "input"}
 

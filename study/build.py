@@ -36,8 +36,9 @@ class Renderer(Protocol):
 
     def predict(self, model: str, items: Sequence[Any]) -> dict[str, list[tuple[int, float]]]: ...
 
-    def render(self, item: Any, request: tasks.MapRequest) -> list[Any]:
-        """One PIL image per target of `request`."""
+    def render(self, items: Sequence[Any], requests: Sequence[tasks.MapRequest]) -> list[list[Any]]:
+        """Per request, one PIL image per target. The requests share model, method, `joint` and
+        number of targets, so they can go through the explainer as one batch."""
 
 
 class ExplainerRenderer:
@@ -66,22 +67,26 @@ class ExplainerRenderer:
         return {item.image_id: [(int(c), float(p)) for c, p in zip(top.indices[k], top.values[k])]
                 for k, item in enumerate(items)}
 
-    def render(self, item: Any, request: tasks.MapRequest) -> list[Any]:
+    def render(self, items: Sequence[Any], requests: Sequence[tasks.MapRequest]) -> list[list[Any]]:
         import torch
         from study.explainers import explain
         from study.render import guided_view, overlay
-        net = self._model(request.model)
-        x = net.preprocess([item.image])
-        targets = torch.tensor([list(request.targets)], device=x.device)
-        guided = request.method.startswith("guided")
+        first = requests[0]
+        net = self._model(first.model)
+        x = net.preprocess([item.image for item in items])
+        targets = torch.tensor([list(r.targets) for r in requests], device=x.device)
+        guided = first.method.startswith("guided")
         options = {"reduce": "none"} if guided else {}
-        maps = explain(request.method, net, x, targets, seed=self.seed, normalize=not request.joint,
-                       **options)[0].detach().cpu()
-        if request.joint:   # HIVE: the top-k maps share one scale, so their strengths compare
-            maps = maps / maps.max().clamp_min(1e-12)
-        display = item.image.copy()
-        display.thumbnail((self.DISPLAY_SIZE, self.DISPLAY_SIZE))
-        return [guided_view(m) if guided else overlay(display, m) for m in maps]
+        maps = explain(first.method, net, x, targets, seed=self.seed, normalize=not first.joint,
+                       **options).detach().cpu()
+        pictures = []
+        for item, item_maps in zip(items, maps):
+            if first.joint:   # HIVE: the top-k maps share one scale, so their strengths compare
+                item_maps = item_maps / item_maps.max().clamp_min(1e-12)
+            display = item.image.copy()
+            display.thumbnail((self.DISPLAY_SIZE, self.DISPLAY_SIZE))
+            pictures.append([guided_view(m) if guided else overlay(display, m) for m in item_maps])
+        return pictures
 
 
 @dataclass
@@ -211,16 +216,25 @@ def _extra_trials(config: StudyConfig) -> list[list[str]]:
     return extras
 
 
-def _render(plan: _Plan, out: Path, renderer: Renderer, progress: bool) -> None:
+def _render(plan: _Plan, out: Path, renderer: Renderer, progress: bool, batch_size: int = 8) -> None:
+    """Render every map once, batching requests that can share an explainer call."""
     from tqdm import tqdm
     (out / STIMULI_DIR).mkdir(exist_ok=True)
-    requests: dict[tasks.MapRequest, None] = {}
+    groups: dict[tuple, list[tasks.MapRequest]] = {}
     for request, _target in plan.stimuli:
-        requests.setdefault(request)
-    for request in tqdm(requests, desc="rendering stimuli", unit="map", disable=not progress):
-        pictures = renderer.render(plan.items[request.image_id], request)
-        for target, picture in zip(request.targets, pictures):
-            picture.save(out / STIMULI_DIR / _file_name(request, target))
+        group = groups.setdefault((request.model, request.method, request.joint, len(request.targets)), [])
+        if request not in group:
+            group.append(request)
+    with tqdm(total=sum(map(len, groups.values())), desc="rendering stimuli", unit="image",
+              disable=not progress) as bar:
+        for group in groups.values():
+            for start in range(0, len(group), batch_size):
+                chunk = group[start:start + batch_size]
+                pictures = renderer.render([plan.items[r.image_id] for r in chunk], chunk)
+                for request, per_target in zip(chunk, pictures):
+                    for target, picture in zip(request.targets, per_target):
+                        picture.save(out / STIMULI_DIR / _file_name(request, target))
+                bar.update(len(chunk))
 
 
 def _write(session, config: StudyConfig, plan: _Plan, predictions: dict[str, dict], categories: dict[str, list[str]]) -> int:

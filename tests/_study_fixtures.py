@@ -48,9 +48,10 @@ class FakeRenderer:
             out[item.image_id] = [(c, 0.5 / (k + 1)) for k, c in enumerate(top)]
         return out
 
-    def render(self, item, request):
-        self.rendered += 1
-        return [Image.new("RGB", (8, 8), (t * 12 % 255, 0, 0)) for t in request.targets]
+    def render(self, items, requests):
+        assert len({(r.model, r.method, r.joint, len(r.targets)) for r in requests}) == 1
+        self.rendered += len(requests)
+        return [[Image.new("RGB", (8, 8), (t * 12 % 255, 0, 0)) for t in r.targets] for r in requests]
 
 
 BASE = """

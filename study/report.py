@@ -20,8 +20,8 @@ from PIL import Image as PILImage
 
 from study import analysis
 from study.export import StudyRecords, find_scores, load_study, read_faithfulness, tables_from_records
+from study.simulate import SIM_PREFIX
 
-SIMULATED_PREFIX = "SIM-"
 EXAMPLES_PER_METHOD = 3
 THUMBNAIL_PX = 180
 CURVES_FILE = "curves.csv"
@@ -117,7 +117,7 @@ def _header(records: StudyRecords) -> str:
 
 
 def _participants_section(people: pd.DataFrame) -> str:
-    simulated = people["external_id"].astype(str).str.startswith(SIMULATED_PREFIX)
+    simulated = people["external_id"].astype(str).str.startswith(SIM_PREFIX)
     excluded = people["excluded"].astype(bool)
     failed = ~people["attention_passed"].astype(bool)
     incomplete = people["completed_at"].isna()
@@ -125,7 +125,7 @@ def _participants_section(people: pd.DataFrame) -> str:
         ("Entered", len(people)), ("Completed", int((~incomplete).sum())),
         ("Included in the analysis", int((~excluded).sum())), ("Excluded", int(excluded.sum())),
         ("… failed attention checks", int(failed.sum())), ("… did not complete", int(incomplete.sum())),
-        ("Simulated (external id SIM-…)", int(simulated.sum())),
+        (f"Simulated (external id {SIM_PREFIX}…)", int(simulated.sum())),
     ]
     rows = "".join(f"<tr><td>{html.escape(label)}</td><td class=\"num\">{n}</td></tr>" for label, n in counts)
     badge = ""

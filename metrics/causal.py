@@ -7,9 +7,10 @@ the substrate. The curve is the softmax probability of the target at the n+1 poi
 AUC = (sum(curve) - curve[0]/2 - curve[-1]/2) / n.
 
 Work is batched across images and steps: each image's ranking is held as a rank per pixel, and
-the inputs of a chunk of (image, step) pairs are built on the model's device in one `where`
-from `rank < pixels_moved`. At most `batch_size` perturbed inputs exist at a time. The original
-image is scored once; it is deletion's first point and insertion's last.
+the inputs of a chunk of (image, step) pairs are built on the model's device by broadcast
+`where`s on `rank < pixels_moved`, into one reused buffer of `batch_size` inputs (memory does not
+grow with images or steps). The original image is scored once; it is deletion's first point and
+insertion's last.
 """
 from __future__ import annotations
 
@@ -91,22 +92,28 @@ def _perturbed_scores(
     """Target probability for every (image, point) pair -> Tensor[B, len(moved)], on the device.
 
     Deletion shows the image where rank >= moved and the substrate elsewhere; insertion the reverse.
+    Pairs are taken image by image in chunks of `batch_size`; each chunk is written into one reused
+    input buffer with a broadcast `where` per image it touches (no gathered copies of the images).
     """
     batch, channels, height, width = x.shape
     points = moved.numel()
     jobs = batch * points
-    image_of = torch.arange(jobs, device=x.device) // points
-    moved_of = moved.to(x.device).repeat(batch)
-    fmt = memory_format_of(x)
+    moved = moved.to(x.device)
+    buffer = torch.empty(
+        (min(batch_size, jobs), channels, height, width), device=x.device, dtype=x.dtype,
+        memory_format=memory_format_of(x),
+    )
+    target_of = targets.repeat_interleave(points)
     out = torch.empty(jobs, device=x.device)
     for start in range(0, jobs, batch_size):
-        images = image_of[start : start + batch_size]
-        shown = rank[images] >= moved_of[start : start + batch_size, None]
-        if insert:
-            shown = ~shown
-        inputs = torch.where(shown.view(-1, 1, height, width), x[images], fill[images])
-        logits = logits_of(model, inputs.contiguous(memory_format=fmt), amp)
-        out[start : start + batch_size] = target_probability(logits, targets[images])
+        stop = min(start + batch_size, jobs)
+        inputs = buffer[: stop - start]
+        for image in range(start // points, (stop - 1) // points + 1):
+            first, last = max(start, image * points), min(stop, (image + 1) * points)
+            steps = moved[first - image * points : last - image * points, None]
+            shown = rank[image] < steps if insert else rank[image] >= steps
+            torch.where(shown.view(-1, 1, height, width), x[image], fill[image], out=inputs[first - start : last - start])
+        out[start:stop] = target_probability(logits_of(model, inputs, amp), target_of[start:stop])
     return out.view(batch, points)
 
 

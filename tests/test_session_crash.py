@@ -18,8 +18,17 @@ from study.session import SurveySession
 from study.storage import Participant, Response
 
 ROOT = Path(__file__).resolve().parents[1]
-KILL_AFTER = 30          # acknowledged answers before the kill
-PARTICIPANTS = 6
+KILL_AFTER = 20          # acknowledged answers before the kill
+PARTICIPANTS = 4
+SHORT_TASKS = """
+[[tasks]]
+type = "class_discrimination"
+trials = 3
+
+[[tasks]]
+type = "agreement"
+trials = 3
+"""
 
 # Answers round-robin for several participants and appends "participant trial" to the ack file
 # only after answer() has returned, like a server replying to the browser.
@@ -43,7 +52,7 @@ with open(sys.argv[2], "a", buffering=1) as ack:
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 def test_sigkill_loses_no_acknowledged_answer_and_restart_resumes(tmp_path):
-    study_dir = build_fake_study(tmp_path)
+    study_dir = build_fake_study(tmp_path, SHORT_TASKS, practice=1, attention=1)
     ack_file = tmp_path / "acks.txt"
     ack_file.touch()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}

@@ -124,13 +124,16 @@ def build_study(config_path: str | Path, out_dir: str | Path, force_new: bool = 
     if not items:
         raise ValueError(f"image set {config.images!r} holds no images")
     renderer = renderer or ExplainerRenderer(seed=config.seed)
-    plan = _plan(config, items, renderer, combine)
+    categories = {m: renderer.categories(m) for m in config.models}
+    predictions = {m: renderer.predict(m, items) for m in config.models}
+    plan = _plan(config, items, predictions, categories, combine)
+    made = [item for image_id, item in plan.items.items() if image_id not in predictions[config.models[0]]]
+    for model in config.models:     # composites made by the plan are recorded with predictions too
+        predictions[model].update(renderer.predict(model, made) if made else {})
     _render(plan, out, renderer, progress)
     target = out / CONFIG_FILE
     if Path(config_path).resolve() != target.resolve():
         shutil.copyfile(config_path, target)
-    predictions = {m: renderer.predict(m, list(plan.items.values())) for m in config.models}
-    categories = {m: renderer.categories(m) for m in config.models}
     return database.write(lambda session: _write(session, config, plan, predictions, categories))
 
 
@@ -151,10 +154,10 @@ def _file_name(request: tasks.MapRequest, target: int) -> str:
     return re.sub(r"[^A-Za-z0-9_.+\-]", "_", "__".join(parts)) + ".png"
 
 
-def _plan(config: StudyConfig, items: Sequence[Any], renderer: Renderer, combine: Callable) -> _Plan:
+def _plan(config: StudyConfig, items: Sequence[Any], predictions: tasks.Predictions,
+          categories: dict[str, list[str]], combine: Callable) -> _Plan:
+    """Units, cells, practice and attention trials of every task, and the maps they need."""
     rng = random.Random(config.seed)
-    categories = {m: renderer.categories(m) for m in config.models}
-    predictions = {m: renderer.predict(m, items) for m in config.models}
     plan = _Plan(items={i.image_id: i for i in items}, stimuli={}, trials=[], layout=[])
     extras = _extra_trials(config)
 
@@ -175,7 +178,7 @@ def _plan(config: StudyConfig, items: Sequence[Any], renderer: Renderer, combine
             "task": task.type, "role": role, "task_position": position, "cell_index": cell_index,
             "image_id": unit.item.image_id, "model": cond.model, "model_b": cond.model_b,
             "method": cond.method, "method_b": cond.method_b, "target_class": kind.target(unit, cond),
-            "stimulus_keys": keys, "spec": spec or kind.spec(task, unit, cond, [], names)})
+            "stimulus_keys": keys, "spec": spec or kind.spec(task, unit, cond, names)})
 
     for position, task in enumerate(config.tasks):
         kind = tasks.TASKS[task.type]
@@ -198,7 +201,7 @@ def _plan(config: StudyConfig, items: Sequence[Any], renderer: Renderer, combine
             trial(position, task, kind, main_units[u], conditions[c], "main", j)
         for n, role in enumerate(extras[position]):
             cond = conditions[n % len(conditions)]
-            spec = kind.spec(task, units[-1], cond, [], categories[cond.model])
+            spec = kind.spec(task, units[-1], cond, categories[cond.model])
             if role == "attention":
                 spec = tasks.attention_spec(spec, rng)
             trial(position, task, kind, units[-1], cond, role, None, spec)

@@ -84,8 +84,8 @@ class TaskType:
     def target(self, unit: Unit, cond: Condition) -> int:
         return unit.classes[cond.which]
 
-    def spec(self, task: TaskConfig, unit: Unit, cond: Condition, stimuli: list[int],
-             names: Sequence[str]) -> dict[str, Any]:
+    def spec(self, task: TaskConfig, unit: Unit, cond: Condition, names: Sequence[str]) -> dict[str, Any]:
+        """The trial's spec; `stimuli` is filled in by the build once the maps are stored."""
         raise NotImplementedError
 
 
@@ -94,11 +94,11 @@ def _labelled(items: Sequence) -> list:
     return [i for i in items if i.labels]
 
 
-def _spec(prompt: str, stimuli: list[int], options, *, answer=None, captions=None, linked=0,
+def _spec(prompt: str, options, *, answer=None, captions=None, linked=0,
           position_labels=None, fixed_tail=0, shuffle_stimuli=False, shuffle_options=False,
           confidence=(), scale=None, feedback="") -> dict[str, Any]:
     return {
-        "prompt_md": prompt, "stimuli": list(stimuli),
+        "prompt_md": prompt, "stimuli": [],
         "captions": list(captions) if captions else None,
         "options": [list(o) for o in options], "linked": linked, "position_labels": position_labels,
         "fixed_tail": fixed_tail, "shuffle_stimuli": shuffle_stimuli, "shuffle_options": shuffle_options,
@@ -135,14 +135,14 @@ class ClassDiscrimination(TaskType):
         units = two + [combine(a, b) for a, b in chosen]
         return [Unit(u, (u.labels[0], next(c for c in u.labels if c != u.labels[0]))) for u in units]
 
-    def spec(self, task, unit, cond, stimuli, names):
+    def spec(self, task, unit, cond, names):
         a, b = unit.classes
         target = unit.classes[cond.which]
         options = [(str(a), names[a]), (str(b), names[b]), (NEITHER, "Both or neither")]
         return _spec(
             f"The picture contains **{names[a]}** and **{names[b]}**. "
             "Which of the two is highlighted by the explanation?",
-            stimuli, options, answer=str(target), fixed_tail=1, shuffle_options=True,
+            options, answer=str(target), fixed_tail=1, shuffle_options=True,
             feedback=f"The explanation was made for **{names[target]}**.")
 
 
@@ -156,10 +156,10 @@ class Compare(TaskType):
     def maps(self, unit, cond):
         return [MapRequest(unit.item.image_id, cond.model, m, unit.classes) for m in (cond.method, cond.method_b)]
 
-    def spec(self, task, unit, cond, stimuli, names):
+    def spec(self, task, unit, cond, names):
         name = names[unit.classes[0]]
         options = [(cond.method, "Left"), (cond.method_b, "Right"), ("same", "About the same")]
-        return _spec(f"Which map highlights the **{name}** best?", stimuli, options, linked=2,
+        return _spec(f"Which map highlights the **{name}** best?", options, linked=2,
                      position_labels=["Left", "Right"], fixed_tail=1, shuffle_stimuli=True,
                      captions=["Left", "Right"], feedback=_no_right_answer())
 
@@ -169,9 +169,9 @@ class Rating(TaskType):
     name = "rating"
     scale = "likert"
 
-    def spec(self, task, unit, cond, stimuli, names):
+    def spec(self, task, unit, cond, names):
         name = names[unit.classes[0]]
-        return _spec(f"How well does this map highlight the **{name}**?", stimuli, LIKERT,
+        return _spec(f"How well does this map highlight the **{name}**?", LIKERT,
                      scale="likert", feedback=_no_right_answer())
 
 
@@ -196,10 +196,10 @@ class Trust(TaskType):
     def maps(self, unit, cond):
         return [MapRequest(unit.item.image_id, model, cond.method, unit.classes) for model in (cond.model, cond.model_b)]
 
-    def spec(self, task, unit, cond, stimuli, names):
+    def spec(self, task, unit, cond, names):
         name = names[unit.classes[0]]
         return _spec(f"Both models classify this image as **{name}**. Based on the explanations, "
-                     "which model seems more reliable?", stimuli, TRUST, captions=["Left", "Right"],
+                     "which model seems more reliable?", TRUST, captions=["Left", "Right"],
                      shuffle_stimuli=True, scale="trust", feedback=_no_right_answer())
 
 
@@ -222,10 +222,10 @@ class Distinction(TaskType):
     def target(self, unit, cond):
         return unit.answer
 
-    def spec(self, task, unit, cond, stimuli, names):
+    def spec(self, task, unit, cond, names):
         options = [(str(c), names[c]) for c in unit.classes]
         return _spec("These are the explanations for the model's most likely classes. "
-                     "Which one is the correct class for the image?", stimuli, options,
+                     "Which one is the correct class for the image?", options,
                      captions=[names[c] for c in unit.classes], linked=len(options),
                      shuffle_stimuli=True, answer=str(unit.answer),
                      confidence=CONFIDENCE.get(task.confidence_points, ()),
@@ -243,11 +243,11 @@ class Agreement(TaskType):
             units.append(Unit(item, (top,), answer=int(top in item.labels)))
         return units
 
-    def spec(self, task, unit, cond, stimuli, names):
+    def spec(self, task, unit, cond, names):
         name = names[unit.classes[0]]
         answer = "yes" if unit.answer else "no"
         return _spec(f"The model predicts **{name}**. Looking at the explanation, is the prediction correct?",
-                     stimuli, [("yes", "Yes, it is correct"), ("no", "No, it is wrong")], answer=answer,
+                     [("yes", "Yes, it is correct"), ("no", "No, it is wrong")], answer=answer,
                      confidence=CONFIDENCE.get(task.confidence_points, ()),
                      feedback=f"The prediction was {'correct' if unit.answer else 'wrong'}.")
 

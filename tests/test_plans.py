@@ -44,7 +44,7 @@ def test_participant_seeds_are_reproducible_and_distinct():
 
 def rating_spec():
     unit = tasks.Unit(SimpleNamespace(image_id="x", labels=(3,)), (3,))
-    spec = tasks.TASKS["rating"].spec(None, unit, tasks.Condition(method="cam", model="m"), [], ["c"] * 5)
+    spec = tasks.TASKS["rating"].spec(None, unit, tasks.Condition(method="cam", model="m"), ["c"] * 5)
     return {**spec, "stimuli": [100]}
 
 
@@ -73,7 +73,7 @@ def test_plans_put_practice_first_tasks_in_order_and_checks_inside():
 def compare_spec():
     unit = tasks.Unit(SimpleNamespace(image_id="x", labels=(3,)), (3,))
     cond = tasks.Condition(method="gradcam", method_b="cam", model="m")
-    spec = tasks.TASKS["compare"].spec(None, unit, cond, [], [f"c{i}" for i in range(5)])
+    spec = tasks.TASKS["compare"].spec(None, unit, cond, [f"c{i}" for i in range(5)])
     return {**spec, "stimuli": [11, 22]}      # 11: the gradcam map, 22: the cam map
 
 
@@ -94,7 +94,7 @@ def test_compare_options_follow_the_maps_when_left_and_right_swap():
 def test_trust_ratings_favour_the_first_model_whichever_side_it_is_on():
     unit = tasks.Unit(SimpleNamespace(image_id="x", labels=(3,)), (3,))
     cond = tasks.Condition(method="gradcam", model="A", model_b="B")
-    spec = {**tasks.TASKS["trust"].spec(None, unit, cond, [], ["c"] * 5), "stimuli": [1, 2]}
+    spec = {**tasks.TASKS["trust"].spec(None, unit, cond, ["c"] * 5), "stimuli": [1, 2]}
     a_left, a_right = {"order": [0, 1], "options": list(range(5))}, {"order": [1, 0], "options": list(range(5))}
     assert tasks.score(spec, a_left, "-2") == (None, 2)      # "left much more reliable", A on the left
     assert tasks.score(spec, a_right, "-2") == (None, -2)
@@ -104,7 +104,7 @@ def test_trust_ratings_favour_the_first_model_whichever_side_it_is_on():
 def test_class_discrimination_scores_the_explained_class_and_keeps_neither_last():
     unit = tasks.Unit(SimpleNamespace(image_id="a+b", labels=(3, 7)), (3, 7))
     kind = tasks.TASKS["class_discrimination"]
-    spec = kind.spec(None, unit, tasks.Condition(method="gradcam", model="m", which=1), [5], [f"c{i}" for i in range(9)])
+    spec = kind.spec(None, unit, tasks.Condition(method="gradcam", model="m", which=1), [f"c{i}" for i in range(9)])
     orders = set()
     for seed in range(20):
         display = tasks.randomise(spec, random.Random(seed))

@@ -13,7 +13,7 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
-from study.explainers.core import METHODS, Method, as_targets, check_targets_in_range, model_device, upsample
+from study.explainers.core import METHODS, Method, as_targets, model_device, targets_checked, upsample
 from study.layers import last_spatial_layer, resolve_layer
 
 __all__ = ["explain", "METHODS"]
@@ -71,14 +71,15 @@ def explain(
     autocast = torch.autocast(device.type, dtype=AMP_DTYPES[amp]) if amp else nullcontext()
     with autocast:
         t, one_per_image = as_targets(targets, x, model, batch_size)
-        if targets is not None:
-            check_targets_in_range(t, model, x)
         layer = _layer(model, x, target_layer) if entry.needs_layer else None
         kwargs = dict(layer=layer, batch_size=batch_size, seed=seed, **options)
-        if entry.per_image_batches:
-            raw = torch.cat([entry.fn(model, xb, tb, **kwargs) for xb, tb in zip(x.split(batch_size), t.split(batch_size))])
-        else:
-            raw = entry.fn(model, x, t, **kwargs)
+        checked = targets_checked(model, t, x, up_front=not entry.per_image_batches) if targets is not None else nullcontext()
+        with checked:
+            if entry.per_image_batches:
+                chunks = zip(x.split(batch_size), t.split(batch_size))
+                raw = torch.cat([entry.fn(model, xb, tb, **kwargs) for xb, tb in chunks])
+            else:
+                raw = entry.fn(model, x, t, **kwargs)
     maps = _finish(raw.detach().float(), x.shape[-2:], normalize=normalize, guided=entry.guided, reduce=reduce)
     return maps[:, 0] if one_per_image else maps
 

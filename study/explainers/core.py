@@ -70,13 +70,35 @@ def as_targets(targets, x: torch.Tensor, model: nn.Module, batch_size: int) -> t
     return (t[:, None] if t.dim() == 1 else t).long(), t.dim() == 1
 
 
-def check_targets_in_range(targets: torch.Tensor, model: nn.Module, x: torch.Tensor) -> None:
-    """A clear error for a class index the model does not have (one single-image forward pass)."""
-    with torch.no_grad():
-        num_classes = model(x[:1]).shape[1]
-    if targets.numel() and (targets.min() < 0 or targets.max() >= num_classes):
-        raise ValueError(f"target class out of range: the model has {num_classes} classes, "
-                         f"got {targets.min().item()}..{targets.max().item()}")
+@contextlib.contextmanager
+def targets_checked(model: nn.Module, targets: torch.Tensor, x: torch.Tensor, *, up_front: bool) -> Iterator[None]:
+    """A clear error for a class index the model does not have, before anything indexes the logits with it.
+
+    `up_front`: check now with a one-image forward pass (methods that may never call the whole model, such
+    as Ablation-CAM running only the part after the layer). Otherwise check inside the method's own first
+    forward pass through a hook on the model, which costs nothing (gradient methods always call the model).
+    """
+    low, high = (int(v) for v in torch.stack([targets.min(), targets.max()]).tolist()) if targets.numel() else (0, 0)
+
+    def check(num_classes: int) -> None:
+        if low < 0 or high >= num_classes:
+            raise ValueError(f"target class out of range: the model has {num_classes} classes, got {low}..{high}")
+
+    if up_front:
+        with torch.no_grad():
+            check(model(x[:1]).shape[-1])
+        yield
+        return
+
+    def hook(_module, _inputs, output):
+        if isinstance(output, torch.Tensor) and output.dim() == 2:
+            check(output.shape[-1])
+
+    handle = model.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 @contextlib.contextmanager

@@ -74,9 +74,81 @@ def ours(method: str, model, x, targets, args, **options) -> Callable[[], object
                            channels_last=args.channels_last, **options)
 
 
+def gradient_rows(model, x, targets, args) -> list[Row]:
+    """CAM (bounded by a forward pass), the gradient and guided methods (one forward+backward), and peers."""
+    layer = model.layer4
+    rows = [Row("cam", ours("cam", model, x, targets, args, target_layer="layer4"), 1, "forward")]
+    for name in ("gradcam", "gradcam++", "guided_backprop", "guided_gradcam"):
+        rows.append(Row(name, ours(name, model, x, targets, args, target_layer="layer4"), 1, "backward"))
+    with contextlib.suppress(ImportError):
+        import pytorch_grad_cam
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        def grad_cam_lib(cls):
+            def run():
+                cam = cls(model=model, target_layers=[layer])
+                try:
+                    for xb, tb in zip(x.split(args.batch_size), targets.split(args.batch_size)):
+                        cam(xb, [ClassifierOutputTarget(c) for c in tb.tolist()])
+                finally:
+                    cam.activations_and_grads.release()
+            return run
+
+        rows.append(Row("pytorch-grad-cam GradCAM", grad_cam_lib(pytorch_grad_cam.GradCAM), 1, "backward"))
+        rows.append(Row("pytorch-grad-cam GradCAMPlusPlus", grad_cam_lib(pytorch_grad_cam.GradCAMPlusPlus), 1, "backward"))
+    with contextlib.suppress(ImportError):
+        from captum.attr import GuidedBackprop, GuidedGradCam, LayerGradCam
+
+        def captum(method):
+            return lambda: [method.attribute(xb, target=tb) for xb, tb in zip(x.split(args.batch_size), targets.split(args.batch_size))]
+
+        rows.append(Row("captum LayerGradCam (no upsampling)", captum(LayerGradCam(model, layer)), 1, "backward"))
+        rows.append(Row("captum GuidedBackprop", captum(GuidedBackprop(model)), 1, "backward"))
+        rows.append(Row("captum GuidedGradCam", captum(GuidedGradCam(model, layer)), 1, "backward"))
+    return rows
+
+
+def perturbation_rows(model, x, targets, args) -> list[Row]:
+    """Score-CAM, Ablation-CAM (closed form, and the fx split at the last conv), RISE, LIME, random, and peers.
+
+    Limits: Score-CAM K+1 passes (K the layer's channels); Ablation-CAM one pass (its ablated copies
+    only run the head); RISE n_masks passes whatever the number of classes; LIME num_samples passes.
+    """
+    channels = model.fc.in_features  # the layer4 channels of a torchvision ResNet
+    last_conv = f"layer4.{len(model.layer4) - 1}.{'conv3' if hasattr(model.layer4[-1], 'conv3') else 'conv2'}"
+    five = torch.cat([targets[:, None], torch.randint(0, 1000, (len(targets), 4), device=x.device)], 1)
+    masks, samples = args.rise_masks, args.lime_samples
+    rows = [
+        Row("scorecam", ours("scorecam", model, x, targets, args, target_layer="layer4"), channels + 1),
+        Row("ablationcam (closed form, layer4)", ours("ablationcam", model, x, targets, args, target_layer="layer4"), 1),
+        Row(f"ablationcam (fx split, {last_conv})", ours("ablationcam", model, x, targets, args, target_layer=last_conv), 1),
+        Row(f"rise ({masks} masks)", ours("rise", model, x, targets, args, n_masks=masks), masks),
+        Row(f"rise ({masks} masks, 5 classes)", ours("rise", model, x, five, args, n_masks=masks), masks),
+        Row(f"lime ({samples} samples)", ours("lime", model, x, targets, args, num_samples=samples), samples),
+        Row("random", ours("random", model, x, targets, args), None),
+    ]
+    with contextlib.suppress(ImportError):
+        import pytorch_grad_cam
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        def peer(cls):
+            def run():
+                with cls(model=model, target_layers=[model.layer4]) as cam:
+                    cam.batch_size = args.batch_size
+                    cam(x, [ClassifierOutputTarget(c) for c in targets.tolist()])
+            return run
+
+        rows.append(Row("pytorch-grad-cam ScoreCAM", peer(pytorch_grad_cam.ScoreCAM), channels + 1))
+        rows.append(Row("pytorch-grad-cam AblationCAM", peer(pytorch_grad_cam.AblationCAM), 1))
+    return rows
+
+
 def rows_for(model, x, targets, args) -> list[Row]:
     """Every benchmarked method: append a Row per method (ours and the peers doing the same work)."""
-    return []
+    rows: list[Row] = []
+    rows += gradient_rows(model, x, targets, args)
+    rows += perturbation_rows(model, x, targets, args)
+    return rows
 
 
 def main(argv=None) -> None:
@@ -89,7 +161,9 @@ def main(argv=None) -> None:
     parser.add_argument("--amp", choices=sorted(AMP_DTYPES), default=None)
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats of the raw passes")
-    parser.add_argument("--only", default="", help="comma-separated row names to run (default: all)")
+    parser.add_argument("--rise-masks", type=int, default=4000)
+    parser.add_argument("--lime-samples", type=int, default=1000)
+    parser.add_argument("--only", default="", help="comma-separated row-name prefixes to run (default: all)")
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
@@ -110,7 +184,7 @@ def main(argv=None) -> None:
     print(f"{'method':34s} {'images/s':>10s} {'fwd-equiv/img':>14s} {'limit passes':>13s} {'ratio to limit':>15s}")
     only = {name for name in args.only.split(",") if name}
     for row in rows_for(model, x, targets, args):
-        if only and row.name not in only:
+        if only and not any(row.name.startswith(prefix) for prefix in only):
             continue
         seconds = timed(row.run, device)
         per_image = seconds / args.images

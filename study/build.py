@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import random
 import re
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,17 +74,20 @@ class ExplainerRenderer:
         net = self._model(first.model)
         x = net.preprocess([item.image for item in items])
         targets = torch.tensor([list(r.targets) for r in requests], device=x.device)
+        # Guided maps stay signed (guided_view shows zero as grey) and are shown on their own,
+        # as in the Grad-CAM paper; the others are heatmaps over the photo.
         guided = first.method.startswith("guided")
         options = {"reduce": "none"} if guided else {}
-        maps = explain(first.method, net, x, targets, seed=self.seed, normalize=not first.joint,
+        maps = explain(first.method, net, x, targets, seed=self.seed, normalize=not (first.joint or guided),
                        **options).detach().cpu()
         pictures = []
         for item, item_maps in zip(items, maps):
             if first.joint:   # HIVE: the top-k maps share one scale, so their strengths compare
-                item_maps = item_maps / item_maps.max().clamp_min(1e-12)
+                item_maps = item_maps / item_maps.abs().max().clamp_min(1e-12)
             display = item.image.copy()
             display.thumbnail((self.DISPLAY_SIZE, self.DISPLAY_SIZE))
-            pictures.append([guided_view(m) if guided else overlay(display, m) for m in item_maps])
+            pictures.append([guided_view(m).resize(display.size) if guided else overlay(display, m)
+                             for m in item_maps])
         return pictures
 
 
@@ -131,9 +133,8 @@ def build_study(config_path: str | Path, out_dir: str | Path, force_new: bool = 
     for model in config.models:     # composites made by the plan are recorded with predictions too
         predictions[model].update(renderer.predict(model, made) if made else {})
     _render(plan, out, renderer, progress)
-    target = out / CONFIG_FILE
-    if Path(config_path).resolve() != target.resolve():
-        shutil.copyfile(config_path, target)
+    # The text that was validated and hashed, not the file as it is now (it may have changed).
+    (out / CONFIG_FILE).write_text(config.source, encoding="utf-8")
     return database.write(lambda session: _write(session, config, plan, predictions, categories))
 
 

@@ -12,6 +12,7 @@ to i+2, and a database written by a newer camstudy is refused with a clear error
 """
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -301,6 +302,18 @@ class Database:
 
 _open: dict[str, Database] = {}
 _open_lock = threading.Lock()
+
+
+def _forget_after_fork() -> None:
+    """A forked child must not share its parent's pooled connections (or a held lock)."""
+    global _open_lock
+    for database in _open.values():
+        database.engine.dispose(close=False)
+    _open.clear()
+    _open_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def open_database(url: str) -> Database:

@@ -114,7 +114,7 @@ class SurveySession:
             slot = plans.first_free_slot(held)
             seed = plans.participant_seed(self._study_seed, external_id)
             person = Participant(study_id=self.study_id, external_id=external_id, seed=seed, slot=slot,
-                                 user_agent=user_agent[:1000], started_at=utcnow())
+                                 user_agent=(user_agent or "")[:1000], started_at=utcnow())
             s.add(person)
             s.flush()
             for index, planned in enumerate(plans.make_plan(blocks, practice, attention, slot, seed)):

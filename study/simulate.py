@@ -5,8 +5,8 @@ give the demo data. Their external ids start with `SIM-` so no one mistakes them
 A simulated participant looks up the right answer of each scored trial (in the database, not
 through the participant-facing API) and gives it with the probability set for the trial's
 method; unscored trials (rating, compare, trust) get a random option. Attention checks are
-always passed. Everything is seeded per participant, so the same call gives the same answers
-whatever the number of threads.
+always passed. Each participant's choices are seeded, so a run with one thread is reproducible;
+with several, the order in which they arrive decides their Latin-square slots and so their plans.
 """
 from __future__ import annotations
 

@@ -152,7 +152,7 @@ def causal_curves(
     for name in kinds.values():
         if name is not None and name not in SUBSTRATES:
             raise ValueError(f"unknown substrate {name!r}; choose one of {', '.join(SUBSTRATES)}")
-    curves: dict[str, CausalCurve] = {}
+    on_device: dict[str, Tensor] = {}
     with evaluating(model):
         original, chosen = scores_and_targets(
             model, x, check_targets(targets, batch, device), batch_size, amp_dtype
@@ -163,13 +163,15 @@ def causal_curves(
             fill = make_substrate(name, x)
             if kind == "deletion":
                 rest = _perturbed_scores(model, x, fill, rank, moved[1:], False, chosen, batch_size, amp_dtype)
-                curve = torch.cat([original[:, None], rest], dim=1)
+                on_device[kind] = torch.cat([original[:, None], rest], dim=1)
             else:
                 rest = _perturbed_scores(model, x, fill, rank, moved[:-1], True, chosen, batch_size, amp_dtype)
-                curve = torch.cat([rest, original[:, None]], dim=1)
-            curve = curve.cpu()
-            curves[kind] = CausalCurve(auc=auc(curve), curve=curve, pixels=moved, targets=chosen.cpu())
-    return curves
+                on_device[kind] = torch.cat([rest, original[:, None]], dim=1)
+    chosen = chosen.cpu()  # the only host round trip, after all the work is queued
+    return {
+        kind: CausalCurve(auc=auc(curve.cpu()), curve=curve.cpu(), pixels=moved, targets=chosen)
+        for kind, curve in on_device.items()
+    }
 
 
 def deletion(

@@ -272,7 +272,11 @@ class SketchRenderer:
             list(dict.fromkeys(list(i.labels) + [f for f in fillers if f not in i.labels]))[:5])]
             for i in items}
 
-    def render(self, item, request):
+    def render(self, items, requests):
+        return [self._sketch(item, request) for item, request in zip(items, requests)]
+
+    @staticmethod
+    def _sketch(item, request):
         import numpy as np
         from study.render import overlay
         w, h = item.image.size
@@ -382,8 +386,10 @@ def pick(trial_number: int, group: int, n_options: int) -> int:
 
 
 def settle(page) -> None:
-    """Wait until the app's script run is over, so the screen is complete (not half-drawn)."""
+    """Wait until the app's script run is over and its images have loaded, so the screen is
+    complete and nothing moves under the next click."""
     page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for()
+    page.wait_for_function("[...document.images].every(i => i.complete)")
 
 
 def question(n: int) -> re.Pattern:
@@ -441,4 +447,5 @@ def take_part(page, base_url: str, pid: str, stop_after: int | None = None,
         groups.nth(g).locator("label").first.click()
     page.get_by_role("button", name="Finish").click()
     page.get_by_text("Your completion code").wait_for()
+    settle(page)
     return n - 1

@@ -54,13 +54,14 @@ def answers_of(study, pid: str) -> list[int]:
 def test_full_run_from_link_to_completion_code(server, study, page):
     answered = take_part(page, server.url, "P-full", keyboard_every=2)
     assert answered == 20
-    assert page.get_by_text("CAMSTUDY-OK").is_visible()
+    assert page.locator('[data-testid="stCode"]').inner_text().strip() == "CAMSTUDY-OK"
     href = page.get_by_role("link", name="Return to the study platform").get_attribute("href")
     assert href == "https://app.prolific.com/submissions/complete?cc=CAMSTUDY-OK"
     assert answers_of(study, "P-full") == list(range(20))
     # A participant sees a study, not a developer tool.
     assert page.get_by_text("Deploy").count() == 0
-    assert not page.locator('[data-testid="stToolbar"], [data-testid="stMainMenu"]').is_visible()
+    for chrome in ("stToolbar", "stMainMenu", "stHeader", "stAppDeployButton"):
+        assert page.get_by_test_id(chrome).is_hidden(), chrome
     page.goto(link(server.url, "P-full"))
     page.get_by_text("already been used").wait_for()
 
@@ -79,7 +80,7 @@ def test_reload_in_the_middle_resumes(server, study, browser, page):
 
 def test_admin_login_refuses_a_wrong_password_and_accepts_the_right_one(server, page):
     page.goto(f"{server.url}/admin")
-    password = page.get_by_label("Password")
+    password = page.locator('input[type="password"]')
     password.fill("wrong")
     page.get_by_role("button", name="Sign in").click()
     page.get_by_text("Wrong password.").wait_for()
@@ -87,5 +88,5 @@ def test_admin_login_refuses_a_wrong_password_and_accepts_the_right_one(server, 
     password.fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.get_by_text("Results per method").wait_for()
-    assert page.get_by_role("button", name="responses.csv").is_visible()
+    page.get_by_role("button", name="responses.csv").wait_for()
     assert PASSWORD not in page.url

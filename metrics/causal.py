@@ -112,7 +112,8 @@ def _perturbed_scores(
             first, last = max(start, image * points), min(stop, (image + 1) * points)
             steps = moved[first - image * points : last - image * points, None]
             shown = rank[image] < steps if insert else rank[image] >= steps
-            torch.where(shown.view(-1, 1, height, width), x[image], fill[image], out=inputs[first - start : last - start])
+            into = inputs[first - start : last - start]
+            torch.where(shown.view(-1, 1, height, width), x[image], fill[image], out=into)
         out[start:stop] = target_probability(logits_of(model, inputs, amp), target_of[start:stop])
     return out.view(batch, points)
 

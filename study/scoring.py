@@ -81,7 +81,8 @@ def score(
         "tolerance": tolerance, "box_threshold": box_threshold, "amp": amp,
     }
     sanity_settings = {"stages": list(sanity_stages) if sanity_stages else None, "seed": seed} if sanity else None
-    scorer = _Scorer(model, Path(out_dir), batch_size, amp, seed, dict(explainer_options or {}), settings, sanity_settings)
+    scorer = _Scorer(model, Path(out_dir), batch_size, amp, seed, dict(explainer_options or {}), settings,
+                     sanity_settings)
     groups = [items[i : i + GROUP_SIZE] for i in range(0, len(items), GROUP_SIZE)]
     rows, curves = [], []
     with tqdm(total=len(groups) * len(methods), desc="score", unit="method", disable=not progress) as bar:
@@ -221,40 +222,28 @@ class _Scorer:
         return [json.loads(p.read_text()) for p in paths]
 
     def _metrics(self, x, maps, targets, boxes) -> list[dict]:
+        """Per image: faithfulness rows (plus localization where it has boxes) and both curves."""
         s = self.settings
         run = dict(batch_size=self.batch_size, amp=self.amp)
         causal = metrics.causal_curves(self.model, x, maps, targets, step=s["step"],
                                        deletion_substrate=s["deletion_substrate"],
                                        insertion_substrate=s["insertion_substrate"], **run)
         confidence = metrics.confidence_change(self.model, x, maps, targets, **run)
-        per_image = [
+        columns = [
             ("deletion_auc", causal["deletion"].auc, {"step": s["step"], "substrate": s["deletion_substrate"]}),
             ("insertion_auc", causal["insertion"].auc, {"step": s["step"], "substrate": s["insertion_substrate"]}),
             ("average_drop", confidence.drop, {}),
             ("increase_in_confidence", confidence.increase, {}),
         ]
+        rows = [[_row(name, values[i], params) for name, values, params in columns] for i in range(x.shape[0])]
         located = [i for i, b in enumerate(boxes) if b]
-        local: dict[int, list] = {i: [] for i in located}
         if located:
-            m, b = maps[located], [boxes[i] for i in located]
-            found = metrics.box_localization(m, b, threshold=s["box_threshold"])
-            for name, values, params in (
-                ("pointing_game", metrics.pointing_game(m, b, tolerance=s["tolerance"]).float(), {"tolerance": s["tolerance"]}),
-                ("energy_pointing_game", metrics.energy_pointing_game(m, b), {}),
-                ("box_localization", found.correct.float(), {"threshold": s["box_threshold"]}),
-                ("box_iou", found.iou, {"threshold": s["box_threshold"]}),
-            ):
-                for j, i in enumerate(located):
-                    local[i].append([name, _number(values[j]), json.dumps(params, sort_keys=True)])
+            for j, local in enumerate(_localization_rows(maps[located], [boxes[i] for i in located], s)):
+                rows[located[j]] += local
         fraction = (causal["deletion"].pixels / (x.shape[-1] * x.shape[-2])).tolist()
         return [
-            {
-                "rows": [[name, _number(values[i]), json.dumps(params, sort_keys=True)] for name, values, params in per_image]
-                + local.get(i, []),
-                "fraction": fraction,
-                "deletion": causal["deletion"].curve[i].tolist(),
-                "insertion": causal["insertion"].curve[i].tolist(),
-            }
+            {"rows": rows[i], "fraction": fraction, "deletion": causal["deletion"].curve[i].tolist(),
+             "insertion": causal["insertion"].curve[i].tolist()}
             for i in range(x.shape[0])
         ]
 
@@ -266,17 +255,30 @@ class _Scorer:
         result = metrics.randomization_sanity(self.model, x, targets, explain_fn,
                                               stages=self.sanity_settings["stages"], seed=self.seed)
         return [
-            {"rows": [["randomization_spearman", _number(result.rho[i, s]),
-                       json.dumps({"stage": stage, "stage_index": s, "seed": self.seed}, sort_keys=True)]
-                      for s, stage in enumerate(result.stages)]}
+            {"rows": [_row("randomization_spearman", result.rho[i, k],
+                           {"stage": stage, "stage_index": k, "seed": self.seed})
+                      for k, stage in enumerate(result.stages)]}
             for i in range(x.shape[0])
         ]
 
 
-def _number(value) -> float | None:
-    """A JSON-safe float (NaN, e.g. the energy of an all-zero map, becomes None -> empty cell)."""
+def _localization_rows(maps: torch.Tensor, boxes: list, settings: dict) -> list[list]:
+    """Pointing game, energy pointing game and CAM box localization rows for each map."""
+    tolerance, threshold = settings["tolerance"], settings["box_threshold"]
+    found = metrics.box_localization(maps, boxes, threshold=threshold)
+    columns = [
+        ("pointing_game", metrics.pointing_game(maps, boxes, tolerance=tolerance).float(), {"tolerance": tolerance}),
+        ("energy_pointing_game", metrics.energy_pointing_game(maps, boxes), {}),
+        ("box_localization", found.correct.float(), {"threshold": threshold}),
+        ("box_iou", found.iou, {"threshold": threshold}),
+    ]
+    return [[_row(name, values[i], params) for name, values, params in columns] for i in range(maps.shape[0])]
+
+
+def _row(metric: str, value, params: dict) -> list:
+    """[metric, value, params JSON]; NaN (e.g. the energy of an all-zero map) becomes None -> empty cell."""
     v = float(value)
-    return None if math.isnan(v) else v
+    return [metric, None if math.isnan(v) else v, json.dumps(params, sort_keys=True)]
 
 
 def mean_curve_table(curves: list[tuple], model_name: str) -> pd.DataFrame:
@@ -313,7 +315,8 @@ def curves_figure(mean_curves: pd.DataFrame, table: pd.DataFrame) -> Figure:
 def table_figure(table: pd.DataFrame) -> Figure:
     """Mean of every metric per method (rows) as a table figure."""
     means = table.pivot_table(index="method", columns="metric", values="value", aggfunc="mean", sort=False)
-    figure = Figure(figsize=(max(6, 1.5 * (means.shape[1] + 1)), 0.9 + 0.35 * (means.shape[0] + 1)), layout="constrained")
+    size = (max(6, 1.5 * (means.shape[1] + 1)), 0.9 + 0.35 * (means.shape[0] + 1))
+    figure = Figure(figsize=size, layout="constrained")
     ax = figure.subplots()
     ax.axis("off")
     cells = [[("" if pd.isna(v) else f"{v:.3f}") for v in row] for row in means.to_numpy()]

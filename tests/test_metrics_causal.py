@@ -141,7 +141,8 @@ def test_channels_last_input_gives_the_same_curves():
     x = torch.randn(3, 3, 12, 12)
     maps = torch.rand(3, 12, 12)
     plain = deletion(model, x, maps, step=10)
-    cl = deletion(model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last), maps, step=10)
+    cl_model = model.to(memory_format=torch.channels_last)
+    cl = deletion(cl_model, x.contiguous(memory_format=torch.channels_last), maps, step=10)
     torch.testing.assert_close(cl.curve, plain.curve, atol=1e-5, rtol=0)
 
 

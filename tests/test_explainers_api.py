@@ -84,6 +84,20 @@ def test_bf16_autocast_and_channels_last_keep_the_maps(method, planted):
     assert bf16.dtype == torch.float32 and _pearson(bf16, fp32) > 0.95
 
 
+@pytest.mark.parametrize("method", GRADIENT_METHODS)
+def test_works_under_no_grad_and_on_inference_tensors_but_not_inside_inference_mode(method, planted):
+    model, x = planted
+    expected = explain(method, model, x, torch.tensor([0, 1, 0]), target_layer="features")
+    with torch.no_grad():
+        torch.testing.assert_close(explain(method, model, x, torch.tensor([0, 1, 0]), target_layer="features"), expected)
+    with torch.inference_mode():
+        frozen = x.clone()
+    torch.testing.assert_close(explain(method, model, frozen, torch.tensor([0, 1, 0]), target_layer="features"), expected)
+    if method != "cam":
+        with torch.inference_mode(), pytest.raises(ValueError, match="outside torch.inference_mode"):
+            explain(method, model, x, torch.tensor([0, 1, 0]), target_layer="features")
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("method", GRADIENT_METHODS)
 def test_maps_stay_on_the_gpu(method):

@@ -66,6 +66,8 @@ def explain(
     model.eval()
     device = model_device(model)
     x = x.to(device, torch.float32)
+    if x.is_inference():  # made under torch.inference_mode(): a normal copy can take part in autograd
+        x = x.clone()
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     autocast = torch.autocast(device.type, dtype=AMP_DTYPES[amp]) if amp else nullcontext()

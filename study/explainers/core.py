@@ -124,8 +124,17 @@ def capture(layer: nn.Module) -> Iterator[dict]:
         handle.remove()
 
 
+@contextlib.contextmanager
+def autograd_on() -> Iterator[None]:
+    """Record the graph even when the caller is inside torch.no_grad(); inference mode cannot be undone."""
+    if torch.is_inference_mode_enabled():
+        raise ValueError("gradient methods need autograd: call explain() outside torch.inference_mode()")
+    with torch.enable_grad():
+        yield
+
+
 def forward_with_activations(model: nn.Module, x: torch.Tensor, layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits, target-layer activations) from one forward pass with autograd on."""
+    """(logits, target-layer activations) from one forward pass; run it, and what uses its graph, in autograd_on()."""
     with capture(layer) as store:
         logits = model(x.detach().requires_grad_(True))
     return logits, store["A"]

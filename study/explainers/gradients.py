@@ -8,17 +8,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from study.explainers.core import forward_with_activations, register, target_scores
+from study.explainers.core import autograd_on, forward_with_activations, register, target_scores
 
 
 def class_gradients(model, x, targets, layer) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Activations A [B,K,h,w] and, per target column t, dy_t/dA (y the logit), from one forward pass."""
-    logits, activations = forward_with_activations(model, x, layer)
-    n = targets.shape[1]
-    grads = [
-        torch.autograd.grad(target_scores(logits, targets, t), activations, retain_graph=t < n - 1)[0].float()
-        for t in range(n)
-    ]
+    with autograd_on():
+        logits, activations = forward_with_activations(model, x, layer)
+        n = targets.shape[1]
+        grads = [
+            torch.autograd.grad(target_scores(logits, targets, t), activations, retain_graph=t < n - 1)[0].float()
+            for t in range(n)
+        ]
     return activations.detach().float(), grads
 
 

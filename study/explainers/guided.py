@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from study.explainers.core import capture, register, target_scores, upsample
+from study.explainers.core import autograd_on, capture, register, target_scores, upsample
 from study.explainers.gradients import gradcam_weights, weighted_maps
 
 # How each rectifier-like function names its arguments: (family, argument names, applies in place).
@@ -119,18 +119,19 @@ def guided_gradients(model, x, targets, layer=None):
     (the Grad-CAM ingredients), taken from the same forward pass.
     """
     switch = _Switch()
-    x = x.detach().requires_grad_(True)
-    with _GuidedRectifiers(switch), (capture(layer) if layer is not None else nullcontext({})) as store:
-        logits = model(x)
-    n = targets.shape[1]
-    guided, layer_grads = [], []
-    for t in range(n):
-        score = target_scores(logits, targets, t)
-        if layer is not None:
-            switch.guided = False
-            layer_grads.append(torch.autograd.grad(score, store["A"], retain_graph=True)[0].float())
-            switch.guided = True
-        guided.append(torch.autograd.grad(score, x, retain_graph=t < n - 1)[0])
+    with autograd_on():
+        x = x.detach().requires_grad_(True)
+        with _GuidedRectifiers(switch), (capture(layer) if layer is not None else nullcontext({})) as store:
+            logits = model(x)
+        n = targets.shape[1]
+        guided, layer_grads = [], []
+        for t in range(n):
+            score = target_scores(logits, targets, t)
+            if layer is not None:
+                switch.guided = False
+                layer_grads.append(torch.autograd.grad(score, store["A"], retain_graph=True)[0].float())
+                switch.guided = True
+            guided.append(torch.autograd.grad(score, x, retain_graph=t < n - 1)[0])
     activations = store["A"].detach().float() if layer is not None else None
     return torch.stack(guided, 1), activations, layer_grads
 

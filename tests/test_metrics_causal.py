@@ -176,3 +176,37 @@ def test_bad_maps_and_targets_are_named():
         deletion(model, x, torch.rand(2, 8, 8), [0, 7])
     with pytest.raises(ValueError, match="one class per image"):
         deletion(model, x, torch.rand(2, 8, 8), [0, 1, 2])
+
+
+class CountingModel(torch.nn.Module):
+    """Records the batch size of every forward pass of the wrapped model."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+        self.batches = []
+
+    def forward(self, x):
+        self.batches.append(x.shape[0])
+        return self.inner(x)
+
+
+def test_passes_are_streamed_in_chunks_and_the_original_is_scored_once():
+    model = CountingModel(tiny_classifier(seed=8))
+    x = torch.randn(3, 3, 12, 10)
+    result = causal_curves(model, x, torch.rand(3, 12, 10), step=7, batch_size=5)
+    n = result["deletion"].curve.shape[1] - 1
+    assert n == 18
+    assert sum(model.batches) == 3 * (2 * n + 1)  # not 2 * (n + 1): the original serves both curves
+    assert max(model.batches) <= 5
+
+
+def test_metrics_package_does_not_import_study_or_ui():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "import sys, metrics; print(sorted({m.split('.')[0] for m in sys.modules} & {'study', 'ui'}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "[]"

@@ -110,7 +110,6 @@ debrief_md = "d"
 
 [[tasks]]
 type = "rating"
-trials = 2
 """
 
 
@@ -122,7 +121,7 @@ def test_real_stimuli_are_the_explainers_maps_over_the_photos(tmp_path):
 
     config = tmp_path / "real.toml"
     config.write_text(REAL)
-    items = [i for i in bundled_images() if i.labels][:2]
+    items = [i for i in bundled_images() if i.labels][1:2]
     build_study(config, tmp_path / "study", progress=False, items=items, combine=composite)
     session = SurveySession(tmp_path / "study")
     with session.db.read() as s:
@@ -130,7 +129,7 @@ def test_real_stimuli_are_the_explainers_maps_over_the_photos(tmp_path):
     assert {(s.method, s.target_class) for s in stimuli} == {(m, i.labels[0]) for m in ("cam", "gradcam") for i in items}
     # Recompute one stimulus independently: the PNG must be that map over that photo.
     model = load_model("efficientnet_lite0")
-    item = items[1]
+    item = items[0]
     chosen = next(s for s in stimuli if s.method == "gradcam" and s.target_class == item.labels[0])
     saliency = explain("gradcam", model, model.preprocess([item.image]), torch.tensor([item.labels[0]]))[0]
     display = item.image.copy()
@@ -139,3 +138,23 @@ def test_real_stimuli_are_the_explainers_maps_over_the_photos(tmp_path):
     stored = np.asarray(Image.open(tmp_path / "study" / chosen.path).convert("RGB"), dtype=np.int16)
     assert stored.shape == expected.shape
     assert np.abs(stored - expected).max() <= 2
+
+
+def test_two_object_images_are_used_as_they_are_and_single_ones_as_composites(tmp_path):
+    from study.images import ImageItem
+    duo = ImageItem(image_id="duo", image=Image.new("RGB", (40, 20)), labels=(16, 18),
+                    boxes=((0, 0, 20, 20), (20, 0, 40, 20)), source="voc:duo")
+    config = write_config(tmp_path / "config", '[[tasks]]\ntype = "class_discrimination"\ncomposites = 3\n',
+                          practice=0, attention=0)
+    build_study(config, tmp_path / "study", progress=False, renderer=FakeRenderer(),
+                items=[*fake_items(4), duo], combine=composite)
+    with SurveySession(tmp_path / "study").db.read() as s:
+        trials = s.execute(select(Trial.image_id, Trial.target_class)).all()
+    by_image = {}
+    for image_id, target in trials:
+        by_image.setdefault(image_id, set()).add(target)
+    assert by_image.pop("duo") == {16, 18}                     # both objects get explained
+    assert len(by_image) == 3 and all("+" in i for i in by_image)
+    for image_id, targets in by_image.items():                 # a composite explains each half's class
+        left, right = image_id.split("+")
+        assert targets == {2 * int(left[3:]), 2 * int(right[3:])}

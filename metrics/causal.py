@@ -15,6 +15,7 @@ insertion's last.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -51,13 +52,15 @@ def pixels_moved(n_pixels: int, step: int | None = None, n_steps: int | None = N
     if step is not None and n_steps is not None:
         raise ValueError("give either step or n_steps, not both")
     if n_steps is not None:
-        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or not 1 <= n_steps <= n_pixels:
+        if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral) or not 1 <= n_steps <= n_pixels:
             raise ValueError(f"n_steps must be an integer in [1, {n_pixels}] (H*W); got {n_steps!r}")
+        n_steps = int(n_steps)
         k = torch.arange(n_steps + 1)
         return (k * n_pixels + n_steps - 1) // n_steps
     step = 224 if step is None else step
-    if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 1:
         raise ValueError(f"step must be a positive integer number of pixels; got {step!r}")
+    step = int(step)
     n = math.ceil(n_pixels / step)
     return (torch.arange(n + 1) * step).clamp(max=n_pixels)
 

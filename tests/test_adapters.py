@@ -110,3 +110,11 @@ def test_a_missing_library_names_the_pip_extra(method, module, planted, monkeypa
     model, x = planted
     with pytest.raises(ImportError, match=r"camstudy\[compare\]"):
         explain(method, model, x)
+
+
+@pytest.mark.parametrize("method", ["gradcam_lib:GradCAM", "captum:LayerGradCam", "captum:Saliency"])
+def test_adapters_run_under_mixed_precision(method, planted):
+    model, x = planted
+    full = explain(method, model, x, TWO_CLASSES, target_layer="features")
+    half = explain(method, model, x, TWO_CLASSES, target_layer="features", amp="bf16")
+    assert half.dtype == torch.float32 and torch.corrcoef(torch.stack([half.flatten(), full.flatten()]))[0, 1] > 0.9

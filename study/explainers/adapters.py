@@ -118,7 +118,6 @@ def _captum_defaults(name: str, required: set[str], call: list[str], x: torch.Te
     Baselines are zeros (the preprocessed dataset mean); SHAP methods get two zero images as their
     baseline distribution (the ones that require it). Perturbations work on an 8x8 grid of patches (Occlusion: windows of one patch
     sliding by half a patch) rather than captum's default of every scalar input as its own feature.
-    LayerGradCam keeps only positive evidence (relu_attributions=True), like Grad-CAM.
     """
     b, c, h, w = x.shape
     ph, pw = max(1, h // 8), max(1, w // 8)
@@ -136,8 +135,6 @@ def _captum_defaults(name: str, required: set[str], call: list[str], x: torch.Te
         defaults["perturbations_per_eval"] = max(1, batch_size // b)
     if "internal_batch_size" in call:
         defaults["internal_batch_size"] = batch_size
-    if name == "LayerGradCam":
-        defaults["relu_attributions"] = True
     return defaults
 
 
@@ -146,7 +143,7 @@ def _captum_map(spec: str, attribution, x: torch.Tensor) -> torch.Tensor:
 
     Attributions over the input (one value per colour channel) keep each pixel's largest absolute value
     (Simonyan et al.'s saliency convention; as explain() reduces guided maps); attributions over a layer
-    ([B,K,h,w]) are summed over channels and rectified, like a CAM.
+    ([B,K,h,w]) are summed over channels and rectified, like a CAM (so LayerGradCam is Grad-CAM).
     """
     if isinstance(attribution, tuple):
         attribution = attribution[0]
@@ -182,8 +179,8 @@ def _gradcam_lib_method(spec: str, lib, name: str) -> Method:
         cam = cls(model=model, target_layers=[layer], **ctor)
         if "batch_size" not in init:
             cam.batch_size = batch_size  # ScoreCAM and others read this attribute when it is set
-        try:
-            with _seeded(seed, x.device):
+        try:  # in float32 even under explain(amp=...): the library moves activations to numpy, which has no bf16
+            with _seeded(seed, x.device), torch.autocast(x.device.type, enabled=False):
                 maps = [torch.from_numpy(cam(x, [ClassifierOutputTarget(c) for c in column], **kwargs))
                         for column in targets.T.tolist()]
         finally:  # not `with cam:` — its __exit__ swallows IndexError

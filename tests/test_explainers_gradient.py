@@ -173,6 +173,8 @@ class TwinNet(nn.Module):
             return F.relu(x, inplace=True)
         if self.style == "torch":
             return torch.relu(x)
+        if self.style == "clamp":
+            return x.clamp(min=0)
         x.relu_()  # "method_": the side effect alone does the work
         return x
 
@@ -186,7 +188,7 @@ FX_LOSES_SIDE_EFFECTS = pytest.mark.xfail(
     strict=True, reason="ablation_maps splits the model with torch.fx, which drops a bare `x.relu_()` statement")
 STYLE_CASES = [
     pytest.param(style, method, marks=[FX_LOSES_SIDE_EFFECTS] if (style, method) == ("method_", "guided_ablationcam") else [])
-    for style in ["inplace", "functional", "functional_inplace", "torch", "method_"]
+    for style in ["inplace", "functional", "functional_inplace", "torch", "clamp", "method_"]
     for method in ["cam", *OURS]
 ]
 

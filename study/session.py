@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pandas as pd
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -96,35 +96,23 @@ class SurveySession:
     # --- participants -------------------------------------------------------------------------
 
     def enter(self, external_id: str | None, user_agent: str = "") -> ParticipantState:
-        """Create the participant (slot, seed, whole plan) or resume them by external id."""
+        """Create the participant or resume them by external id (AlreadyCompleted if they finished)."""
         external_id = self._external_id(external_id)
-        blocks, practice, attention = self._design()
 
         def work(s: Session) -> int:
-            known = s.scalars(select(Participant).where(Participant.study_id == self.study_id,
-                                                        Participant.external_id == external_id)).first()
+            known = s.execute(select(Participant.id, Participant.completed_at, Participant.consented)
+                              .where(Participant.study_id == self.study_id,
+                                     Participant.external_id == external_id)).first()
             if known is not None:
                 if known.completed_at is not None or known.consented is False:
                     raise AlreadyCompleted(f"participant {external_id!r} has already taken part in this study")
                 return known.id
-            # Taking the study row's lock first serialises slot assignment (SQLite and PostgreSQL).
-            s.execute(update(Study).where(Study.id == self.study_id).values(entries=Study.entries + 1))
-            held = s.scalars(select(Participant.slot).where(Participant.study_id == self.study_id,
-                                                            Participant.slot_released.is_(False))).all()
-            slot = plans.first_free_slot(held)
-            seed = plans.participant_seed(self._study_seed, external_id)
-            person = Participant(study_id=self.study_id, external_id=external_id, seed=seed, slot=slot,
+            person = Participant(study_id=self.study_id, external_id=external_id,
+                                 seed=plans.participant_seed(self._study_seed, external_id),
                                  user_agent=(user_agent or "")[:1000], started_at=utcnow())
             s.add(person)
             s.flush()
-            for index, planned in enumerate(plans.make_plan(blocks, practice, attention, slot, seed)):
-                t = planned.trial
-                s.add(PlanRow(participant_id=person.id, trial_index=index, trial_id=t.id, task=t.task,
-                              image_id=t.image_id, model=t.model, model_b=t.model_b, method=t.method,
-                              method_b=t.method_b, target_class=t.target_class,
-                              is_practice=planned.is_practice, is_attention_check=planned.is_attention_check,
-                              display=planned.display))
-            s.add(Event(study_id=self.study_id, participant_id=person.id, kind="entered", detail={"slot": slot}))
+            s.add(Event(study_id=self.study_id, participant_id=person.id, kind="entered", detail={}))
             return person.id
 
         try:
@@ -141,8 +129,10 @@ class SurveySession:
                                     done, total, p.completion_code)
 
     def consent(self, participant_id: int, agreed: bool) -> None:
-        """Record consent; a refusal ends the participant, drops their plan and frees their slot."""
+        """Record consent. Agreeing assigns the next free Latin-square slot and writes the plan;
+        a refusal is stored and ends the participant."""
         agreed = bool(agreed)
+        blocks, practice, attention = self._design()
 
         def work(s: Session) -> None:
             p = self._participant(s, participant_id)
@@ -150,12 +140,25 @@ class SurveySession:
                 if p.consented == agreed:
                     return
                 raise ValueError(f"participant {p.external_id!r} already {'gave' if p.consented else 'refused'} consent")
+            slot = None
+            if agreed:
+                # Taking the study row's lock first serialises slot assignment (SQLite and PostgreSQL).
+                s.execute(update(Study).where(Study.id == self.study_id).values(consents=Study.consents + 1))
+                held = s.scalars(select(Participant.slot).where(Participant.study_id == self.study_id,
+                                                                Participant.slot.is_not(None))).all()
+                slot = plans.first_free_slot(held)
+                seed = s.scalar(select(Participant.seed).where(Participant.id == p.id))
+                for index, planned in enumerate(plans.make_plan(blocks, practice, attention, slot, seed)):
+                    t = planned.trial
+                    s.add(PlanRow(participant_id=p.id, trial_index=index, trial_id=t.id, task=t.task,
+                                  image_id=t.image_id, model=t.model, model_b=t.model_b, method=t.method,
+                                  method_b=t.method_b, target_class=t.target_class,
+                                  is_practice=planned.is_practice, is_attention_check=planned.is_attention_check,
+                                  display=planned.display))
             s.execute(update(Participant).where(Participant.id == p.id)
-                      .values(consented=agreed, consent_at=utcnow(), slot_released=not agreed))
-            if not agreed:
-                s.execute(delete(PlanRow).where(PlanRow.participant_id == p.id))
+                      .values(consented=agreed, consent_at=utcnow(), slot=slot))
             s.add(Event(study_id=self.study_id, participant_id=p.id,
-                        kind="consented" if agreed else "declined", detail={}))
+                        kind="consented" if agreed else "declined", detail={"slot": slot}))
 
         self.db.write(work)
 
@@ -316,9 +319,13 @@ class SurveySession:
         return p
 
     def _counts(self, s: Session, participant_id: int) -> tuple[int, int]:
-        total = s.scalar(select(func.count(PlanRow.id)).where(PlanRow.participant_id == participant_id))
+        """(answered, plan length); every plan has the same length, also before consent."""
         done = s.scalar(select(func.count(Response.id)).where(Response.participant_id == participant_id))
-        return done, total
+        return done, self._plan_length()
+
+    def _plan_length(self) -> int:
+        blocks, practice, attention = self._design()
+        return len(practice) + len(attention) + sum(b.per_participant for b in blocks)
 
     def _stored(self, s: Session, participant_id: int, trial_index: int) -> AnswerOutcome | None:
         earlier = s.execute(select(Response.correct).where(Response.participant_id == participant_id,

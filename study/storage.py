@@ -57,8 +57,8 @@ class SchemaVersion(Base):
 class Study(Base):
     """One built version of a study: its config (text and hash) and build time.
 
-    `entries` counts participants who entered; incrementing it is also the lock that serialises
-    Latin-square slot assignment. `layout` lists, per task in config order, the numbers
+    `consents` counts participants who consented; incrementing it is also the lock that
+    serialises Latin-square slot assignment. `layout` lists, per task in config order, the numbers
     study.plans needs: {"task", "units", "conditions", "per_participant"}.
     """
     __tablename__ = "studies"
@@ -69,7 +69,7 @@ class Study(Base):
     schema_version: Mapped[int]
     seed: Mapped[int]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    entries: Mapped[int] = mapped_column(default=0)
+    consents: Mapped[int] = mapped_column(default=0)
     layout: Mapped[list[Any]] = mapped_column(default=list)
 
 
@@ -138,7 +138,8 @@ class Trial(Base):
 class Participant(Base):
     """Someone who entered the survey, with the seed and Latin-square slot of their plan.
 
-    `consented` is None until answered; False ends the participant and frees the slot.
+    `consented` is None until answered; False ends the participant. The slot (and the plan) are
+    given at consent, so people who leave at the consent page do not hold a share of the cells.
     """
     __tablename__ = "participants"
     __table_args__ = (UniqueConstraint("study_id", "external_id"),)
@@ -146,8 +147,7 @@ class Participant(Base):
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
     external_id: Mapped[str] = mapped_column(String(200))
     seed: Mapped[int]
-    slot: Mapped[int]
-    slot_released: Mapped[bool] = mapped_column(Boolean, default=False)
+    slot: Mapped[int | None]
     consented: Mapped[bool | None]
     consent_at: Mapped[datetime | None]
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -166,7 +166,7 @@ class PlanRow(Base):
     __tablename__ = "plan_rows"
     __table_args__ = (UniqueConstraint("participant_id", "trial_index"),)
     id: Mapped[int] = mapped_column(primary_key=True)
-    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id", ondelete="CASCADE"), index=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
     trial_index: Mapped[int]
     trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id"))
     task: Mapped[str] = mapped_column(String(50))

@@ -7,7 +7,8 @@ from sqlalchemy import func, select
 
 from _study_fixtures import build_fake_study
 from study.session import AlreadyCompleted, SurveySession
-from study.storage import Event, PlanRow, Response, Trial
+from study import plans
+from study.storage import Event, Participant, PlanRow, Response, Trial
 
 
 @pytest.fixture(scope="module")
@@ -120,21 +121,36 @@ def test_participants_only_reach_their_own_trials(session):
 
 def test_nothing_happens_before_consent_and_a_refusal_ends_the_participant(session):
     state = session.enter("refuser")
+    assert state.n_total == session.enter("undecided").n_total > 0      # the plan length, known up front
     with pytest.raises(ValueError, match="consent"):
         session.next_trial(state.participant_id)
     session.consent(state.participant_id, False)
+    session.consent(state.participant_id, False)                        # idempotent
+    with pytest.raises(ValueError, match="already refused"):
+        session.consent(state.participant_id, True)
     with session.db.read() as s:
         plan_rows = s.scalar(select(func.count(PlanRow.id)).where(PlanRow.participant_id == state.participant_id))
         events = s.scalars(select(Event.kind).where(Event.participant_id == state.participant_id)).all()
     assert plan_rows == 0 and "declined" in events
     with pytest.raises(AlreadyCompleted):
         session.enter("refuser")
-    # The refuser's Latin-square slot goes to the next participant.
-    newcomer = session.enter("after-refuser")
-    with session.db.read() as s:
-        from study.storage import Participant
-        slots = {p.external_id: p.slot for p in s.scalars(select(Participant)).all()}
-    assert slots["after-refuser"] == slots["refuser"]
+
+
+def test_latin_square_slots_go_to_consenting_participants_only(session):
+    def slots():
+        with session.db.read() as s:
+            return dict(s.execute(select(Participant.external_id, Participant.slot)).all())
+    before = {v for v in slots().values() if v is not None}
+    waiting = session.enter("slot-waiting").participant_id
+    refusing = session.enter("slot-refusing").participant_id
+    session.consent(refusing, False)
+    joining = session.enter("slot-joining").participant_id
+    session.consent(joining, True)
+    now = slots()
+    assert now["slot-waiting"] is None and now["slot-refusing"] is None
+    assert now["slot-joining"] == plans.first_free_slot(before)
+    session.consent(waiting, True)
+    assert slots()["slot-waiting"] == plans.first_free_slot(before | {now["slot-joining"]})
 
 
 def test_completion_code_redirect_and_no_second_start(session):

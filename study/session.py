@@ -2,8 +2,9 @@
 
 Every call is one short database transaction, so the API is safe from many threads and
 processes at once, and a reload or a server restart resumes a participant at their first
-unanswered trial. Duplicate answers are stopped by the UNIQUE(participant, trial) constraint
-itself, not by a read-then-write check. A participant can only ever reach their own plan rows.
+unanswered trial. A replayed answer is recognised and reported, but what guarantees that no
+answer is stored twice, even when two writers race, is the UNIQUE(participant, trial)
+constraint itself. A participant can only ever reach their own plan rows.
 No Streamlit here: the UI calls these methods and renders what they return.
 """
 from __future__ import annotations
@@ -147,8 +148,7 @@ class SurveySession:
                 held = s.scalars(select(Participant.slot).where(Participant.study_id == self.study_id,
                                                                 Participant.slot.is_not(None))).all()
                 slot = plans.first_free_slot(held)
-                seed = s.scalar(select(Participant.seed).where(Participant.id == p.id))
-                for index, planned in enumerate(plans.make_plan(blocks, practice, attention, slot, seed)):
+                for index, planned in enumerate(plans.make_plan(blocks, practice, attention, slot, p.seed)):
                     t = planned.trial
                     s.add(PlanRow(participant_id=p.id, trial_index=index, trial_id=t.id, task=t.task,
                                   image_id=t.image_id, model=t.model, model_b=t.model_b, method=t.method,
@@ -305,7 +305,7 @@ class SurveySession:
 
     def _participant(self, s: Session, participant_id: int):
         """The participant's row (plain columns: cheap, and never an object to mutate by accident)."""
-        p = s.execute(select(Participant.id, Participant.study_id, Participant.external_id,
+        p = s.execute(select(Participant.id, Participant.study_id, Participant.external_id, Participant.seed,
                              Participant.consented, Participant.completed_at, Participant.completion_code)
                       .where(Participant.id == participant_id)).first()
         if p is None or p.study_id != self.study_id:

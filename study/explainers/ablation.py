@@ -53,7 +53,9 @@ def ablation_maps(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, laye
                     logits = model(xb)
                 activations, saved = store["A"], ()
             else:
-                logits = split.tail(activations, *saved)
+                activations, saved = activations.float(), [v.float() if v.is_floating_point() else v for v in saved]
+                with torch.autocast(x.device.type, enabled=False):  # see _ablated_scores
+                    logits = split.tail(activations, *saved)
             scores = logits.float().gather(1, tb)  # y_c, [b,T]
             fc = gap_linear_head(model, activations, logits)
             if fc is not None:
@@ -82,12 +84,17 @@ def _ablate(activations: torch.Tensor, image: torch.Tensor, channel: torch.Tenso
 
 
 def _ablated_scores(tail, activations, saved, targets, batch_size) -> torch.Tensor:
-    """y_c^k for every image, target and channel, [B,T,K], running only the tail on the ablated copies."""
+    """y_c^k for every image, target and channel, [B,T,K], running only the tail on the ablated copies.
+
+    The tail runs in float32 even under amp: one channel's drop y_c - y_c^k is often below bf16's
+    resolution of y_c, and the tail is a small part of the network.
+    """
     b, k = activations.shape[:2]
     out = torch.empty(b, targets.shape[1], k, device=activations.device)
     for chunk in _ablation_pairs(activations).split(batch_size):
         image, channel = chunk.unbind(1)
-        logits = tail(_ablate(activations, image, channel), *(value[image] for value in saved))
+        with torch.autocast(activations.device.type, enabled=False):
+            logits = tail(_ablate(activations, image, channel), *(value[image] for value in saved))
         out[image, :, channel] = logits.float().gather(1, targets[image])
     return out
 

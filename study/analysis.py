@@ -215,15 +215,19 @@ def krippendorff_alpha(reliability, level: str = "nominal") -> float:
 
 
 def vote_scores(choices: pd.DataFrame) -> pd.DataFrame:
-    """Normalised vote scores of the `compare` task (Ablation-CAM 6.3, after Grad-CAM++'s study).
+    """Normalised vote scores of the `compare` task (Ablation-CAM 6.3).
+
+    The per-image normalisation follows the human study of Grad-CAM++ (votes of each image sum
+    to one; scores are totals over images), which Ablation-CAM's comparison with Grad-CAM mirrors.
 
     `choices` has one row per answer with columns unit, method_a, method_b, choice, where unit
     identifies the compared pair on one image and choice is method_a, method_b or "same".
     Each unit's answers are normalised to sum to 1 so that every image weighs the same however
     many people saw it: share_u(m) = votes_u(m) / n_u and share_u(same) = same_u / n_u. A method's
     score is the mean of its shares over the U_m units that contain it,
-    score(m) = sum_u share_u(m) / U_m (the paper reports the sum; dividing by U_m puts it in
-    [0, 1]). With two methods, score(A) + score(B) + share of "same" = 1.
+    score(m) = sum_u share_u(m) / U_m (the papers report the sum; dividing by U_m puts it in
+    [0, 1] and makes studies of different sizes comparable). With two methods,
+    score(A) + score(B) + share of "same" = 1.
     Returns columns method, vote_score, n_units.
     """
     missing = {"unit", "method_a", "method_b", "choice"} - set(choices.columns)

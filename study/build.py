@@ -20,11 +20,10 @@ from typing import Any, Protocol
 from sqlalchemy import func, select
 
 from study import plans, tasks
-from study.config import StudyConfig, load_config
+from study.config import CONFIG_FILE, StudyConfig, load_config
 from study.storage import (SCHEMA_VERSION, Database, Event, Image, Model, Participant, Response, Stimulus,
                            Study, Trial, open_database)
 
-CONFIG_FILE = "study.toml"
 STIMULI_DIR = "stimuli"
 
 

@@ -26,6 +26,7 @@ KNOWN_METHODS = frozenset({
     "guided_gradcam", "guided_ablationcam", "rise", "lime", "random",
 })
 
+CONFIG_FILE = "study.toml"       # a study folder's copy of the config it was built from
 DEFAULT_DATABASE = "study.db"
 
 

@@ -22,10 +22,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from study import plans, tasks
-from study.build import CONFIG_FILE
-from study.config import load_config
 from study.storage import (Event, Participant, PlanRow, QuestionnaireAnswer, Response, Stimulus, Study, Trial,
-                           as_utc, open_database, utcnow)
+                           as_utc, open_study, utcnow)
 
 MAX_RT_MS = 24 * 3600 * 1000
 _VIEW_COLUMNS = (PlanRow.id, PlanRow.trial_index, PlanRow.trial_id, PlanRow.task, PlanRow.is_practice,
@@ -74,19 +72,11 @@ class SurveySession:
     """The survey of one study folder; cheap to create, share it between threads freely."""
 
     def __init__(self, study_dir: str | Path):
-        self.study_dir = Path(study_dir).resolve()
-        self.config = load_config(self.study_dir / CONFIG_FILE)
-        url = self.config.database(self.study_dir)
-        if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
-            raise FileNotFoundError(f"no study database in {self.study_dir}; run `camstudy build` first")
-        self.db = open_database(url)
+        folder = open_study(study_dir)
+        self.study_dir, self.config, self.db, self.study_id = folder.path, folder.config, folder.database, folder.study_id
         with self.db.read() as s:
-            study = s.scalars(select(Study).where(Study.config_hash == self.config.hash)
-                              .order_by(Study.id.desc())).first()
-            if study is None:
-                raise LookupError(f"{self.study_dir / CONFIG_FILE} was changed after the study was built; "
-                                  "run `camstudy build` again")
-            self.study_id, self._study_seed, self._layout = study.id, study.seed, list(study.layout)
+            study = s.get(Study, self.study_id)
+            self._study_seed, self._layout = study.seed, list(study.layout)
         self._design_cache: tuple | None = None
         self._design_lock = threading.Lock()
 

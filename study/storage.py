@@ -18,7 +18,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import (JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint,
@@ -26,6 +28,8 @@ from sqlalchemy import (JSON, Boolean, DateTime, ForeignKey, Integer, String, Te
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from study.config import CONFIG_FILE, StudyConfig, load_config
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 30_000
@@ -322,3 +326,36 @@ def open_database(url: str) -> Database:
         if url not in _open:
             _open[url] = Database(url)
         return _open[url]
+
+
+@dataclass(frozen=True)
+class StudyFolder:
+    """A built study folder: its config, its database and the study version built from that config."""
+    path: Path
+    config: StudyConfig
+    database: Database
+    study_id: int
+
+
+def open_study(folder: str | Path) -> StudyFolder:
+    """Open a study folder made by `camstudy build`.
+
+    FileNotFoundError when the folder, its study.toml or its SQLite database is missing;
+    LookupError when the database holds no study built from the folder's current study.toml
+    (the config was edited after the build).
+    """
+    path = Path(folder).resolve()
+    if not path.is_dir():
+        raise FileNotFoundError(f"study folder not found: {path}")
+    config = load_config(path / CONFIG_FILE)
+    url = config.database(path)
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
+        raise FileNotFoundError(f"no study database in {path}; run `camstudy build` first")
+    database = open_database(url)
+    with database.read() as session:
+        study_id = session.scalar(select(Study.id).where(Study.config_hash == config.hash)
+                                  .order_by(Study.id.desc()).limit(1))
+    if study_id is None:
+        raise LookupError(f"{path / CONFIG_FILE} was changed after the study was built "
+                          f"(config hash {config.hash[:12]}); run `camstudy build` again")
+    return StudyFolder(path, config, database, study_id)

@@ -204,3 +204,13 @@ def test_a_session_refuses_a_folder_that_is_not_a_built_study(tmp_path, study_di
     (tmp_path / "study.toml").write_text((study_dir / "study.toml").read_text())
     with pytest.raises(FileNotFoundError, match="camstudy build"):
         SurveySession(tmp_path)
+
+
+def test_a_config_edited_after_the_build_is_not_silently_used(tmp_path):
+    study_dir = build_fake_study(tmp_path)
+    toml = study_dir / "study.toml"
+    toml.write_text(toml.read_text().replace('name = "engine test"', 'name = "edited"'))
+    with pytest.raises(LookupError, match="changed after the study was built"):
+        SurveySession(study_dir)
+    with pytest.raises(FileNotFoundError, match="study folder not found"):
+        SurveySession(tmp_path / "nowhere")

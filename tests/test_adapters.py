@@ -118,3 +118,11 @@ def test_adapters_run_under_mixed_precision(method, planted):
     full = explain(method, model, x, TWO_CLASSES, target_layer="features")
     half = explain(method, model, x, TWO_CLASSES, target_layer="features", amp="bf16")
     assert half.dtype == torch.float32 and torch.corrcoef(torch.stack([half.flatten(), full.flatten()]))[0, 1] > 0.9
+
+
+@pytest.mark.parametrize("method", ["gradcam_lib:GradCAM", "captum:IntegratedGradients"])
+def test_adapters_work_inside_a_callers_no_grad(method, planted):
+    model, x = planted
+    expected = explain(method, model, x, TWO_CLASSES, target_layer="features")
+    with torch.no_grad():
+        torch.testing.assert_close(explain(method, model, x, TWO_CLASSES, target_layer="features"), expected)

@@ -71,8 +71,8 @@ def _seeded(seed: int | None, device: torch.device):
 
 def _captum_method(spec: str, attr, name: str) -> Method:
     cls = getattr(attr, name, None)
-    usable = sorted(n for n in dir(attr) if _is_captum_attribution(attr, getattr(attr, n)))
     if not _is_captum_attribution(attr, cls):
+        usable = sorted(n for n in dir(attr) if _is_captum_attribution(attr, getattr(attr, n)))
         raise ValueError(f"captum.attr has no attribution {name!r}; choose from {', '.join(usable)}")
     init, call = _parameters(cls.__init__), _parameters(cls.attribute)
     required = {p.name for p in inspect.signature(cls.attribute).parameters.values() if p.default is p.empty}
@@ -82,12 +82,13 @@ def _captum_method(spec: str, attr, name: str) -> Method:
     def run(model, x, targets, *, layer, batch_size, seed, **options):
         ctor, kwargs = _route(spec, options, init, call)
         method = cls(model, layer, **ctor) if needs_layer else cls(model, **ctor)
-        kwargs = {**_captum_defaults(name, required, call, x, batch_size), **kwargs}
+        kwargs = {**_captum_defaults(required, call, x, batch_size), **kwargs}
         per_target = []
         with _seeded(seed, x.device):
-            for t in range(targets.shape[1]):
-                chunks = [(xb, tb) for xb, tb in zip(x.split(1), targets[:, t].split(1))] if one_image_at_a_time else [(x, targets[:, t])]
-                per_target.append(torch.cat([_captum_map(spec, _attribute(method, xb, tb, call, kwargs), x) for xb, tb in chunks]))
+            for column in targets.T:
+                chunks = zip(x.split(1), column.split(1)) if one_image_at_a_time else [(x, column)]
+                maps = [_captum_map(spec, _attribute(method, xb, tb, call, kwargs), x) for xb, tb in chunks]
+                per_target.append(torch.cat(maps))
         return torch.stack(per_target, 1)
 
     randomised = "n_samples" in call or "perm_func" in init
@@ -112,12 +113,12 @@ def _attribute(method, x, target, call, kwargs):
     return method.attribute(x, **kwargs)  # target-independent (LayerActivation): the same map for every class
 
 
-def _captum_defaults(name: str, required: set[str], call: list[str], x: torch.Tensor, batch_size: int) -> dict:
+def _captum_defaults(required: set[str], call: list[str], x: torch.Tensor, batch_size: int) -> dict:
     """Defaults that make each attribution run on an image batch within `batch_size` (the user can override).
 
-    Baselines are zeros (the preprocessed dataset mean); SHAP methods get two zero images as their
-    baseline distribution (the ones that require it). Perturbations work on an 8x8 grid of patches (Occlusion: windows of one patch
-    sliding by half a patch) rather than captum's default of every scalar input as its own feature.
+    Baselines are zeros (the preprocessed dataset mean); the SHAP methods that require a baseline
+    distribution get two zero images. Perturbations work on an 8x8 grid of patches (Occlusion: windows of
+    one patch sliding by half a patch) rather than captum's default of every scalar input as a feature.
     """
     b, c, h, w = x.shape
     ph, pw = max(1, h // 8), max(1, w // 8)
@@ -180,7 +181,7 @@ def _gradcam_lib_method(spec: str, lib, name: str) -> Method:
         if "batch_size" not in init:
             cam.batch_size = batch_size  # ScoreCAM and others read this attribute when it is set
         try:  # in float32 even under explain(amp=...): the library moves activations to numpy, which has no bf16
-            with _seeded(seed, x.device), torch.autocast(x.device.type, enabled=False):
+            with _seeded(seed, x.device), torch.enable_grad(), torch.autocast(x.device.type, enabled=False):
                 maps = [torch.from_numpy(cam(x, [ClassifierOutputTarget(c) for c in column], **kwargs))
                         for column in targets.T.tolist()]
         finally:  # not `with cam:` — its __exit__ swallows IndexError

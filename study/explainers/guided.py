@@ -12,8 +12,9 @@ ReLU6 (nn.ReLU6, F.relu6, F.hardtanh with min 0, clamp(0, max) as in EfficientNe
 a ReLU followed by a cap: the ReLU gets the guided rule and the cap keeps its ordinary gradient, so a
 gradient passes back only if positive and only where 0 < x < 6. Any clamp with a lower bound of 0 counts
 as a rectifier (with its upper bound as the cap). Other activations (GELU, SiLU, leaky
-ReLU) keep their ordinary gradients. captum's GuidedBackprop instead hooks nn.ReLU modules only, so it
-gives the plain gradient through functional ReLUs and ReLU6; on models using nn.ReLU modules the two agree.
+ReLU) keep their ordinary gradients. captum's GuidedBackprop hooks nn.ReLU modules only, and
+pytorch-grad-cam's GuidedBackpropReLUModel swaps only nn.ReLU modules, so both give the plain gradient
+through functional ReLUs and ReLU6; on models whose ReLUs are nn.ReLU modules all three agree.
 """
 from __future__ import annotations
 

@@ -18,8 +18,9 @@ class Method:
 
     `fn(model, x, targets, *, layer, batch_size, seed, **options)` gets `targets` as LongTensor[B,T] and
     returns raw maps Tensor[B,T,h,w] (after the method's own ReLU, if it has one) at any resolution (guided ones: Tensor[B,T,3,H,W]).
-    `per_image_batches`: `explain` feeds it chunks of `batch_size` images (gradient methods); otherwise
-    it gets every image and spends `batch_size` on its own perturbed copies.
+    `per_image_batches`: `explain` feeds it chunks of `batch_size` images (gradient methods) and checks the
+    target range inside its first call of the whole model, which it must make; otherwise it gets every image,
+    spends `batch_size` on its own perturbed copies, and the targets are checked before it runs.
     """
 
     name: str

@@ -92,11 +92,7 @@ class StudyConfig:
     database_url: str | None = None
     root: Path = field(default=Path("."), compare=False)
     source: str = field(default="", repr=False, compare=False)
-
-    @property
-    def hash(self) -> str:
-        """sha256 of the parsed config: comments and layout do not change it, any value does."""
-        return config_hash(tomllib.loads(self.source)) if self.source else ""
+    hash: str = field(default="", compare=False)   # config_hash of the parsed TOML
 
     def resolve(self, relative: str) -> Path:
         """A path from the config, resolved inside `root` (ValueError if it would leave it)."""
@@ -113,6 +109,7 @@ class StudyConfig:
 
 
 def config_hash(parsed: dict[str, Any]) -> str:
+    """sha256 of a parsed config: comments and layout do not change it, any value does."""
     return hashlib.sha256(json.dumps(parsed, sort_keys=True).encode()).hexdigest()
 
 
@@ -280,6 +277,7 @@ class _Validator:
             database_url=self.database_url(raw),
             root=self.root,
             source=self.text,
+            hash=config_hash(raw),
         )
         return config
 

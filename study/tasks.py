@@ -69,7 +69,6 @@ Predictions = dict[str, dict[str, list[tuple[int, float]]]]   # model -> image_i
 class TaskType:
     """Base task: one map of the unit's class per trial, under each configured method."""
     name = ""
-    scale: str | None = None
 
     def conditions(self, task: TaskConfig) -> list[Condition]:
         return [Condition(method=m, model=task.model) for m in task.methods]
@@ -167,7 +166,6 @@ class Compare(TaskType):
 class Rating(TaskType):
     """One map, 1-5 Likert."""
     name = "rating"
-    scale = "likert"
 
     def spec(self, task, unit, cond, names):
         name = names[unit.classes[0]]
@@ -178,7 +176,6 @@ class Rating(TaskType):
 class Trust(TaskType):
     """Grad-CAM 5.3: two models' maps of an image both classify correctly; which is more reliable?"""
     name = "trust"
-    scale = "trust"
 
     def conditions(self, task):
         a, b = task.models

@@ -102,9 +102,8 @@ class StudyConfig:
         """The SQLAlchemy URL of the study's database (default: sqlite file in the study folder)."""
         url = self.database_url or f"sqlite:///{DEFAULT_DATABASE}"
         prefix = "sqlite:///"
-        if url.startswith(prefix) and url[len(prefix):] not in ("", ":memory:"):
-            path = inside(Path(study_dir), url[len(prefix):])
-            return prefix + str(path)
+        if url.startswith(prefix):
+            return prefix + str(inside(Path(study_dir), url[len(prefix):]))
         return url
 
 
@@ -395,8 +394,11 @@ class _Validator:
             return None
         if "://" not in url:
             raise self.fail(("database_url",), "must be an SQLAlchemy URL such as 'sqlite:///study.db' or 'postgresql://...'")
-        if url.startswith("sqlite:///"):
-            relative = url[len("sqlite:///"):]
+        if url.startswith("sqlite"):
+            relative = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ""
+            if relative in ("", ":memory:"):
+                raise self.fail(("database_url",), "a SQLite database must be a file (sqlite:///name.db): "
+                                "an in-memory one would lose every answer")
             if PurePosixPath(relative).is_absolute() or ".." in PurePosixPath(relative).parts:
                 raise self.fail(("database_url",), f"a SQLite database must be a file inside the study folder, got {relative!r}")
         return url

@@ -72,6 +72,8 @@ def test_the_hash_ignores_comments_but_not_values():
     (lambda t: t.replace('images = "bundled"', 'images = "../elsewhere"'), r"line 2: images: path '../elsewhere' leaves the study folder"),
     (lambda t: t.replace('images = "bundled"', 'images = "voc:/etc:ann"'), r"images: path '/etc' leaves the study folder"),
     (lambda t: t.replace('name = "t"', 'name = "t"\ndatabase_url = "sqlite:///../x.db"'), r"database_url: a SQLite database must be a file inside"),
+    (lambda t: t.replace('name = "t"', 'name = "t"\ndatabase_url = "sqlite://"'), r"line 2: database_url: .*in-memory"),
+    (lambda t: t.replace('name = "t"', 'name = "t"\ndatabase_url = "study.db"'), r"database_url: must be an SQLAlchemy URL"),
     (lambda t: t.replace('name = "t"', 'name = "t"\nredirect_url = "https://x/?c={code}&u={user}"'), r"redirect_url: only \{code\} and \{pid\}"),
     (lambda t: t.replace('instructions_md = "i"\n', ''), r"text: missing required key 'instructions_md'"),
     (lambda t: t.replace('[[tasks]]\ntype = "compare"\n', '[[tasks]]\ntype = "compare"\nmethods = ["cam"]\n'), r"compare needs at least two methods"),

@@ -28,18 +28,15 @@ def rise_masks(n_masks: int, grid: int, p: float, size: tuple[int, int], seed: i
     h, w = size
     cell_h, cell_w = math.ceil(h / grid), math.ceil(w / grid)
     g = torch.Generator().manual_seed(seed)
-    grids = (torch.rand(n_masks, 1, grid, grid, generator=g) < p).float()
-    shift_y = torch.randint(0, cell_h, (n_masks, 1), generator=g)
-    shift_x = torch.randint(0, cell_w, (n_masks, 1), generator=g)
-    rows, cols = torch.arange(h), torch.arange(w)
+    grids = (torch.rand(n_masks, 1, grid, grid, generator=g) < p).float().to(device)  # tiny: one copy
+    ys = (torch.randint(0, cell_h, (n_masks, 1), generator=g) + torch.arange(h)).to(device)  # crop rows [N,H]
+    xs = (torch.randint(0, cell_w, (n_masks, 1), generator=g) + torch.arange(w)).to(device)  # crop cols [N,W]
     for start in range(0, n_masks, chunk):
         part = slice(start, start + chunk)
-        up = F.interpolate(grids[part].to(device), size=((grid + 1) * cell_h, (grid + 1) * cell_w),
-                           mode="bilinear", align_corners=False)[:, 0]
-        ys = (shift_y[part] + rows).to(device)  # [m,H]
-        xs = (shift_x[part] + cols).to(device)  # [m,W]
+        up = F.interpolate(grids[part], size=((grid + 1) * cell_h, (grid + 1) * cell_w), mode="bilinear",
+                           align_corners=False)[:, 0]
         index = torch.arange(up.shape[0], device=device)[:, None, None]
-        yield up[index, ys[:, :, None], xs[:, None, :]]
+        yield up[index, ys[part, :, None], xs[part, None, :]]
 
 
 @register("rise", needs_layer=False, per_image_batches=False, randomised=True)

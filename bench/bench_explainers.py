@@ -37,14 +37,17 @@ def synchronize(device: torch.device) -> None:
 
 
 def timed(fn, device: torch.device, repeats: int = 1) -> float:
-    """Seconds per call, after one warm-up call (cudnn autotuning, allocator, lazy imports)."""
+    """Seconds of the fastest of `repeats` calls, after one warm-up call (cudnn autotuning, allocator, lazy
+    imports). The fastest, not the mean: on a shared machine the other load only ever adds time."""
     fn()
-    synchronize(device)
-    start = time.perf_counter()
+    best = float("inf")
     for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
         fn()
-    synchronize(device)
-    return (time.perf_counter() - start) / repeats
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def autocast(device: torch.device, amp: str | None):

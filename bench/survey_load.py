@@ -1,0 +1,198 @@
+"""Load, crash and screenshot checks of the survey in real browsers (not run by CI).
+
+    .venv/bin/python bench/survey_load.py load --participants 20
+    .venv/bin/python bench/survey_load.py crash --participants 20
+    .venv/bin/python bench/survey_load.py screenshots --out docs/screenshots --real-maps
+
+`load`: N participants in concurrent contexts of one Chromium complete the 20-trial study of
+tests/_ui_fixtures.py against `camstudy serve`; prints the submit-to-next-trial latency (click
+until the next trial is drawn with its images) and checks the database: every participant has
+exactly one answer per trial. `crash`: the same participants, the server SIGKILLed mid-study
+and restarted; every acknowledged answer (its next screen came back) must be stored exactly
+once, and every open tab must come back by itself at the participant's first unanswered trial.
+`screenshots`: one PNG per screen, for docs/screenshots.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from _ui_fixtures import (CHROMIUM_ARGS, FORM, RADIOGROUP, Server, build_study_folder,  # noqa: E402
+                          chromium_path, link, pick, question)
+
+SETTLED = ("() => document.querySelector('[data-testid=\"stApp\"]')"
+           "?.getAttribute('data-test-script-state') === 'notRunning'"
+           " && [...document.images].every(i => i.complete)")
+
+
+class Participant:
+    """One simulated participant in its own browser context (async Playwright)."""
+
+    def __init__(self, browser, base_url: str, pid: str, think_s: float, seed: int):
+        self.browser, self.base_url, self.pid = browser, base_url, pid
+        self.think_s, self.rng = think_s, random.Random(seed)
+        self.acknowledged = 0           # answers whose next screen came back from the server
+        self.latencies: list[float] = []
+        self.page = None
+
+    async def _shown(self, locator) -> None:
+        await locator.first.wait_for()
+        await self.page.wait_for_function(SETTLED)
+
+    async def run(self) -> None:
+        context = await self.browser.new_context(viewport={"width": 1280, "height": 800})
+        context.set_default_timeout(180_000)
+        self.page = page = await context.new_page()
+        await page.goto(link(self.base_url, self.pid))
+        await page.get_by_role("button", name="I agree to take part").click()
+        await page.get_by_role("button", name="Start").click()
+        finish = page.get_by_role("button", name="Finish")
+        cont = page.get_by_role("button", name="Continue")
+        n = 1
+        await self._shown(page.get_by_text(question(1)))
+        while not await finish.is_visible():
+            await asyncio.sleep(self.think_s * self.rng.uniform(0.5, 1.5))
+            groups = page.locator(FORM).locator(RADIOGROUP)
+            for g in range(await groups.count()):
+                labels = groups.nth(g).locator("label")
+                await labels.nth(pick(n, g, await labels.count())).click()
+            start = time.perf_counter()
+            await page.get_by_role("button", name="Next").click()
+            await self._shown(page.get_by_text(question(n + 1)).or_(cont).or_(finish))
+            self.acknowledged += 1
+            if await cont.is_visible():
+                await cont.click()
+                await self._shown(page.get_by_text(question(n + 1)).or_(finish))
+            else:
+                self.latencies.append(time.perf_counter() - start)
+            n += 1
+        await finish.click()
+        await page.get_by_text("Your completion code").wait_for()
+
+
+def stored_answers(study: Path) -> dict[str, list[int]]:
+    from study.export import export_tables
+    responses = export_tables(study, n_resamples=10)["responses"]
+    return {pid: sorted(g["trial_index"]) for pid, g in responses.groupby("external_id")}
+
+
+async def _with_browser(fn):
+    from playwright.async_api import async_playwright
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            return await fn(browser)
+        finally:
+            await browser.close()
+
+
+def load(study: Path, n: int, think_s: float) -> int:
+    server = Server(study).start()
+    try:
+        people = []
+
+        async def go(browser):
+            people.extend(Participant(browser, server.url, f"LOAD-{i:02d}", think_s, i)
+                          for i in range(n))
+            started = time.perf_counter()
+            await asyncio.gather(*(p.run() for p in people))
+            return time.perf_counter() - started
+
+        wall = asyncio.run(_with_browser(go))
+    finally:
+        server.stop()
+    lat = sorted(x for p in people for x in p.latencies)
+    p95 = lat[min(len(lat) - 1, round(0.95 * (len(lat) - 1)))]
+    stored = stored_answers(study)
+    problems = [pid for pid in (p.pid for p in people) if stored.get(pid) != list(range(20))]
+    print(f"{n} participants x 20 trials in {wall:.0f} s (think time {think_s} s +-50%); "
+          f"submit -> next trial drawn: median {statistics.median(lat) * 1000:.0f} ms, "
+          f"p95 {p95 * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms over {len(lat)} submits")
+    print(f"database: {sum(len(v) for v in stored.values())} answers from {len(stored)} "
+          f"participants; lost or duplicated: {problems or 'none'}")
+    return 1 if problems else 0
+
+
+def crash(study: Path, n: int, think_s: float, kill_after: int) -> int:
+    server = Server(study).start()
+    people = []
+
+    async def go(browser):
+        people.extend(Participant(browser, server.url, f"CRASH-{i:02d}", think_s, i)
+                      for i in range(n))
+        tasks = [asyncio.ensure_future(p.run()) for p in people]
+        while sum(p.acknowledged for p in people) < kill_after:
+            await asyncio.sleep(0.2)
+        server.kill()
+        print(f"SIGKILL after {sum(p.acknowledged for p in people)} acknowledged answers")
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        acknowledged = {p.pid: p.acknowledged for p in people}
+        stored = stored_answers(study)
+        server.start()
+        # The open tabs reconnect by themselves; each must show its first unanswered trial.
+        resumed = []
+        for p in people:
+            first_open = len(stored.get(p.pid, []))
+            try:
+                await p.page.get_by_text(question(first_open + 1)).wait_for(timeout=120_000)
+                resumed.append(p.pid)
+            except Exception as err:  # reported below, not raised: the check is the report
+                print(f"{p.pid}: did not come back at question {first_open + 1}: {err!s:.200}")
+        return acknowledged, stored, resumed
+
+    try:
+        acknowledged, stored, resumed = asyncio.run(_with_browser(go))
+    finally:
+        server.stop()
+    bad = []
+    for pid, ack in acknowledged.items():
+        have = stored.get(pid, [])
+        if have != list(range(len(have))) or len(have) < ack:
+            bad.append((pid, ack, have))
+    print(f"acknowledged {sum(acknowledged.values())}, stored {sum(len(v) for v in stored.values())} "
+          f"(an answer stored but not yet acknowledged when the server died is fine); "
+          f"lost or duplicated: {bad or 'none'}")
+    print(f"tabs back at their first unanswered trial after the restart: {len(resumed)} of {n}")
+    return 1 if bad or len(resumed) != n else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("check", choices=["load", "crash", "screenshots"])
+    parser.add_argument("--participants", type=int, default=20)
+    parser.add_argument("--think", type=float, default=1.0, help="mean seconds per answer")
+    parser.add_argument("--study", type=Path, help="a study folder built from tests/_ui_fixtures.py "
+                        "STUDY_TOML (default: a fresh one in a temporary folder)")
+    parser.add_argument("--real-maps", action="store_true", help="build with real Grad-CAM/CAM maps")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    args = parser.parse_args()
+    if chromium_path() is None:
+        print("survey_load: Debian's chromium is not installed", file=sys.stderr)
+        return 2
+    study = args.study
+    if study is None:
+        started = time.perf_counter()
+        study = build_study_folder(Path(tempfile.mkdtemp(prefix="camstudy-bench-")) / "study",
+                                   real_maps=args.real_maps)
+        print(f"built {study} in {time.perf_counter() - started:.0f} s")
+    if args.check == "load":
+        return load(study, args.participants, args.think)
+    if args.check == "crash":
+        return crash(study, args.participants, args.think, kill_after=args.participants * 6)
+    from screenshots import take_screenshots  # bench/screenshots.py
+    return take_screenshots(study, args.out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

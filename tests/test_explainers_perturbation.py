@@ -256,6 +256,12 @@ def test_rise_rejects_bad_options():
         explain("rise", PlantedNet(size=SIZE), planted_images(1, SIZE), [0], p=1.5)
 
 
+@pytest.mark.parametrize("method", list(FAST))
+def test_a_misspelt_option_is_an_error_not_ignored(method):
+    with pytest.raises(TypeError, match="n_mask"):
+        explain(method, PlantedNet(size=SIZE), planted_images(1, SIZE), [0], n_mask=10)
+
+
 # --- LIME --------------------------------------------------------------------------------------------
 
 

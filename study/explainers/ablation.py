@@ -30,7 +30,7 @@ from study.explainers.core import capture, gap_linear_head, register
 
 
 @register("ablationcam", needs_layer=True, per_image_batches=False)
-def ablationcam(model, x, targets, *, layer, batch_size, **_) -> torch.Tensor:
+def ablationcam(model, x, targets, *, layer, batch_size, seed=None) -> torch.Tensor:
     return ablation_maps(model, x, targets, layer, batch_size)
 
 

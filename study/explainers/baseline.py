@@ -15,7 +15,7 @@ from study.explainers.core import register
 
 
 @register("random", needs_layer=False, per_image_batches=False, randomised=True)
-def random_map(model, x, targets, *, seed, grid: int = 7, **_) -> torch.Tensor:
+def random_map(model, x, targets, *, seed, grid: int = 7, layer=None, batch_size=None) -> torch.Tensor:
     """Tensor[B,T,grid,grid] of uniform noise; no model call."""
     if grid < 1:
         raise ValueError(f"random needs grid >= 1, got {grid}")

@@ -76,7 +76,7 @@ def weighted_ridge(features: torch.Tensor, targets: torch.Tensor, weights: torch
 
 @register("lime", needs_layer=False, per_image_batches=False, randomised=True)
 def lime(model, x, targets, *, batch_size, seed, num_samples: int = 1000, n_segments: int = 50,
-         segmentation: str = "slic", **_) -> torch.Tensor:
+         segmentation: str = "slic", layer=None) -> torch.Tensor:
     """Tensor[B,T,H,W]: each pixel's superpixel coefficient for each target, ReLU'd."""
     if num_samples < 2:
         raise ValueError(f"lime needs num_samples >= 2, got {num_samples}")

@@ -41,7 +41,7 @@ def rise_masks(n_masks: int, grid: int, p: float, size: tuple[int, int], seed: i
 
 @register("rise", needs_layer=False, per_image_batches=False, randomised=True)
 def rise(model, x, targets, *, batch_size, seed, n_masks: int = 4000, grid: int = 7, p: float = 0.5,
-         **_) -> torch.Tensor:
+         layer=None) -> torch.Tensor:
     """Tensor[B,T,H,W]; `n_masks`, `grid` (s) and `p` as in the paper (defaults 4000, 7, 0.5)."""
     b, _, h, w = x.shape
     saliency = torch.zeros(b, targets.shape[1], h * w, device=x.device)

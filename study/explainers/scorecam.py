@@ -21,7 +21,7 @@ from study.explainers.core import capture, register
 
 
 @register("scorecam", needs_layer=True, per_image_batches=False)
-def scorecam(model, x, targets, *, layer, batch_size, **_) -> torch.Tensor:
+def scorecam(model, x, targets, *, layer, batch_size, seed=None) -> torch.Tensor:
     """Tensor[B,T,H,W] at the input resolution (the authors take the ReLU after upsampling)."""
     size = x.shape[-2:]
     maps = []

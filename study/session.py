@@ -12,12 +12,12 @@ from __future__ import annotations
 import secrets
 import threading
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
 import pandas as pd
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -26,6 +26,7 @@ from study.storage import (Event, Participant, PlanRow, QuestionnaireAnswer, Res
                            as_utc, open_study, utcnow)
 
 MAX_RT_MS = 24 * 3600 * 1000
+ABANDONED_AFTER = timedelta(hours=2)     # no answer for this long: the participant's slot is reused
 _VIEW_COLUMNS = (PlanRow.id, PlanRow.trial_index, PlanRow.trial_id, PlanRow.task, PlanRow.is_practice,
                  PlanRow.is_attention_check, PlanRow.display, PlanRow.shown_at)
 
@@ -135,9 +136,7 @@ class SurveySession:
             if agreed:
                 # Taking the study row's lock first serialises slot assignment (SQLite and PostgreSQL).
                 s.execute(update(Study).where(Study.id == self.study_id).values(consents=Study.consents + 1))
-                held = s.scalars(select(Participant.slot).where(Participant.study_id == self.study_id,
-                                                                Participant.slot.is_not(None))).all()
-                slot = plans.first_free_slot(held)
+                slot = plans.first_free_slot(self._held_slots(s))
                 for index, planned in enumerate(plans.make_plan(blocks, practice, attention, slot, p.seed)):
                     t = planned.trial
                     s.add(PlanRow(participant_id=p.id, trial_index=index, trial_id=t.id, task=t.task,
@@ -307,6 +306,20 @@ class SurveySession:
         if p.consented is not True:
             raise ValueError(f"participant {p.external_id!r} has not given consent")
         return p
+
+    def _held_slots(self, s: Session) -> list[int]:
+        """Slots of participants who finished or were active within ABANDONED_AFTER.
+
+        Someone who consented and then left would otherwise keep their cells short of answers
+        for good; after that time their slot goes to the next participant (if they come back,
+        they simply share it).
+        """
+        last_answer = (select(func.max(Response.answered_at))
+                       .where(Response.participant_id == Participant.id).scalar_subquery())
+        return s.scalars(select(Participant.slot).where(
+            Participant.study_id == self.study_id, Participant.slot.is_not(None),
+            or_(Participant.completed_at.is_not(None),
+                func.coalesce(last_answer, Participant.consent_at) >= utcnow() - ABANDONED_AFTER))).all()
 
     def _counts(self, s: Session, participant_id: int) -> tuple[int, int]:
         """(answered, plan length); every plan has the same length, also before consent."""

@@ -1,14 +1,16 @@
 """The session API, one participant at a time: the participant flow and its clear refusals."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from _study_fixtures import build_fake_study
-from study.session import AlreadyCompleted, SurveySession
 from study import plans
-from study.storage import Event, Participant, PlanRow, Response, Trial
+from study.session import ABANDONED_AFTER, AlreadyCompleted, SurveySession
+from study.storage import Event, Participant, PlanRow, Response, Trial, utcnow
 
 
 @pytest.fixture(scope="module")
@@ -214,3 +216,27 @@ def test_a_config_edited_after_the_build_is_not_silently_used(tmp_path):
         SurveySession(study_dir)
     with pytest.raises(FileNotFoundError, match="study folder not found"):
         SurveySession(tmp_path / "nowhere")
+
+
+def test_the_slot_of_a_participant_who_left_is_reused_after_a_while(tmp_path):
+    session = SurveySession(build_fake_study(tmp_path))
+    gone, finished = started(session, "gone"), started(session, "finished")
+    trial = session.next_trial(gone)
+    session.answer(gone, trial.trial_index, trial.options[0][0], 400)
+    answer_all(session, finished)
+    session.complete(finished, {})
+    long_ago = utcnow() - ABANDONED_AFTER - timedelta(minutes=1)
+
+    def age(s):
+        s.execute(update(Participant).values(consent_at=long_ago))
+        s.execute(update(Response).values(answered_at=long_ago))
+    session.db.write(age)
+    with session.db.read() as s:
+        slots = dict(s.execute(select(Participant.external_id, Participant.slot)).all())
+    newcomer = started(session, "newcomer")
+    with session.db.read() as s:
+        assert s.scalar(select(Participant.slot).where(Participant.id == newcomer)) == slots["gone"]
+    started(session, "next")                                    # the finished one keeps theirs
+    with session.db.read() as s:
+        assert s.scalar(select(Participant.slot).where(Participant.external_id == "next")) not in (
+            slots["gone"], slots["finished"])

@@ -3,8 +3,10 @@ and stimulus bytes. Cached per server process so reruns stay cheap."""
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
+import threading
 from pathlib import Path
 
 import streamlit as st
@@ -25,13 +27,38 @@ def study_dir() -> Path:
     return Path(folder).resolve()
 
 
+# Streamlit runs each browser tab's script in its own thread. SQLite takes one writer at a
+# time anyway; letting 20 submits queue inside the database instead holds pooled connections
+# through its busy timeout and runs the pool dry (seen in bench/survey_load.py). So at most
+# this many session calls are in flight per server process; each takes milliseconds.
+DB_CALLS_IN_FLIGHT = 4
+
+
+class _Bounded:
+    """A `SurveySession` whose method calls pass through a shared semaphore."""
+
+    def __init__(self, inner: SurveySession, slots: int):
+        self._inner, self._slots = inner, threading.BoundedSemaphore(slots)
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args, **kwargs):
+            with self._slots:
+                return attr(*args, **kwargs)
+        return call
+
+
 @st.cache_resource(show_spinner=False)
-def _open(folder: str) -> SurveySession:
-    return SurveySession(Path(folder))
+def _open(folder: str) -> _Bounded:
+    return _Bounded(SurveySession(Path(folder)), DB_CALLS_IN_FLIGHT)
 
 
 def session() -> SurveySession:
-    """The one `SurveySession` of this server process (it is thread-safe)."""
+    """The one `SurveySession` of this server process (thread-safe), shared by all tabs."""
     return _open(str(study_dir()))
 
 

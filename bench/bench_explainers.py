@@ -166,6 +166,8 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats of the raw passes")
     parser.add_argument("--rise-masks", type=int, default=4000)
     parser.add_argument("--lime-samples", type=int, default=1000)
+    parser.add_argument("--remeasure", action="store_true",
+                        help="measure the raw rates again right after each row (for machines with other load)")
     parser.add_argument("--only", default="", help="comma-separated row-name prefixes to run (default: all)")
     args = parser.parse_args(argv)
 
@@ -184,17 +186,21 @@ def main(argv=None) -> None:
     print(f"{args.model} {args.size}x{args.size} on {device} amp={args.amp} channels_last={args.channels_last} "
           f"batch={args.batch_size} images={args.images}")
     print(f"raw forward: {rates['forward']:.1f} images/s   raw forward+backward: {rates['backward']:.1f} images/s")
-    print(f"{'method':34s} {'images/s':>10s} {'fwd-equiv/img':>14s} {'limit passes':>13s} {'ratio to limit':>15s}")
+    print(f"{'method':38s} {'images/s':>10s} {'fwd-equiv/img':>14s} {'limit passes':>13s} {'ratio to limit':>15s}"
+          f"{'  raw fwd/s' if args.remeasure else ''}")
     only = {name for name in args.only.split(",") if name}
     for row in rows_for(model, x, targets, args):
         if only and not any(row.name.startswith(prefix) for prefix in only):
             continue
         seconds = timed(row.run, device)
+        if args.remeasure:  # the limit under the same conditions as the row, on a machine others share
+            rates = raw_rates(model, batch, args.amp, args.repeats)
         per_image = seconds / args.images
         equivalents = per_image * rates["forward"]
         limit = "" if row.passes is None else f"{row.passes:g} {row.baseline[:3]}"
         ratio = "" if row.passes is None else f"{row.passes / rates[row.baseline] / per_image:.2f}"
-        print(f"{row.name:34s} {1 / per_image:10.3f} {equivalents:14.1f} {limit:>13s} {ratio:>15s}")
+        raw = f"{rates['forward']:11.1f}" if args.remeasure else ""
+        print(f"{row.name:38s} {1 / per_image:10.3f} {equivalents:14.1f} {limit:>13s} {ratio:>15s}{raw}", flush=True)
 
 
 if __name__ == "__main__":

@@ -297,6 +297,13 @@ def test_lime_ranks_superpixels_like_the_lime_package():
     assert np.corrcoef(ours.numpy(), theirs)[0, 1] > 0.9
 
 
+@pytest.mark.parametrize("segmentation", ["slic", "quickshift"])
+def test_superpixels_are_numbered_without_gaps(segmentation):
+    segments = superpixels(planted_images(1, 64)[0], segmentation, n_segments=40)
+    assert segments.dtype == torch.long and segments.shape == (64, 64) and segments.max() >= 1
+    assert torch.equal(segments.unique(), torch.arange(int(segments.max()) + 1))
+
+
 def test_lime_rejects_an_unknown_segmentation():
     with pytest.raises(ValueError, match="segmentation"):
         explain("lime", PlantedNet(size=SIZE), planted_images(1, SIZE), [0], segmentation="watershed")

@@ -135,6 +135,13 @@ def test_bad_inputs_give_errors_that_name_the_problem(call, error, message, plan
         call(model, x)
 
 
+@pytest.mark.parametrize("method", GRADIENT_METHODS + ["guided_ablationcam"])
+def test_a_misspelt_option_is_an_error_not_ignored(method, planted):
+    model, x = planted
+    with pytest.raises(TypeError, match="n_mask"):
+        explain(method, model, x, [0, 1, 0], target_layer="features", n_mask=10)
+
+
 def test_cam_needs_a_gap_linear_head():
     with pytest.raises(ValueError, match="GAP\\+linear"):
         explain("cam", PlantedNet("fc"), planted_images(1), target_layer="features")

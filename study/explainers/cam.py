@@ -7,7 +7,7 @@ from study.explainers.core import capture, gap_linear_head, register
 
 
 @register("cam", needs_layer=True, per_image_batches=True)
-def cam(model, x, targets, *, layer, **_) -> torch.Tensor:
+def cam(model, x, targets, *, layer, batch_size=None, seed=None) -> torch.Tensor:
     """M_c = sum_k w_k^c A_k. Defined only where the logits are linear(GAP(A)); no ReLU, as in the paper."""
     with torch.no_grad(), capture(layer) as store:
         logits = model(x)

@@ -56,7 +56,7 @@ def _gradient_cam(weigh, model, x, targets, layer) -> torch.Tensor:
 
 
 @register("gradcam", needs_layer=True, per_image_batches=True)
-def gradcam(model, x, targets, *, layer, **_) -> torch.Tensor:
+def gradcam(model, x, targets, *, layer, batch_size=None, seed=None) -> torch.Tensor:
     """ReLU(sum_k alpha_k A_k) with alpha_k = mean_ij dy_c/dA_ij^k, y_c the logit (the paper's definition).
 
     Same as pytorch-grad-cam's GradCAM up to its order of post-processing (it min-max scales each map
@@ -67,6 +67,6 @@ def gradcam(model, x, targets, *, layer, **_) -> torch.Tensor:
 
 
 @register("gradcam++", needs_layer=True, per_image_batches=True)
-def gradcam_plus_plus(model, x, targets, *, layer, **_) -> torch.Tensor:
+def gradcam_plus_plus(model, x, targets, *, layer, batch_size=None, seed=None) -> torch.Tensor:
     """ReLU(sum_k w_k A_k) with Grad-CAM++'s closed-form weights (see `gradcampp_weights`)."""
     return _gradient_cam(gradcampp_weights, model, x, targets, layer)

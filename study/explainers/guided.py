@@ -144,14 +144,14 @@ def _guide(guided: torch.Tensor, cams: torch.Tensor) -> torch.Tensor:
 
 
 @register("guided_backprop", needs_layer=False, per_image_batches=True, guided=True)
-def guided_backprop(model, x, targets, **_) -> torch.Tensor:
+def guided_backprop(model, x, targets, *, layer=None, batch_size=None, seed=None) -> torch.Tensor:
     """d y_c / d x with the guided rule at every rectifier: Tensor[B,T,C,H,W] (matches captum's
     GuidedBackprop on models whose ReLUs are nn.ReLU modules; see the module docstring for the rest)."""
     return guided_gradients(model, x, targets)[0]
 
 
 @register("guided_gradcam", needs_layer=True, per_image_batches=True, guided=True)
-def guided_gradcam(model, x, targets, *, layer, **_) -> torch.Tensor:
+def guided_gradcam(model, x, targets, *, layer, batch_size=None, seed=None) -> torch.Tensor:
     """Guided backprop times the bilinearly upsampled raw Grad-CAM, as in the Grad-CAM paper's code.
 
     pytorch-grad-cam multiplies by the min-max-scaled CAM instead and captum's GuidedGradCam upsamples
@@ -164,7 +164,7 @@ def guided_gradcam(model, x, targets, *, layer, **_) -> torch.Tensor:
 
 
 @register("guided_ablationcam", needs_layer=True, per_image_batches=False, guided=True)
-def guided_ablationcam(model, x, targets, *, layer, batch_size, **_) -> torch.Tensor:
+def guided_ablationcam(model, x, targets, *, layer, batch_size, seed=None) -> torch.Tensor:
     """Guided backprop times the bilinearly upsampled raw Ablation-CAM (the Ablation-CAM paper's guided variant)."""
     from study.explainers.ablation import ablation_maps
 

@@ -213,7 +213,9 @@ def test_ablated_copies_do_not_rerun_the_layers_before_the_target(resnet18):
         explain("ablationcam", resnet18, x, [1, 2], target_layer="layer2.1.conv2", batch_size=64)
     finally:
         handle.remove()
-    assert sum(seen) <= 1 + 2  # explain's class-range check, then the front once per image (not per copy)
+    # explain's class-range check, then per image a first pass (no closed form here) and the cut model's
+    # front: 5 images' worth, where rerunning the front for the 128 ablated copies would be hundreds.
+    assert sum(seen) <= 1 + 2 * 2
 
 
 def test_ablationcam_split_keeps_the_residual_input(resnet18):

@@ -4,10 +4,11 @@ is set to zero.
 w_k = (y_c - y_c^k) / y_c with y_c the logit and y_c^k the logit with channel k of the target layer
 zeroed; the map is ReLU(sum_k w_k A_k) at the layer's resolution. Only the part of the network after the
 target layer runs for the K ablated copies:
-- GAP+linear heads: closed form, y_c - y_c^k = w_ck * mean(A_k) (no extra pass at all);
-- otherwise the model is split at the layer with torch.fx: the front (and any earlier values the tail
-  needs, such as a residual input) runs once per image, the tail runs on the ablated copies,
-  `batch_size` copies at a time;
+- GAP+linear heads: closed form, y_c - y_c^k = w_ck * mean(A_k) (one forward pass, nothing traced);
+- otherwise the model is split at the layer with torch.fx (traced once per call): the front (and any
+  earlier values the tail needs, such as a residual input) runs once per image (twice for the first
+  chunk, whose first pass found no closed form), the tail runs on the ablated copies, as many at a time
+  as hold no more elements than `batch_size` inputs;
 - models torch.fx cannot trace fall back to a forward hook that swaps in the ablated copies; the layers
   before the target then run once on one image per chunk of copies, and the tail must broadcast
   a batch-of-one value against the copies (most CNNs do).
@@ -40,34 +41,49 @@ def ablation_maps(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, laye
 
     Also the building block of guided Ablation-CAM.
     """
-    split = split_at(model, layer)
+    split, tried = None, False  # traced only for a head that is not GAP+linear
     maps = []
     with torch.no_grad():
         for xb, tb in zip(x.split(batch_size), targets.split(batch_size)):
-            if split is not None:
-                activations, *saved = split.front(xb)
-                if not all(isinstance(v, torch.Tensor) and v.shape[:1] == xb.shape[:1] for v in saved):
-                    split = None  # the tail needs a value that is not per image (a shape, say): use the hook
-            if split is None:
+            run = _split_forward(split, xb) if split is not None else None
+            if run is None:
                 with capture(layer) as store:
                     logits = model(xb)
-                activations, saved = store["A"], ()
-            else:
-                activations, saved = activations.float(), [v.float() if v.is_floating_point() else v for v in saved]
-                with torch.autocast(x.device.type, enabled=False):  # see _ablated_scores
-                    logits = split.tail(activations, *saved)
-            scores = logits.float().gather(1, tb)  # y_c, [b,T]
+                run = store["A"], [], logits
+            activations, saved, logits = run
             fc = gap_linear_head(model, activations, logits)
+            if fc is None and not tried:  # no closed form: cut the model once, redo this chunk's front
+                tried, split = True, split_at(model, layer)
+                run = _split_forward(split, xb) if split is not None else None
+                if run is None:
+                    split = None
+                else:
+                    activations, saved, logits = run
+            scores = logits.float().gather(1, tb)  # y_c, [b,T]
             if fc is not None:
                 drops = fc.weight.float()[tb] * activations.float().mean((2, 3))[:, None, :]
-            elif split is not None:
-                drops = scores[..., None] - _ablated_scores(split.tail, activations, saved, tb, batch_size)
             else:
-                drops = scores[..., None] - _hooked_ablated_scores(model, layer, xb, activations, tb, batch_size)
+                # Ablated copies are layer-sized: as many per chunk as fit in batch_size inputs' memory.
+                copies = batch_size * max(1, xb[0].numel() // activations[0].numel())
+                ablated = (_ablated_scores(split.tail, activations, saved, tb, copies) if split is not None
+                           else _hooked_ablated_scores(model, layer, xb, activations, tb, copies))
+                drops = scores[..., None] - ablated
             weights = drops / scores[..., None]
             with torch.autocast(x.device.type, enabled=False):  # combine in float32 under amp
                 maps.append(F.relu(torch.einsum("btk,bkhw->bthw", weights, activations.float())))
     return torch.cat(maps)
+
+
+def _split_forward(split: Split, x: torch.Tensor):
+    """(A, saved, logits) through the cut model, the tail in float32 (see `_ablated_scores`); None when the
+    tail needs a value that is not per image (a shape, say), which the ablated copies could not share."""
+    activations, *saved = split.front(x)
+    if not all(isinstance(v, torch.Tensor) and v.shape[:1] == x.shape[:1] for v in saved):
+        return None
+    activations, saved = activations.float(), [v.float() if v.is_floating_point() else v for v in saved]
+    with torch.autocast(x.device.type, enabled=False):
+        logits = split.tail(activations, *saved)
+    return activations, saved, logits
 
 
 def _ablation_pairs(activations: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,7 @@
 docs/screenshots; run through `bench/survey_load.py screenshots`."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from _ui_fixtures import (CHROMIUM_ARGS, FORM, RADIOGROUP, Server, answer, chromium_path, link,
@@ -24,7 +25,8 @@ def take_screenshots(study: Path, out: Path) -> int:
     from study.simulate import simulate_participants
 
     out.mkdir(parents=True, exist_ok=True)
-    simulate_participants(study, 12, {"gradcam": 0.85, "cam": 0.6}, seed=3)  # data for the admin
+    run = int(time.time())  # fresh ids, so the script can run again on the same study
+    simulate_participants(study, 12, {"gradcam": 0.85, "cam": 0.6}, seed=run)  # admin data
     session = SurveySession(study)
     server = Server(study, password=PASSWORD).start()
     try:
@@ -32,10 +34,10 @@ def take_screenshots(study: Path, out: Path) -> int:
             browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
             page = browser.new_page(viewport=LAPTOP)
             page.set_default_timeout(120_000)
-            _participant(page, session, server.url, out)
+            _participant(page, session, server.url, out, f"SHOT-{run}")
             phone = browser.new_page(viewport=PHONE, is_mobile=True, has_touch=True)
             phone.set_default_timeout(120_000)
-            _phone(phone, session, server.url, out)
+            _phone(phone, session, server.url, out, f"SHOT-{run}-phone")
             _admin(page, server.url, out)
             browser.close()
     finally:
@@ -43,18 +45,19 @@ def take_screenshots(study: Path, out: Path) -> int:
     return 0
 
 
-def _participant(page, session, url: str, out: Path) -> None:
-    page.goto(link(url, "SHOT-laptop"))
+def _participant(page, session, url: str, out: Path, pid: str) -> None:
+    page.goto(link(url, pid))
     page.get_by_role("button", name="I agree to take part").wait_for()
     _shoot(page, out, "01-consent")
     page.get_by_role("button", name="I agree to take part").click()
     page.get_by_role("button", name="Start").wait_for()
     _shoot(page, out, "02-instructions")
     page.get_by_role("button", name="Start").click()
-    pid = session.enter("SHOT-laptop").participant_id
+    participant = session.enter(pid).participant_id
     seen, n = set(), 1
-    while (trial := session.next_trial(pid)) is not None:
+    while (trial := session.next_trial(participant)) is not None:
         page.get_by_text(question(n)).wait_for()
+        settle(page)
         name = ("practice" if trial.is_practice else
                 "attention-check" if trial.is_attention_check else trial.task)
         if name not in seen:
@@ -63,6 +66,7 @@ def _participant(page, session, url: str, out: Path) -> None:
         answer(page, n)
         page.get_by_text(question(n + 1)).or_(page.get_by_role("button", name="Continue")) \
             .or_(page.get_by_role("button", name="Finish")).first.wait_for()
+        settle(page)
         if page.get_by_role("button", name="Continue").is_visible():
             if "feedback" not in seen:
                 seen.add("feedback")
@@ -79,21 +83,23 @@ def _participant(page, session, url: str, out: Path) -> None:
     _shoot(page, out, "06-completion")
 
 
-def _phone(page, session, url: str, out: Path) -> None:
+def _phone(page, session, url: str, out: Path, pid: str) -> None:
     """Side-by-side maps stack on a narrow screen: answer on until a two-image trial shows."""
-    page.goto(link(url, "SHOT-phone"))
+    page.goto(link(url, pid))
     page.get_by_role("button", name="I agree to take part").click()
     page.get_by_role("button", name="Start").click()
-    pid = session.enter("SHOT-phone").participant_id
+    participant = session.enter(pid).participant_id
     n = 1
-    while (trial := session.next_trial(pid)) is not None:
+    while (trial := session.next_trial(participant)) is not None:
         page.get_by_text(question(n)).wait_for()
+        settle(page)
         if len(trial.images) == 2 and not trial.is_practice:
             _shoot(page, out, f"07-phone-{trial.task}")
             return
         answer(page, n)
         page.get_by_text(question(n + 1)).or_(page.get_by_role("button", name="Continue")) \
             .first.wait_for()
+        settle(page)
         if page.get_by_role("button", name="Continue").is_visible():
             page.get_by_role("button", name="Continue").click()
         n += 1

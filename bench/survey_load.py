@@ -45,8 +45,14 @@ class Participant:
         self.page = None
 
     async def _shown(self, locator) -> None:
-        await locator.first.wait_for()
-        await self.page.wait_for_function(SETTLED)
+        try:
+            await locator.first.wait_for()
+            await self.page.wait_for_function(SETTLED)
+        except Exception:
+            shot = Path(tempfile.gettempdir()) / f"stuck-{self.pid}.png"
+            await self.page.screenshot(path=shot, full_page=True)
+            print(f"{self.pid}: stuck after {self.acknowledged} answers, see {shot}", flush=True)
+            raise
 
     async def run(self) -> None:
         context = await self.browser.new_context(viewport={"width": 1280, "height": 800})
@@ -64,7 +70,16 @@ class Participant:
             groups = page.locator(FORM).locator(RADIOGROUP)
             for g in range(await groups.count()):
                 labels = groups.nth(g).locator("label")
-                await labels.nth(pick(n, g, await labels.count())).click()
+                choice = labels.nth(pick(n, g, await labels.count()))
+                # Like a person, look that the choice took before going on (under heavy load
+                # a click on a freshly drawn radio is sometimes not taken).
+                for _ in range(10):
+                    await choice.click()
+                    try:
+                        await choice.locator("input:checked").wait_for(timeout=3000)
+                        break
+                    except Exception:
+                        continue
             start = time.perf_counter()
             await page.get_by_role("button", name="Next").click()
             await self._shown(page.get_by_text(question(n + 1)).or_(cont).or_(finish))

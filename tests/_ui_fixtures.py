@@ -411,10 +411,16 @@ def answer(page, n: int, keyboard: bool = False) -> None:
     for g in range(groups.count()):
         labels = groups.nth(g).locator("label")
         k = pick(n, g, labels.count())
-        if keyboard:
-            page.keyboard.press(str(k + 1))
-        else:
-            labels.nth(k).click()
+        for _ in range(10):  # like a person: check that the choice took before going on
+            if keyboard:
+                page.keyboard.press(str(k + 1))
+            else:
+                labels.nth(k).click()
+            try:
+                labels.nth(k).locator("input:checked").wait_for(timeout=3000)
+                break
+            except Exception:
+                continue
     if keyboard:
         page.keyboard.press("Enter")
     else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -72,7 +73,9 @@ class AnswerOutcome:
 class SurveySession:
     """The survey of one study folder; cheap to create, share it between threads freely."""
 
-    def __init__(self, study_dir: str | Path):
+    def __init__(self, study_dir: str | Path, clock: Callable[[], datetime] = utcnow):
+        """`clock` gives the UTC time written into every timestamp; simulations pass a reproducible one."""
+        self._now = clock
         folder = open_study(study_dir)
         self.study_dir, self.config, self.db, self.study_id = folder.path, folder.config, folder.database, folder.study_id
         with self.db.read() as s:
@@ -101,7 +104,7 @@ class SurveySession:
                 return known.id
             person = Participant(study_id=self.study_id, external_id=external_id,
                                  seed=plans.participant_seed(self._study_seed, external_id),
-                                 user_agent=(user_agent or "")[:1000], started_at=utcnow())
+                                 user_agent=(user_agent or "")[:1000], started_at=self._now())
             s.add(person)
             s.flush()
             s.add(Event(study_id=self.study_id, participant_id=person.id, kind="entered", detail={}))
@@ -145,7 +148,7 @@ class SurveySession:
                                   is_practice=planned.is_practice, is_attention_check=planned.is_attention_check,
                                   display=planned.display))
             s.execute(update(Participant).where(Participant.id == p.id)
-                      .values(consented=agreed, consent_at=utcnow(), slot=slot))
+                      .values(consented=agreed, consent_at=self._now(), slot=slot))
             s.add(Event(study_id=self.study_id, participant_id=p.id,
                         kind="consented" if agreed else "declined", detail={"slot": slot}))
 
@@ -168,7 +171,7 @@ class SurveySession:
         if shown_at is None:
             def work(s: Session) -> datetime:
                 s.execute(update(PlanRow).where(PlanRow.id == row.id, PlanRow.shown_at.is_(None))
-                          .values(shown_at=utcnow()))
+                          .values(shown_at=self._now()))
                 return s.scalar(select(PlanRow.shown_at).where(PlanRow.id == row.id))
             shown_at = self.db.write(work)
         return self._view(row, as_utc(shown_at))
@@ -204,7 +207,7 @@ class SurveySession:
             correct, rating = tasks.score(spec, row.display, response)
             s.add(Response(participant_id=participant_id, trial_index=trial_index, plan_row_id=row.id,
                            response=response, correct=correct, rating=rating, rt_ms=rt_ms,
-                           confidence=int(confidence) if confidence is not None else None, answered_at=utcnow()))
+                           confidence=int(confidence) if confidence is not None else None, answered_at=self._now()))
             s.flush()
             return AnswerOutcome(stored=True, duplicate=False, correct=correct)
 
@@ -234,7 +237,7 @@ class SurveySession:
                 raise ValueError(f"participant {p.external_id!r} still has {total - done} of {total} trials to answer")
             code = self.config.completion_code or secrets.token_hex(4).upper()
             s.execute(update(Participant).where(Participant.id == p.id)
-                      .values(completed_at=utcnow(), completion_code=code))
+                      .values(completed_at=self._now(), completion_code=code))
             s.add_all(QuestionnaireAnswer(participant_id=p.id, key=k, value=v) for k, v in answers.items())
             s.add(Event(study_id=self.study_id, participant_id=p.id, kind="completed", detail={}))
             return code
@@ -319,7 +322,7 @@ class SurveySession:
         return s.scalars(select(Participant.slot).where(
             Participant.study_id == self.study_id, Participant.slot.is_not(None),
             or_(Participant.completed_at.is_not(None),
-                func.coalesce(last_answer, Participant.consent_at) >= utcnow() - ABANDONED_AFTER))).all()
+                func.coalesce(last_answer, Participant.consent_at) >= self._now() - ABANDONED_AFTER))).all()
 
     def _counts(self, s: Session, participant_id: int) -> tuple[int, int]:
         """(answered, plan length); every plan has the same length, also before consent."""

@@ -11,7 +11,9 @@ with several, the order in which they arrive decides their Latin-square slots an
 from __future__ import annotations
 
 import random
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -22,30 +24,52 @@ from study.storage import PlanRow, Trial
 SIM_PREFIX = "SIM-"
 
 
+class SimulatedClock:
+    """A clock that moves only by the simulated response times, so a rerun writes the same timestamps."""
+
+    def __init__(self, start: datetime):
+        self._now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        return self._now
+
+    def advance(self, ms: int) -> None:
+        with self._lock:
+            self._now += timedelta(milliseconds=ms)
+
+
 def simulate_participants(study_dir: str | Path, n: int, accuracy: dict[str, float], seed: int = 0,
-                          threads: int = 1) -> list[ParticipantState]:
-    """Run `n` simulated participants to completion; returns their final states."""
+                          threads: int = 1, start: datetime | None = None) -> list[ParticipantState]:
+    """Run `n` simulated participants to completion; returns their final states.
+
+    With `start` (and one thread) the session runs on a `SimulatedClock` from that moment, and the
+    stored timestamps, like everything else, depend only on the seed.
+    """
     if n < 0 or threads < 1:
         raise ValueError(f"n must be >= 0 and threads >= 1, got n={n}, threads={threads}")
     for method, p in accuracy.items():
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"accuracy of {method!r} must be in [0, 1], got {p}")
-    session = SurveySession(study_dir)
+    clock = SimulatedClock(start) if start is not None else None
+    session = SurveySession(study_dir, clock=clock) if clock else SurveySession(study_dir)
     with ThreadPoolExecutor(max_workers=threads) as pool:
         return list(pool.map(lambda i: run_participant(session, f"{SIM_PREFIX}{seed}-{i:04d}", accuracy,
-                                                       random.Random(f"{seed}|{i}")), range(n)))
+                                                       random.Random(f"{seed}|{i}"), clock), range(n)))
 
 
 def run_participant(session: SurveySession, external_id: str, accuracy: dict[str, float],
-                    rng: random.Random) -> ParticipantState:
+                    rng: random.Random, clock: SimulatedClock | None = None) -> ParticipantState:
     """One simulated participant, from entering the link to the completion code."""
     state = session.enter(external_id, user_agent="camstudy-simulator")
     session.consent(state.participant_id, True)
     while (trial := session.next_trial(state.participant_id)) is not None:
         response = choose(session, state.participant_id, trial, accuracy, rng)
         confidence = rng.choice(trial.confidence_options)[0] if trial.confidence_options else None
-        session.answer(state.participant_id, trial.trial_index, response, int(rng.lognormvariate(7.3, 0.4)),
-                       confidence)
+        rt_ms = int(rng.lognormvariate(7.3, 0.4))
+        if clock is not None:
+            clock.advance(rt_ms)
+        session.answer(state.participant_id, trial.trial_index, response, rt_ms, confidence)
     answers = {q.key: rng.choice(q.options) if q.options else "(simulated)" for q in session.config.questionnaire}
     session.complete(state.participant_id, answers)
     return session.state(state.participant_id)

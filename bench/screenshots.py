@@ -112,4 +112,5 @@ def _admin(page, url: str, out: Path) -> None:
     page.locator('input[type="password"]').fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.get_by_role("button", name="responses.csv").wait_for()
+    page.set_viewport_size({"width": LAPTOP["width"], "height": 2600})  # the whole dashboard
     _shoot(page, out, "09-admin-dashboard")

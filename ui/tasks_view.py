@@ -47,8 +47,8 @@ def trial_form(trial) -> Submission | None:
     as an answer to the new trial.
     """
     with st.form(f"trial-{trial.trial_index}", border=False):
+        st.markdown(trial.prompt_md)  # the question first: on a phone the maps fill the screen
         show_images(trial)
-        st.markdown(trial.prompt_md)
         response = _choice("Your answer", trial.options, f"answer-{trial.trial_index}")
         confidence = None
         if trial.confidence_options:

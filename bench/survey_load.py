@@ -31,14 +31,17 @@ from _ui_fixtures import (CHROMIUM_ARGS, FORM, RADIOGROUP, Server, build_study_f
 
 SETTLED = ("() => document.querySelector('[data-testid=\"stApp\"]')"
            "?.getAttribute('data-test-script-state') === 'notRunning'"
+           " && document.querySelector('[data-testid=\"stApp\"]')"
+           "?.getAttribute('data-test-connection-state') === 'CONNECTED'"
            " && [...document.images].every(i => i.complete)")
 
 
 class Participant:
     """One simulated participant in its own browser context (async Playwright)."""
 
-    def __init__(self, browser, base_url: str, pid: str, think_s: float, seed: int):
-        self.browser, self.base_url, self.pid = browser, base_url, pid
+    def __init__(self, browser, base_url: str, pid: str, think_s: float, seed: int,
+                 arrive_s: float = 0.0):
+        self.browser, self.base_url, self.pid, self.arrive_s = browser, base_url, pid, arrive_s
         self.think_s, self.rng = think_s, random.Random(seed)
         self.acknowledged = 0           # answers whose next screen came back from the server
         self.latencies: list[float] = []
@@ -51,10 +54,16 @@ class Participant:
         except Exception:
             shot = Path(tempfile.gettempdir()) / f"stuck-{self.pid}.png"
             await self.page.screenshot(path=shot, full_page=True)
-            print(f"{self.pid}: stuck after {self.acknowledged} answers, see {shot}", flush=True)
+            app = self.page.locator('[data-testid="stApp"]')
+            state = (await app.get_attribute("data-test-script-state"),
+                     await app.get_attribute("data-test-connection-state"),
+                     await self.page.locator(f"{FORM} input[type=radio]:disabled").count())
+            print(f"{self.pid}: stuck after {self.acknowledged} answers (script, connection, "
+                  f"disabled radios: {state}), see {shot}", flush=True)
             raise
 
     async def run(self) -> None:
+        await asyncio.sleep(self.arrive_s)  # people follow a link over a minute, not at once
         context = await self.browser.new_context(viewport={"width": 1280, "height": 800})
         context.set_default_timeout(180_000)
         self.page = page = await context.new_page()
@@ -73,8 +82,12 @@ class Participant:
                 choice = labels.nth(pick(n, g, await labels.count()))
                 # Like a person, look that the choice took before going on (under heavy load
                 # a click on a freshly drawn radio is sometimes not taken).
-                for _ in range(10):
-                    await choice.click()
+                for attempt in range(10):
+                    if attempt % 2:  # the keyboard shortcut, when a pointer click is not taken
+                        await choice.focus()
+                        await page.keyboard.press(str(pick(n, g, await labels.count()) + 1))
+                    else:
+                        await choice.click()
                     try:
                         await choice.locator("input:checked").wait_for(timeout=3000)
                         break
@@ -116,8 +129,8 @@ def load(study: Path, n: int, think_s: float) -> int:
         people = []
 
         async def go(browser):
-            people.extend(Participant(browser, server.url, f"LOAD-{i:02d}", think_s, i)
-                          for i in range(n))
+            people.extend(Participant(browser, server.url, f"LOAD-{i:02d}", think_s, i,
+                                      arrive_s=1.5 * i) for i in range(n))
             started = time.perf_counter()
             await asyncio.gather(*(p.run() for p in people))
             return time.perf_counter() - started
@@ -142,8 +155,8 @@ def crash(study: Path, n: int, think_s: float, kill_after: int) -> int:
     people = []
 
     async def go(browser):
-        people.extend(Participant(browser, server.url, f"CRASH-{i:02d}", think_s, i)
-                      for i in range(n))
+        people.extend(Participant(browser, server.url, f"CRASH-{i:02d}", think_s, i,
+                                  arrive_s=1.5 * i) for i in range(n))
         tasks = [asyncio.ensure_future(p.run()) for p in people]
         while sum(p.acknowledged for p in people) < kill_after:
             await asyncio.sleep(0.2)
@@ -204,7 +217,7 @@ def main() -> int:
     if args.check == "load":
         return load(study, args.participants, args.think)
     if args.check == "crash":
-        return crash(study, args.participants, args.think, kill_after=args.participants * 6)
+        return crash(study, args.participants, args.think, kill_after=args.participants * 3)
     from screenshots import take_screenshots  # bench/screenshots.py
     return take_screenshots(study, args.out)
 

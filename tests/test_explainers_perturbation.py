@@ -205,6 +205,20 @@ def test_ablation_closed_form_equals_split_and_hook_paths(monkeypatch):
     torch.testing.assert_close(hooked, closed, rtol=1e-4, atol=1e-6)
 
 
+def test_channelwise_tail_shortcut_equals_the_ablated_copies(resnet18, monkeypatch):
+    """Cut at the last conv, the tail (bn, residual add, ReLU, pool) is channelwise: three passes suffice."""
+    x, targets, layer = torch.randn(2, 3, SIZE, SIZE), torch.tensor([[1, 2], [3, 3]]), resnet18.layer4[1].conv2
+    calls = []
+    real = ablation_module._channelwise_drops
+    monkeypatch.setattr(ablation_module, "_channelwise_drops", lambda *a: calls.append(real(*a)) or calls[-1])
+    fast = ablation_module.ablation_maps(resnet18, x, targets, layer, batch_size=64)
+    assert calls and calls[0] is not None
+    monkeypatch.setattr(ablation_module, "_channelwise_drops", lambda *a: None)
+    copies = ablation_module.ablation_maps(resnet18, x, targets, layer, batch_size=64)
+    assert copies.amax() > 0
+    torch.testing.assert_close(fast, copies, rtol=1e-4, atol=1e-5 * float(copies.abs().max()))
+
+
 def test_ablated_copies_do_not_rerun_the_layers_before_the_target(resnet18):
     x = torch.randn(2, 3, SIZE, SIZE)
     seen = []

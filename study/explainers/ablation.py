@@ -7,8 +7,10 @@ target layer runs for the K ablated copies:
 - GAP+linear heads: closed form, y_c - y_c^k = w_ck * mean(A_k) (one forward pass, nothing traced);
 - otherwise the model is split at the layer with torch.fx (traced once per call): the front (and any
   earlier values the tail needs, such as a residual input) runs once per image (twice for the first
-  chunk, whose first pass found no closed form), the tail runs on the ablated copies, as many at a time
-  as hold no more elements than `batch_size` inputs;
+  chunk, whose first pass found no closed form). If the tail acts channel by channel up to a final
+  linear layer (a ResNet cut at its last conv), three tail passes give every y_c^k (see
+  `_channelwise_drops`); otherwise the tail runs on the ablated copies, as many at a time as hold no
+  more elements than `batch_size` inputs;
 - models torch.fx cannot trace fall back to a forward hook that swaps in the ablated copies; the layers
   before the target then run once on one image per chunk of copies, and the tail must broadcast
   a batch-of-one value against the copies (most CNNs do).
@@ -63,6 +65,8 @@ def ablation_maps(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, laye
             if fc is not None:
                 drops = fc.weight.float()[tb] * activations.float().mean((2, 3))[:, None, :]
             else:
+                drops = _channelwise_drops(split, activations, saved, tb) if split is not None else None
+            if drops is None:
                 # Ablated copies are layer-sized: as many per chunk as fit in batch_size inputs' memory.
                 copies = batch_size * max(1, xb[0].numel() // activations[0].numel())
                 ablated = (_ablated_scores(split, activations, saved, tb, copies) if split is not None
@@ -84,6 +88,30 @@ def _split_forward(split: Split, x: torch.Tensor):
     with torch.autocast(x.device.type, enabled=False):
         logits = split.tail(activations, *saved)
     return activations, saved, logits
+
+
+def _channelwise_drops(split: Split, activations, saved, targets) -> torch.Tensor | None:
+    """y_c - y_c^k [B,T,K] from three tail passes, when the tail acts channel by channel up to a final
+    linear layer over K features (a ResNet cut at its last conv: bn, residual add, ReLU, average pool).
+
+    Zeroing channel k then changes only feature k, from f_k(A) to f_k(0), so y_c - y_c^k =
+    w_ck (f_k(A) - f_k(0)). Checked on the batch at hand: zeroing a random half of the channels must
+    give exactly the features that rule predicts; None (use the ablated copies) otherwise.
+    """
+    if split.head is None:
+        return None
+    k = activations.shape[1]
+    half = (torch.rand(k, generator=torch.Generator().manual_seed(0)) < 0.5).to(activations.device)
+    with torch.autocast(activations.device.type, enabled=False):
+        full = split.features(activations, *saved).float()
+        if full.shape != (activations.shape[0], k):
+            return None
+        zero = split.features(torch.zeros_like(activations), *saved).float()
+        mixed = split.features(activations * ~half[:, None, None], *saved).float()
+    tolerance = 1e-5 * float(full.abs().amax().clamp_min(1.0))
+    if not torch.allclose(mixed, torch.where(half, zero, full), rtol=1e-4, atol=tolerance):
+        return None
+    return split.head.weight.float()[targets] * (full - zero)[:, None, :]
 
 
 def _ablation_pairs(activations: torch.Tensor) -> torch.Tensor:

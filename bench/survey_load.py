@@ -123,7 +123,7 @@ async def _with_browser(fn):
             await browser.close()
 
 
-def load(study: Path, n: int, think_s: float) -> int:
+def load(study: Path, n: int, think_s: float, budget_s: float) -> int:
     server = Server(study).start()
     try:
         people = []
@@ -132,22 +132,29 @@ def load(study: Path, n: int, think_s: float) -> int:
             people.extend(Participant(browser, server.url, f"LOAD-{i:02d}", think_s, i,
                                       arrive_s=1.5 * i) for i in range(n))
             started = time.perf_counter()
-            await asyncio.gather(*(p.run() for p in people))
+            runs = [asyncio.ensure_future(p.run()) for p in people]
+            done, pending = await asyncio.wait(runs, timeout=budget_s)
+            for run in pending:  # report what was measured, not nothing
+                run.cancel()
+            await asyncio.gather(*runs, return_exceptions=True)
             return time.perf_counter() - started
 
         wall = asyncio.run(_with_browser(go))
     finally:
         server.stop()
-    lat = sorted(x for p in people for x in p.latencies)
+    lat = sorted(x for p in people for x in p.latencies) or [float("nan")]
     p95 = lat[min(len(lat) - 1, round(0.95 * (len(lat) - 1)))]
     stored = stored_answers(study)
     problems = [pid for pid in (p.pid for p in people) if stored.get(pid) != list(range(20))]
+    dupes = [pid for pid, have in stored.items() if len(have) != len(set(have))]
+    lost = [p.pid for p in people if len(stored.get(p.pid, [])) < p.acknowledged]
+    print(f"finished: {n - len(problems)} of {n}; duplicated answers: {dupes or 'none'}; "
+          f"acknowledged but not stored: {lost or 'none'}")
     print(f"{n} participants x 20 trials in {wall:.0f} s (think time {think_s} s +-50%); "
           f"submit -> next trial drawn: median {statistics.median(lat) * 1000:.0f} ms, "
           f"p95 {p95 * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms over {len(lat)} submits")
-    print(f"database: {sum(len(v) for v in stored.values())} answers from {len(stored)} "
-          f"participants; lost or duplicated: {problems or 'none'}")
-    return 1 if problems else 0
+    print(f"database: {sum(len(v) for v in stored.values())} answers from {len(stored)} participants")
+    return 1 if problems or dupes or lost else 0
 
 
 def crash(study: Path, n: int, think_s: float, kill_after: int) -> int:
@@ -200,6 +207,7 @@ def main() -> int:
     parser.add_argument("check", choices=["load", "crash", "screenshots"])
     parser.add_argument("--participants", type=int, default=20)
     parser.add_argument("--think", type=float, default=1.0, help="mean seconds per answer")
+    parser.add_argument("--budget", type=float, default=1800, help="load: stop after this many s")
     parser.add_argument("--study", type=Path, help="a study folder built from tests/_ui_fixtures.py "
                         "STUDY_TOML (default: a fresh one in a temporary folder)")
     parser.add_argument("--real-maps", action="store_true", help="build with real Grad-CAM/CAM maps")
@@ -215,7 +223,7 @@ def main() -> int:
                                    real_maps=args.real_maps)
         print(f"built {study} in {time.perf_counter() - started:.0f} s")
     if args.check == "load":
-        return load(study, args.participants, args.think)
+        return load(study, args.participants, args.think, args.budget)
     if args.check == "crash":
         return crash(study, args.participants, args.think, kill_after=args.participants * 3)
     from screenshots import take_screenshots  # bench/screenshots.py

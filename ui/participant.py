@@ -49,8 +49,12 @@ def _enter(s) -> None:
         return
     try:
         p = s.enter(external, user_agent=st.context.headers.get("User-Agent", ""))
-    except AlreadyCompleted:
-        state.phase = "closed"
+    except AlreadyCompleted as closed:
+        if closed.completion_code is not None:   # finished earlier: show the code again
+            state.code, state.redirect = closed.completion_code, closed.redirect_url
+            state.phase = "done_again"
+        else:                                    # declined consent earlier
+            state.phase = "closed"
         return
     if external is None:
         # So that a reload of this tab resumes instead of starting a new participant.
@@ -82,7 +86,17 @@ def _instructions(s) -> None:
     st.header("Instructions")
     st.markdown(s.config.text.instructions_md)
     st.info("The first questions are practice: after each one you will see the right answer.")
+    # This page also draws a form and a (disabled) radio, on purpose. Streamlit's browser side
+    # loads each kind of widget's code the first time one is drawn. Had the first trial been
+    # where the radio and the form first appear, they would be mounted a moment after its page
+    # is reported drawn, and a choice made in that moment (before the radio's mount effect has
+    # run) shows as checked but is overwritten by the mount and never sent: the answer arrives
+    # empty ("Please choose an answer"). Seen for 9 of 20 tabs at question 1 under load, never
+    # later; a plain Start button made it worse (the form's code then loads at question 1 too).
     with st.form("start", border=False):
+        st.radio("You answer each question by choosing one option, then Next (or with the "
+                 "keys 1, 2, 3 … and Enter):", ["one option", "another option"], index=None,
+                 horizontal=True, disabled=True, key="example-choice")
         if st.form_submit_button("Start", type="primary"):
             st.session_state.phase = "trials"
             st.rerun()
@@ -155,9 +169,14 @@ def _questionnaire(s) -> None:
         st.rerun()
 
 
-def _done(s) -> None:
-    st.header("Thank you!")
-    st.success("You have completed the study. Your answers are saved.")
+def _done(s, again: bool = False) -> None:
+    if again:   # the link was opened again after finishing (a reload of the last page, say)
+        st.header("You have already completed this study")
+        st.success("This participant link has already been used to complete the study, and "
+                   "your answers are saved. Here is your completion code again.")
+    else:
+        st.header("Thank you!")
+        st.success("You have completed the study. Your answers are saved.")
     if s.config.text.debrief_md:
         st.markdown(s.config.text.debrief_md)
     st.markdown("**Your completion code**")
@@ -173,6 +192,7 @@ _SCREENS = {
     "trials": _trials,
     "questionnaire": _questionnaire,
     "done": _done,
+    "done_again": lambda s: _done(s, again=True),
     "declined": lambda s: _say("info", "Thank you", "You chose not to take part, so the study "
                                "ends here and none of your answers were recorded. "
                                "You can close this tab."),

@@ -33,7 +33,17 @@ _VIEW_COLUMNS = (PlanRow.id, PlanRow.trial_index, PlanRow.trial_id, PlanRow.task
 
 
 class AlreadyCompleted(ValueError):
-    """This external id has finished the study (or declined consent) and cannot start again."""
+    """This external id has finished the study (or declined consent) and cannot start again.
+
+    When the id finished, `completion_code` (and `redirect_url`, where the study has one) say
+    what the participant was given at the end, so a reload can show them again; after a
+    refusal of consent both are None.
+    """
+
+    def __init__(self, message: str, completion_code: str | None = None,
+                 redirect_url: str | None = None):
+        super().__init__(message)
+        self.completion_code, self.redirect_url = completion_code, redirect_url
 
 
 @dataclass(frozen=True)
@@ -95,11 +105,16 @@ class SurveySession:
         external_id = self._external_id(external_id)
 
         def work(s: Session) -> int:
-            known = s.execute(select(Participant.id, Participant.completed_at, Participant.consented)
+            known = s.execute(select(Participant.id, Participant.completed_at, Participant.consented,
+                                     Participant.completion_code)
                               .where(Participant.study_id == self.study_id,
                                      Participant.external_id == external_id)).first()
             if known is not None:
-                if known.completed_at is not None or known.consented is False:
+                if known.completed_at is not None:
+                    raise AlreadyCompleted(f"participant {external_id!r} has already completed this study",
+                                           known.completion_code,
+                                           self._redirect(known.completion_code, external_id))
+                if known.consented is False:
                     raise AlreadyCompleted(f"participant {external_id!r} has already taken part in this study")
                 return known.id
             person = Participant(study_id=self.study_id, external_id=external_id,
@@ -247,10 +262,14 @@ class SurveySession:
     def redirect_url(self, participant_id: int) -> str | None:
         with self.db.read() as s:
             p = self._participant(s, participant_id)
-            if not self.config.redirect_url or p.completed_at is None:
+            if p.completed_at is None:
                 return None
-            return self.config.redirect_url.format(code=quote(p.completion_code, safe=""),
-                                                   pid=quote(p.external_id, safe=""))
+            return self._redirect(p.completion_code, p.external_id)
+
+    def _redirect(self, code: str, external_id: str) -> str | None:
+        if not self.config.redirect_url:
+            return None
+        return self.config.redirect_url.format(code=quote(code, safe=""), pid=quote(external_id, safe=""))
 
     def cell_progress(self) -> pd.DataFrame:
         """Answers so far per main-trial cell (task, image, method) against the quota target."""

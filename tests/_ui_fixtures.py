@@ -95,7 +95,11 @@ class FakeSurveySession:
             if person is None:
                 person = _Person(external_id)
                 self.people.append(person)
-            if person.completed or person.consented is False:
+            if person.completed:
+                index = self.people.index(person)
+                raise AlreadyCompleted(external_id, self.config.completion_code,
+                                       self.redirect_url(index))
+            if person.consented is False:
                 raise AlreadyCompleted(external_id)
             return self._state(self.people.index(person))
 

@@ -134,8 +134,9 @@ def test_nothing_happens_before_consent_and_a_refusal_ends_the_participant(sessi
         plan_rows = s.scalar(select(func.count(PlanRow.id)).where(PlanRow.participant_id == state.participant_id))
         events = s.scalars(select(Event.kind).where(Event.participant_id == state.participant_id)).all()
     assert plan_rows == 0 and "declined" in events
-    with pytest.raises(AlreadyCompleted):
+    with pytest.raises(AlreadyCompleted) as closed:
         session.enter("refuser")
+    assert closed.value.completion_code is None and closed.value.redirect_url is None
 
 
 def test_latin_square_slots_go_to_consenting_participants_only(session):
@@ -170,8 +171,10 @@ def test_completion_code_redirect_and_no_second_start(session):
     assert session.redirect_url(pid) == "https://example.org/done?cc=DONE-1&p=finisher"
     state = session.state(pid)
     assert state.completed and state.completion_code == "DONE-1" and state.n_done == state.n_total
-    with pytest.raises(AlreadyCompleted, match="finisher"):
+    with pytest.raises(AlreadyCompleted, match="finisher") as closed:
         session.enter("finisher")
+    assert closed.value.completion_code == "DONE-1"                    # shown again on a reload
+    assert closed.value.redirect_url == "https://example.org/done?cc=DONE-1&p=finisher"
     assert session.next_trial(pid) is None
 
 

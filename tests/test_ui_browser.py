@@ -62,8 +62,9 @@ def test_full_run_from_link_to_completion_code(server, study, page):
     assert page.get_by_text("Deploy").count() == 0
     for chrome in ("stToolbar", "stMainMenu", "stHeader", "stAppDeployButton"):
         assert page.get_by_test_id(chrome).is_hidden(), chrome
-    page.goto(link(server.url, "P-full"))
+    page.goto(link(server.url, "P-full"))   # a reload after finishing: the code again
     page.get_by_text("already been used").wait_for()
+    assert page.locator('[data-testid="stCode"]').inner_text().strip() == "CAMSTUDY-OK"
 
 
 def test_reload_in_the_middle_resumes(server, study, browser, page):

@@ -67,6 +67,7 @@ def test_declining_ends_politely_and_the_link_cannot_restart(fake):
     assert fake.people[0].consented is False and fake.people[0].answers == {}
     again = open_app(PROLIFIC_PID="p1")
     assert "already been used" in texts(again)
+    assert "completion code" not in texts(again)    # a refusal earns no code
     assert not again.radio
 
 
@@ -162,7 +163,10 @@ def test_full_run_to_completion_code(fake):
     assert fake.people[0].questionnaire == {"age": "30-49", "comments": "fine"}
     [link] = at.get("link_button")
     assert link.proto.url == "https://app.prolific.com/submissions/complete?cc=C0DE42"
-    assert "already been used" in texts(open_app(PROLIFIC_PID="p1"))
+    again = open_app(PROLIFIC_PID="p1")     # a reload after finishing shows the code again
+    assert "already been used" in texts(again) and "C0DE42" in texts(again)
+    assert again.get("link_button")[0].proto.url.endswith("cc=C0DE42")
+    assert not again.radio and len(fake.people) == 1
 
 
 def test_reload_resumes_at_first_unanswered_trial(fake):

@@ -25,9 +25,10 @@ from typing import Any, TypeVar
 
 from sqlalchemy import (JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint,
                         create_engine, event, inspect, select)
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.pool import QueuePool
 
 from study.config import CONFIG_FILE, StudyConfig, load_config
 
@@ -254,12 +255,37 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
+# File SQLite: SQLAlchemy's default QueuePool keeps 5 connections plus 10 overflow, and a thread
+# that finds none free waits 30 s, then fails. A survey tab is a thread, and under WAL every
+# reader works at once while writers queue in the database (BEGIN IMMEDIATE + busy timeout)
+# still holding their connection, so 20 tabs submitting together could run that pool dry.
+# A SQLite connection is only a file handle and a small page cache, so allow plenty: more
+# than any one server process has tabs at once, and a wait longer than the busy timeout.
+SQLITE_POOL_SIZE = 16
+SQLITE_MAX_OVERFLOW = 48
+SQLITE_POOL_TIMEOUT_S = BUSY_TIMEOUT_MS / 1000 + 30
+
+
+def _pool_options(url: str) -> dict:
+    """Engine pool options: larger for file SQLite; defaults elsewhere (an in-memory SQLite
+    database lives in its one connection, and a server database's own connection limit is
+    what bounds PostgreSQL)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return {}
+    database = parsed.database or ""
+    if database in ("", ":memory:") or "mode=memory" in database or parsed.query.get("mode") == "memory":
+        return {}
+    return {"poolclass": QueuePool, "pool_size": SQLITE_POOL_SIZE,
+            "max_overflow": SQLITE_MAX_OVERFLOW, "pool_timeout": SQLITE_POOL_TIMEOUT_S}
+
+
 class Database:
     """An engine plus session factories for reads and (serialised, retried) writes."""
 
     def __init__(self, url: str):
         self.url = url
-        self.engine = create_engine(url)
+        self.engine = create_engine(url, **_pool_options(url))
         if self.engine.dialect.name == "sqlite":
             _configure_sqlite(self.engine)
         self._read = sessionmaker(self.engine, expire_on_commit=False)

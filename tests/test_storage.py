@@ -125,3 +125,29 @@ def test_write_retries_only_when_the_database_is_busy(url):
     with pytest.raises(OperationalError, match="no such table"):
         db.write(broken)
     assert len(attempts) == 1
+
+
+def test_file_sqlite_pool_serves_many_tabs_at_once(url):
+    """20 survey tabs (threads) each holding a connection at the same moment must not wait on
+    the pool: SQLAlchemy's default (5 + 10 overflow) would leave five of them queued."""
+    db = Database(url)
+    assert db.engine.pool.size() == storage.SQLITE_POOL_SIZE
+    tabs = 24
+    assert storage.SQLITE_POOL_SIZE + storage.SQLITE_MAX_OVERFLOW >= tabs
+    all_in, errors = threading.Barrier(tabs, timeout=20), []
+
+    def tab():
+        try:
+            with db.read() as s:
+                s.execute(select(SchemaVersion.version)).scalar_one()
+                all_in.wait()          # every tab holds its connection here at once
+        except Exception as err:       # reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=tab) for _ in range(tabs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert storage._pool_options("sqlite://") == {} == storage._pool_options("postgresql://h/db")

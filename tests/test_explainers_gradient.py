@@ -184,10 +184,8 @@ class TwinNet(nn.Module):
         return self.fc(self.relu(a).mean((2, 3)))  # a no-op ReLU after the layer, in place for some styles
 
 
-FX_LOSES_SIDE_EFFECTS = pytest.mark.xfail(
-    strict=True, reason="ablation_maps splits the model with torch.fx, which drops a bare `x.relu_()` statement")
 STYLE_CASES = [
-    pytest.param(style, method, marks=[FX_LOSES_SIDE_EFFECTS] if (style, method) == ("method_", "guided_ablationcam") else [])
+    (style, method)
     for style in ["inplace", "functional", "functional_inplace", "torch", "clamp", "method_"]
     for method in ["cam", *OURS]
 ]

@@ -16,11 +16,10 @@ import pandas as pd
 from sqlalchemy import select
 
 from study import analysis
-from study.config import StudyConfig, load_config
+from study.config import StudyConfig
 from study.storage import (Image, Participant, PlanRow, QuestionnaireAnswer, Response, Stimulus, Study,
-                           as_utc, open_database)
+                           as_utc, open_study)
 
-CONFIG_FILE = "study.toml"
 FAITHFULNESS_FILE = "faithfulness.csv"
 # Where `camstudy score --out` may have written inside a study folder, in search order.
 SCORE_FOLDERS = (".", "scores", "score")
@@ -148,20 +147,10 @@ def load_study(study_dir: str | Path) -> StudyRecords:
     FileNotFoundError when the folder, its config or its database is missing; LookupError when
     the database holds no study built from this config.
     """
-    folder = Path(study_dir)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"study folder not found: {folder}")
-    config = load_config(folder / CONFIG_FILE)
-    url = config.database(folder)
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
-        raise FileNotFoundError(f"no study database at {url[len('sqlite:///'):]}; run `camstudy build` first")
-    database = open_database(url)
-    with database.read() as session:
-        study = session.scalars(select(Study).where(Study.config_hash == config.hash)
-                                .order_by(Study.id.desc())).first()
-        if study is None:
-            raise LookupError(f"{url} holds no study built from {folder / CONFIG_FILE} "
-                              f"(config hash {config.hash[:12]}); rebuild it with `camstudy build`")
+    folder = open_study(study_dir)
+    config = folder.config
+    with folder.database.read() as session:
+        study = session.get(Study, folder.study_id)
         people = session.scalars(select(Participant).where(Participant.study_id == study.id)).all()
         answered = session.execute(
             select(PlanRow, Response).join(Participant, PlanRow.participant_id == Participant.id)

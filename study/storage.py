@@ -382,6 +382,6 @@ def open_study(folder: str | Path) -> StudyFolder:
         study_id = session.scalar(select(Study.id).where(Study.config_hash == config.hash)
                                   .order_by(Study.id.desc()).limit(1))
     if study_id is None:
-        raise LookupError(f"{path / CONFIG_FILE} was changed after the study was built "
-                          f"(config hash {config.hash[:12]}); run `camstudy build` again")
+        raise LookupError(f"the database holds no study built from {path / CONFIG_FILE}: it was changed after "
+                          f"the study was built (config hash {config.hash[:12]}); run `camstudy build` again")
     return StudyFolder(path, config, database, study_id)

@@ -27,6 +27,16 @@ def check_amp(amp: str | None) -> torch.dtype | None:
     return AMP_DTYPES[amp]
 
 
+def checked_inputs(model: nn.Module, x: Tensor, batch_size: int, amp: str | None
+                   ) -> tuple[Tensor, torch.device, int, torch.dtype | None]:
+    """The checks every metric makes first: x is [B,C,H,W], on the model's device; a valid
+    batch size and autocast dtype."""
+    if x.dim() != 4:
+        raise ValueError(f"x must be a batch of preprocessed images [B,C,H,W]; got {tuple(x.shape)}")
+    device = model_device(model, x.device)
+    return x.to(device), device, check_batch_size(batch_size), check_amp(amp)
+
+
 def check_batch_size(batch_size: int) -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")

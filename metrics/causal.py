@@ -23,13 +23,11 @@ from torch import Tensor, nn
 
 from metrics._maps import maps_at
 from metrics._model import (
-    check_amp,
-    check_batch_size,
+    checked_inputs,
     check_targets,
     evaluating,
     logits_of,
     memory_format_of,
-    model_device,
     scores_and_targets,
     target_probability,
 )
@@ -141,12 +139,7 @@ def causal_curves(
     ("bf16" / "fp16") runs the model under autocast; probabilities are taken in float32.
     The model runs in eval mode (restored afterwards) on its own device; x moves there.
     """
-    if x.dim() != 4:
-        raise ValueError(f"x must be a batch of preprocessed images [B,C,H,W]; got {tuple(x.shape)}")
-    batch_size = check_batch_size(batch_size)
-    amp_dtype = check_amp(amp)
-    device = model_device(model, x.device)
-    x = x.to(device)
+    x, device, batch_size, amp_dtype = checked_inputs(model, x, batch_size, amp)
     batch, _, height, width = x.shape
     moved = pixels_moved(height * width, step, n_steps)
     rank = saliency_rank(maps_at(maps, batch, (height, width), device))

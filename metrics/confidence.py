@@ -9,16 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
 from metrics._maps import maps_at
 from metrics._model import (
-    check_amp,
-    check_batch_size,
+    checked_inputs,
     check_targets,
     evaluating,
-    model_device,
     scores_and_targets,
 )
 
@@ -46,12 +43,7 @@ def confidence_change(
     model: nn.Module, x: Tensor, maps, targets=None, *, batch_size: int = 256, amp: str | None = None
 ) -> ConfidenceChange:
     """Score each image and the image times its map (maps in [0, 1]; other sizes are upsampled)."""
-    if x.dim() != 4:
-        raise ValueError(f"x must be a batch of preprocessed images [B,C,H,W]; got {tuple(x.shape)}")
-    batch_size = check_batch_size(batch_size)
-    amp_dtype = check_amp(amp)
-    device = model_device(model, x.device)
-    x = x.to(device)
+    x, device, batch_size, amp_dtype = checked_inputs(model, x, batch_size, amp)
     m = maps_at(maps, x.shape[0], tuple(x.shape[-2:]), device)
     if m.min() < -1e-6 or m.max() > 1 + 1e-6:
         raise ValueError(

@@ -2,7 +2,6 @@
 
     .venv/bin/python bench/survey_load.py load --participants 20
     .venv/bin/python bench/survey_load.py crash --participants 20
-    .venv/bin/python bench/survey_load.py screenshots --out docs/screenshots --real-maps
 
 `load`: N participants in concurrent contexts of one Chromium complete the 20-trial study of
 tests/_ui_fixtures.py against `camstudy serve`; prints the submit-to-next-trial latency (click
@@ -10,7 +9,7 @@ until the next trial is drawn with its images) and checks the database: every pa
 exactly one answer per trial. `crash`: the same participants, the server SIGKILLed mid-study
 and restarted; every acknowledged answer (its next screen came back) must be stored exactly
 once, and every open tab must come back by itself at the participant's first unanswered trial.
-`screenshots`: one PNG per screen, for docs/screenshots.
+(The screenshots in docs/screenshots come from the browser tests: see tests/test_ui_browser.py.)
 """
 from __future__ import annotations
 
@@ -204,14 +203,13 @@ def crash(study: Path, n: int, think_s: float, kill_after: int) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("check", choices=["load", "crash", "screenshots"])
+    parser.add_argument("check", choices=["load", "crash"])
     parser.add_argument("--participants", type=int, default=20)
     parser.add_argument("--think", type=float, default=1.0, help="mean seconds per answer")
     parser.add_argument("--budget", type=float, default=1800, help="load: stop after this many s")
     parser.add_argument("--study", type=Path, help="a study folder built from tests/_ui_fixtures.py "
                         "STUDY_TOML (default: a fresh one in a temporary folder)")
     parser.add_argument("--real-maps", action="store_true", help="build with real Grad-CAM/CAM maps")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
     args = parser.parse_args()
     if chromium_path() is None:
         print("survey_load: Debian's chromium is not installed", file=sys.stderr)
@@ -224,10 +222,7 @@ def main() -> int:
         print(f"built {study} in {time.perf_counter() - started:.0f} s")
     if args.check == "load":
         return load(study, args.participants, args.think, args.budget)
-    if args.check == "crash":
-        return crash(study, args.participants, args.think, kill_after=args.participants * 3)
-    from screenshots import take_screenshots  # bench/screenshots.py
-    return take_screenshots(study, args.out)
+    return crash(study, args.participants, args.think, kill_after=args.participants * 3)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -154,6 +155,9 @@ class FakeSurveySession:
         return url and url.format(code=self.config.completion_code,
                                   pid=self.people[pid].external_id)
 
+    def example(self):
+        return self.images[0], "tabby cat"
+
     def cell_progress(self):
         return pd.DataFrame({"task": [t[0] for t in TRIALS], "image_id": "img",
                              "method": "gradcam", "n_answers": 1, "target": 5})
@@ -264,7 +268,7 @@ label = "Anything you would like to tell us? (optional)"
 class SketchRenderer:
     """A build-time renderer without a network: the labels are the "predictions" and each map
     is a soft blob on the target's box (elsewhere for classes the photo does not show). Builds
-    in seconds, so CI browser tests use it; screenshots and the bench use real maps."""
+    in seconds, so CI browser tests use it; screenshots (CAMSTUDY_SCREENSHOTS) use real maps."""
 
     def categories(self, model):
         from study.models import imagenet_categories
@@ -432,11 +436,25 @@ def answer(page, n: int, keyboard: bool = False) -> None:
 
 
 def take_part(page, base_url: str, pid: str, stop_after: int | None = None,
-              keyboard_every: int = 0) -> int:
+              keyboard_every: int = 0, on_screen: Callable | None = None) -> int:
     """Follow the link and answer; stop after `stop_after` answers or go on to the completion
-    code. Returns how many answers the server acknowledged (the next screen came back)."""
+    code. Returns how many answers the server acknowledged (the next screen came back).
+
+    `on_screen(page, screen)` sees each screen once it is drawn ("consent", "instructions",
+    "trial", "feedback", "questionnaire", "completion"); a true return value ends the run there.
+    """
+    def seen(screen: str) -> bool:
+        return bool(on_screen and on_screen(page, screen))
+
     page.goto(link(base_url, pid))
+    page.get_by_role("button", name="I agree to take part").wait_for()
+    if seen("consent"):
+        return 0
     page.get_by_role("button", name="I agree to take part").click()
+    page.get_by_role("button", name="Start").wait_for()
+    settle(page)
+    if seen("instructions"):
+        return 0
     page.get_by_role("button", name="Start").click()
     n = 1
     while True:
@@ -444,18 +462,23 @@ def take_part(page, base_url: str, pid: str, stop_after: int | None = None,
         settle(page)
         if page.get_by_role("button", name="Finish").is_visible():
             break
-        if stop_after is not None and n > stop_after:
+        if (stop_after is not None and n > stop_after) or seen("trial"):
             return n - 1
         answer(page, n, keyboard=bool(keyboard_every) and n % keyboard_every == 0)
         after_submit(page, n).wait_for()
         settle(page)
         if page.get_by_role("button", name="Continue").is_visible():
+            if seen("feedback"):
+                return n
             page.get_by_role("button", name="Continue").click()
         n += 1
     groups = page.locator(FORM).locator(RADIOGROUP)
     for g in range(groups.count()):
         groups.nth(g).locator("label").first.click()
+    if seen("questionnaire"):
+        return n - 1
     page.get_by_role("button", name="Finish").click()
     page.get_by_text("Your completion code").wait_for()
     settle(page)
+    seen("completion")
     return n - 1

@@ -1,11 +1,19 @@
 """The survey in a real browser: Debian's Chromium driven by Playwright against
-`camstudy serve` on 127.0.0.1 — a full run, a reload that resumes, the admin login."""
+`camstudy serve` on 127.0.0.1 — a full run, a reload that resumes, a phone, the admin login.
+
+The tests photograph every screen they pass. With CAMSTUDY_SCREENSHOTS=docs/screenshots the study
+is built with real maps and the pictures land there (the README's screenshots); otherwise in a
+temporary folder.
+"""
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import pytest
 
 from _ui_fixtures import (CHROMIUM_ARGS, Server, build_study_folder, chromium_path, link,
-                          question, take_part)
+                          question, settle, take_part)
 
 pytestmark = [
     pytest.mark.browser,
@@ -13,11 +21,25 @@ pytestmark = [
                        "(playwright cannot download its own browser here)"),
 ]
 PASSWORD = "correct horse battery staple"
+SCREENSHOTS = os.environ.get("CAMSTUDY_SCREENSHOTS")
+LAPTOP = {"width": 1366, "height": 768}
+PHONE = {"width": 390, "height": 844}
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    return build_study_folder(tmp_path_factory.mktemp("ui") / "study")
+    folder = build_study_folder(tmp_path_factory.mktemp("ui") / "study", real_maps=bool(SCREENSHOTS))
+    if SCREENSHOTS:  # results for the admin dashboard's picture
+        from study.simulate import simulate_participants
+        simulate_participants(folder, 12, {"gradcam": 0.85, "cam": 0.6})
+    return folder
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    out = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path_factory.mktemp("screenshots")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +60,42 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context = browser.new_context(viewport=LAPTOP)
     context.set_default_timeout(30_000)
     yield context.new_page()
     context.close()
+
+
+class Camera:
+    """A full-page screenshot of the first screen of each kind a participant passes, named as in
+    docs/screenshots (trials by task type); and, on every trial, whether its Next button is on
+    the first screenful, so that no one has to scroll to find the choices."""
+
+    def __init__(self, study: Path, out: Path, pid: str):
+        from study.session import SurveySession
+        self.session, self.out, self.pid = SurveySession(study), out, pid
+        self.taken: list[str] = []
+        self.below_the_fold: list[str] = []
+
+    NUMBERS = {"consent": "01", "instructions": "02", "trial": "03", "feedback": "04",
+               "questionnaire": "05", "completion": "06"}
+
+    def __call__(self, page, screen: str) -> bool:
+        name = screen
+        if screen == "trial":
+            self.participant = getattr(self, "participant", None) or self.session.enter(self.pid).participant_id
+            trial = self.session.next_trial(self.participant)
+            name = ("practice" if trial.is_practice else "attention-check" if trial.is_attention_check
+                    else trial.task)
+            next_button = page.get_by_role("button", name="Next").bounding_box()
+            if next_button["y"] + next_button["height"] > page.viewport_size["height"]:
+                self.below_the_fold.append(name)
+            name = f"trial-{name}"
+        name = f"{self.NUMBERS[screen]}-{name}"
+        if name not in self.taken:
+            self.taken.append(name)
+            page.screenshot(path=self.out / f"{name}.png", full_page=True)
+        return False
 
 
 def answers_of(study, pid: str) -> list[int]:
@@ -51,9 +105,13 @@ def answers_of(study, pid: str) -> list[int]:
     return sorted(responses.loc[responses.external_id == pid, "trial_index"].tolist())
 
 
-def test_full_run_from_link_to_completion_code(server, study, page):
-    answered = take_part(page, server.url, "P-full", keyboard_every=2)
+def test_full_run_from_link_to_completion_code(server, study, page, shots):
+    camera = Camera(study, shots, "P-full")
+    answered = take_part(page, server.url, "P-full", keyboard_every=2, on_screen=camera)
     assert answered == 20
+    assert {f"03-trial-{task}" for task in ("class_discrimination", "compare", "rating", "trust",
+                                            "distinction", "agreement")} <= set(camera.taken)
+    assert camera.below_the_fold == [], "the choices are below the fold on a 1366x768 laptop"
     assert page.locator('[data-testid="stCode"]').inner_text().strip() == "CAMSTUDY-OK"
     href = page.get_by_role("link", name="Return to the study platform").get_attribute("href")
     assert href == "https://app.prolific.com/submissions/complete?cc=CAMSTUDY-OK"
@@ -79,9 +137,26 @@ def test_reload_in_the_middle_resumes(server, study, browser, page):
     other.context.close()
 
 
-def test_admin_login_refuses_a_wrong_password_and_accepts_the_right_one(server, page):
+def test_a_phone_stacks_side_by_side_maps(server, browser, shots):
+    context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    context.set_default_timeout(30_000)
+    phone = context.new_page()
+    maps = phone.locator('[data-testid="stImage"] img')
+    take_part(phone, server.url, "P-phone", on_screen=lambda page, screen: screen == "trial" and maps.count() == 2)
+    assert maps.count() == 2, "the study has side-by-side trials"
+    first, second = maps.nth(0).bounding_box(), maps.nth(1).bounding_box()
+    assert second["y"] >= first["y"] + first["height"] - 1, "the two maps should stack on a phone"
+    assert first["x"] >= 0 and first["x"] + first["width"] <= PHONE["width"]
+    phone.screenshot(path=shots / "07-phone-side-by-side.png", full_page=True)
+    context.close()
+
+
+def test_admin_login_refuses_a_wrong_password_and_accepts_the_right_one(server, page, shots):
     page.goto(f"{server.url}/admin")
     password = page.locator('input[type="password"]')
+    password.wait_for()
+    settle(page)
+    page.screenshot(path=shots / "08-admin-login.png", full_page=True)
     password.fill("wrong")
     page.get_by_role("button", name="Sign in").click()
     page.get_by_text("Wrong password.").wait_for()
@@ -91,3 +166,6 @@ def test_admin_login_refuses_a_wrong_password_and_accepts_the_right_one(server, 
     page.get_by_text("Results per method").wait_for()
     page.get_by_role("button", name="responses.csv").wait_for()
     assert PASSWORD not in page.url
+    page.set_viewport_size({"width": LAPTOP["width"], "height": 2600})  # the whole dashboard
+    settle(page)
+    page.screenshot(path=shots / "09-admin-dashboard.png", full_page=True)

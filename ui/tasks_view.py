@@ -18,9 +18,9 @@ class Submission:
 
 
 def _per_row(n_images: int) -> int:
-    # Two per row keeps 2- and 4-image trials (compare, distinction) large on a laptop;
-    # Streamlit stacks columns on narrow (phone) screens by itself.
-    return 2 if n_images in (2, 4) else min(n_images, 3)
+    # One row keeps the choices in view under the maps on a laptop screen (two rows of HIVE's
+    # four maps pushed them below the fold); Streamlit stacks columns on a phone by itself.
+    return n_images if n_images <= 4 else 3
 
 
 def show_images(trial) -> None:

@@ -23,8 +23,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from study import plans, tasks
-from study.storage import (Event, Participant, PlanRow, QuestionnaireAnswer, Response, Stimulus, Study, Trial,
-                           as_utc, open_study, utcnow)
+from study.storage import (Event, Model, Participant, PlanRow, QuestionnaireAnswer, Response, Stimulus, Study,
+                           Trial, as_utc, open_study, utcnow)
 
 MAX_RT_MS = 24 * 3600 * 1000
 ABANDONED_AFTER = timedelta(hours=2)     # no answer for this long: the participant's slot is reused
@@ -270,6 +270,19 @@ class SurveySession:
         if not self.config.redirect_url:
             return None
         return self.config.redirect_url.format(code=quote(code, safe=""), pid=quote(external_id, safe=""))
+
+    def example(self) -> tuple[Path, str] | None:
+        """An explanation for the instructions page, with its class name: the study's first model
+        and (of the study-wide methods, in config order) first method, on its first image."""
+        with self.db.read() as s:
+            rows = s.execute(select(Stimulus.path, Stimulus.method, Stimulus.target_class, Model.categories)
+                             .join(Model, (Model.study_id == Stimulus.study_id) & (Model.name == Stimulus.model))
+                             .where(Stimulus.study_id == self.study_id, Stimulus.model == self.config.models[0],
+                                    Stimulus.target_class.is_not(None))
+                             .order_by(Stimulus.id)).all()
+        rank = {m: i for i, m in enumerate(self.config.methods)}
+        best = min(rows, key=lambda r: rank.get(r.method, len(rank)), default=None)
+        return None if best is None else (self.study_dir / best.path, best.categories[best.target_class])
 
     def cell_progress(self) -> pd.DataFrame:
         """Answers so far per main-trial cell (task, image, method) against the quota target."""

@@ -102,6 +102,13 @@ def test_odd_ids_are_refused(fake):
     assert fake.people == []
 
 
+def test_instructions_show_an_example_map(fake):
+    at = click(open_app(PROLIFIC_PID="p1"), "I agree to take part")
+    assert at.header[0].value == "Instructions"
+    [example] = at.get("image")
+    assert "tabby cat" in example.proto.imgs[0].caption
+
+
 def test_practice_needs_an_answer_then_gives_feedback(fake):
     at = to_trials(open_app(PROLIFIC_PID="p1"))
     assert "Practice question" in texts(at)

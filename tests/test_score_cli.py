@@ -108,6 +108,26 @@ def test_score_api_options_cache_keys_and_localization_only_with_boxes(tmp_path)
     assert len(list((tmp_path / "cache" / "maps" / "random").glob("*.npy"))) == 4  # new options, new maps
 
 
+def test_score_with_every_method_is_byte_identical_for_a_seed(tmp_path):
+    """What `camstudy demo` promises: a rerun (no cache) writes the same faithfulness.csv and curves.csv."""
+    from study.explainers import METHODS
+    from study.scoring import score
+
+    model, items = _tiny_classifier(), _items()
+    options = {"rise": {"n_masks": 16}, "lime": {"num_samples": 16}}
+    written = []
+    for run in ("a", "b"):
+        score(model, items, list(METHODS), tmp_path / run, step=1254, plots=False, progress=False,
+              explainer_options=options, seed=3)
+        written.append([(tmp_path / run / name).read_bytes() for name in ("faithfulness.csv", "curves.csv")])
+    assert written[0] == written[1]
+    score(model, items, ["random", "rise"], tmp_path / "c", step=1254, plots=False, progress=False,
+          explainer_options={"rise": {"n_masks": 16}}, seed=4)
+    other = (tmp_path / "c" / "faithfulness.csv").read_text().splitlines()
+    assert [line for line in other if ",random," in line] != [
+        line for line in written[0][0].decode().splitlines() if ",random," in line]
+
+
 def test_score_api_sanity_rows_name_each_stage(tmp_path):
     from metrics import default_stages
     from study.scoring import score

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from study import plans, tasks
-from study.storage import (Event, Model, Participant, PlanRow, QuestionnaireAnswer, Response, Stimulus, Study,
+from study.storage import (Event, Image, Model, Participant, PlanRow, QuestionnaireAnswer, Response, Stimulus, Study,
                            Trial, as_utc, open_study, utcnow)
 
 MAX_RT_MS = 24 * 3600 * 1000
@@ -272,16 +272,21 @@ class SurveySession:
         return self.config.redirect_url.format(code=quote(code, safe=""), pid=quote(external_id, safe=""))
 
     def example(self) -> tuple[Path, str] | None:
-        """An explanation for the instructions page, with its class name: the study's first model
-        and (of the study-wide methods, in config order) first method, on its first image."""
+        """An explanation for the instructions page, with its class name: a map of a plain photo's
+        own class (not a composite), by the study's first model and, of the study-wide methods,
+        the first in config order."""
         with self.db.read() as s:
-            rows = s.execute(select(Stimulus.path, Stimulus.method, Stimulus.target_class, Model.categories)
+            rows = s.execute(select(Stimulus.path, Stimulus.method, Stimulus.target_class, Image.source,
+                                    Image.labels, Model.categories)
+                             .join(Image, Image.id == Stimulus.image_ref)
                              .join(Model, (Model.study_id == Stimulus.study_id) & (Model.name == Stimulus.model))
                              .where(Stimulus.study_id == self.study_id, Stimulus.model == self.config.models[0],
                                     Stimulus.target_class.is_not(None))
                              .order_by(Stimulus.id)).all()
         rank = {m: i for i, m in enumerate(self.config.methods)}
-        best = min(rows, key=lambda r: rank.get(r.method, len(rank)), default=None)
+        best = min(rows, default=None, key=lambda r: (r.source.startswith("composite:"),
+                                                      r.labels[:1] != [r.target_class],
+                                                      rank.get(r.method, len(rank))))
         return None if best is None else (self.study_dir / best.path, best.categories[best.target_class])
 
     def cell_progress(self) -> pd.DataFrame:

@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 from _study_fixtures import build_fake_study
 from study import plans
 from study.session import ABANDONED_AFTER, AlreadyCompleted, SurveySession
-from study.storage import Event, Participant, PlanRow, Response, Stimulus, Trial, utcnow
+from study.storage import Event, Image as ImageRow, Model, Participant, PlanRow, Response, Stimulus, Trial, utcnow
 
 
 @pytest.fixture(scope="module")
@@ -245,10 +245,14 @@ def test_the_slot_of_a_participant_who_left_is_reused_after_a_while(tmp_path):
             slots["gone"], slots["finished"])
 
 
-def test_the_example_is_a_single_class_map_of_the_first_model_and_method(session):
+def test_the_example_is_a_map_of_a_plain_photos_own_class(session):
     path, name = session.example()
     assert path.is_file() and path.is_relative_to(session.study_dir)
     with session.db.read() as s:
-        stimulus = s.execute(select(Stimulus).where(Stimulus.path == str(path.relative_to(session.study_dir)))).scalar_one()
+        stimulus, image, categories = s.execute(
+            select(Stimulus, ImageRow, Model.categories).join(ImageRow, ImageRow.id == Stimulus.image_ref)
+            .join(Model, Model.name == Stimulus.model)
+            .where(Stimulus.path == str(path.relative_to(session.study_dir)))).one()
+    assert not image.source.startswith("composite:")
+    assert image.labels[0] == stimulus.target_class and name == categories[stimulus.target_class]
     assert (stimulus.model, stimulus.method) == (session.config.models[0], session.config.methods[0])
-    assert isinstance(name, str) and name

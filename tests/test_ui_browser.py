@@ -74,26 +74,29 @@ class Camera:
     def __init__(self, study: Path, out: Path, pid: str):
         from study.session import SurveySession
         self.session, self.out, self.pid = SurveySession(study), out, pid
+        self.participant: int | None = None
         self.taken: list[str] = []
         self.below_the_fold: list[str] = []
 
-    NUMBERS = {"consent": "01", "instructions": "02", "trial": "03", "feedback": "04",
-               "questionnaire": "05", "completion": "06"}
+    NAMES = {"consent": "01-consent", "instructions": "02-instructions", "trial": "03-trial",
+             "feedback": "04-practice-feedback", "questionnaire": "05-questionnaire",
+             "completion": "06-completion"}
 
     def __call__(self, page, screen: str) -> bool:
-        name = screen
+        name = self.NAMES[screen]
         if screen == "trial":
-            self.participant = getattr(self, "participant", None) or self.session.enter(self.pid).participant_id
+            if self.participant is None:
+                self.participant = self.session.enter(self.pid).participant_id
             trial = self.session.next_trial(self.participant)
-            name = ("practice" if trial.is_practice else "attention-check" if trial.is_attention_check
+            kind = ("practice" if trial.is_practice else "attention-check" if trial.is_attention_check
                     else trial.task)
             next_button = page.get_by_role("button", name="Next").bounding_box()
             if next_button["y"] + next_button["height"] > page.viewport_size["height"]:
-                self.below_the_fold.append(name)
-            name = f"trial-{name}"
-        name = f"{self.NUMBERS[screen]}-{name}"
+                self.below_the_fold.append(kind)
+            name = f"{name}-{kind}"
         if name not in self.taken:
             self.taken.append(name)
+            page.mouse.move(0, 0)  # no hover controls on the pictures
             page.screenshot(path=self.out / f"{name}.png", full_page=True)
         return False
 

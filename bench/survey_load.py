@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import statistics
 import sys
@@ -122,8 +123,16 @@ async def _with_browser(fn):
             await browser.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc), to split the latency into the
+    server's share and the browsers' share (all on the same cores here, unlike a real study)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def load(study: Path, n: int, think_s: float, budget_s: float) -> int:
     server = Server(study).start()
+    server_cpu = cpu_seconds(server.process.pid)
     try:
         people = []
 
@@ -139,6 +148,7 @@ def load(study: Path, n: int, think_s: float, budget_s: float) -> int:
             return time.perf_counter() - started
 
         wall = asyncio.run(_with_browser(go))
+        server_cpu = cpu_seconds(server.process.pid) - server_cpu
     finally:
         server.stop()
     lat = sorted(x for p in people for x in p.latencies) or [float("nan")]
@@ -152,7 +162,10 @@ def load(study: Path, n: int, think_s: float, budget_s: float) -> int:
     print(f"{n} participants x 20 trials in {wall:.0f} s (think time {think_s} s +-50%); "
           f"submit -> next trial drawn: median {statistics.median(lat) * 1000:.0f} ms, "
           f"p95 {p95 * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms over {len(lat)} submits")
-    print(f"database: {sum(len(v) for v in stored.values())} answers from {len(stored)} participants")
+    answers = sum(len(v) for v in stored.values())
+    print(f"database: {answers} answers from {len(stored)} participants")
+    print(f"server CPU: {server_cpu:.0f} s in all, {server_cpu / max(answers, 1) * 1000:.0f} ms per answer "
+          f"(everything else on these {os.cpu_count()} cores was the {n} browsers)")
     return 1 if problems or dupes or lost else 0
 
 
@@ -174,15 +187,23 @@ def crash(study: Path, n: int, think_s: float, kill_after: int) -> int:
         acknowledged = {p.pid: p.acknowledged for p in people}
         stored = stored_answers(study)
         server.start()
+        restarted = time.perf_counter()
         # The open tabs reconnect by themselves; each must show its first unanswered trial.
-        resumed = []
+        resumed, back_after = [], []
         for p in people:
             first_open = len(stored.get(p.pid, []))
             try:
                 await p.page.get_by_text(question(first_open + 1)).wait_for(timeout=120_000)
                 resumed.append(p.pid)
-            except Exception as err:  # reported below, not raised: the check is the report
-                print(f"{p.pid}: did not come back at question {first_open + 1}: {err!s:.200}")
+                back_after.append(time.perf_counter() - restarted)
+            except Exception:  # reported below, not raised: the check is the report
+                shown = await p.page.locator('[data-testid="stProgress"]').all_inner_texts()
+                state = await p.page.locator('[data-testid="stApp"]').get_attribute("data-test-connection-state")
+                now = len(stored_answers(study).get(p.pid, []))
+                print(f"{p.pid}: not back at question {first_open + 1} within 120 s; the tab shows "
+                      f"{shown or 'no question'} (connection {state}); {now} answers stored now")
+        if back_after:
+            print(f"tabs back {max(back_after):.0f} s after the restart at the latest")
         return acknowledged, stored, resumed
 
     try:

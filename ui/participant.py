@@ -88,7 +88,7 @@ def _instructions(s) -> None:
     example = s.example()
     if example is not None:
         path, name = example
-        st.image(context.png_bytes(str(path)), width=300,
+        st.image(context.stimulus_jpeg(str(path)), width=300, output_format="JPEG",
                  caption=f"An example: the map for “{name}”. The red area is what the model relied on "
                          f"most to decide “{name}”.")
     st.info("The first questions are practice: after each one you will see the right answer.")

@@ -30,7 +30,8 @@ def show_images(trial) -> None:
         cols = st.columns(per_row)
         for col, path, caption in zip(cols, trial.images[start:start + per_row],
                                       captions[start:start + per_row]):
-            col.image(context.png_bytes(str(path)), caption=caption or None, width="stretch")
+            col.image(context.stimulus_jpeg(str(path)), caption=caption or None, width="stretch",
+                      output_format="JPEG")
 
 
 def _choice(label: str, options, key: str) -> str | None:

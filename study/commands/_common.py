@@ -1,19 +1,28 @@
-"""Arguments and checks that several commands share (model, images, methods, device)."""
+"""Arguments and checks that several commands share (model, images, methods, device, study folder)."""
 from __future__ import annotations
 
 import argparse
 import re
 
-from study.models import DEFAULT_MODEL
-
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    from study.models import DEFAULT_MODEL  # here, so that commands without a model never import torch
+
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help="efficientnet_lite0 (embedded), a torchvision classifier name, or module:callable")
     parser.add_argument("--weights", default=None, help="state-dict file for the model ('random' keeps random init)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
     parser.add_argument("--batch-size", type=int, default=32, help="images or perturbed copies per forward pass")
     parser.add_argument("--amp", choices=("bf16", "fp16"), default=None, help="mixed precision on GPU")
+
+
+def add_study_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
+    """STUDY_DIR, --out and --scores: what the commands that read a finished study take."""
+    parser.add_argument("study_dir", metavar="STUDY_DIR", help="study folder (study.toml, study.db, stimuli/)")
+    parser.add_argument("--out", required=True, metavar="DIR", help=out_help)
+    parser.add_argument("--scores", metavar="SCORE_DIR", default=None,
+                        help="output folder of `camstudy score` holding faithfulness.csv "
+                             "(default: the study folder or its scores/ subfolder, if scored)")
 
 
 def parse_methods(text: str) -> list[str]:

@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import argparse
 
+from study.commands._common import add_study_arguments
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("study_dir", metavar="STUDY_DIR", help="study folder (study.toml, study.db, stimuli/)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="folder for index.html (created if missing)")
-    parser.add_argument("--scores", metavar="SCORE_DIR", default=None,
-                        help="output folder of `camstudy score` holding faithfulness.csv "
-                             "(default: the study folder or its scores/ subfolder, if scored)")
+    add_study_arguments(parser, out_help="folder for index.html (created if missing)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -240,6 +240,31 @@ def test_ablationcam_split_keeps_the_residual_input(resnet18):
     torch.testing.assert_close(split.tail(activations, *saved), resnet18(x))
 
 
+class InPlaceStatements(nn.Module):
+    """Bare in-place calls before and after the cut, which work by their side effect alone."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.layer, self.fc = nn.Conv2d(3, 6, 3, padding=1), nn.Conv2d(6, 6, 3, padding=1), nn.Linear(6, 4)
+
+    def forward(self, x):
+        skip = self.stem(x)
+        skip.relu_()
+        torch.clamp_(skip, max=1.5)
+        f = self.layer(skip) + skip
+        f.relu_()
+        return self.fc(f.mean((2, 3)))
+
+
+def test_the_split_keeps_bare_in_place_statements():
+    torch.manual_seed(0)
+    model, x = InPlaceStatements().eval(), torch.randn(2, 3, 12, 12)
+    split = ablation_module.split_at(model, model.layer)
+    activations, *saved = split.front(x)
+    torch.testing.assert_close(split.tail(activations, *saved), model(x))
+    assert saved[0].min() >= 0 and saved[0].max() <= 1.5
+
+
 # --- RISE --------------------------------------------------------------------------------------------
 
 

@@ -223,7 +223,7 @@ def split_at(model: nn.Module, layer: nn.Module) -> Split | None:
                                if a is not cut[0] and a not in after and a.op != "get_attr"))
 
     front = fx.GraphModule(model, _subgraph(nodes, set(nodes) - after - {output}, [], (cut[0], *saved)))
-    front.graph.eliminate_dead_code()  # values only the tail used
+    _drop_unused(front.graph)  # values only the tail used
     front.recompile()
     inputs = [cut[0], *saved]
     tail = fx.GraphModule(model, _subgraph(nodes, after - {output}, inputs, output.args[0]))
@@ -233,6 +233,19 @@ def split_at(model: nn.Module, layer: nn.Module) -> Split | None:
         features = fx.GraphModule(model, _subgraph(nodes, after - {output, last}, inputs, last.args[0]))
         return Split(front, tail, features, model.get_submodule(last.target))
     return Split(front, tail)
+
+
+def _drop_unused(graph: fx.Graph) -> None:
+    """Dead-code elimination that keeps in-place calls: `x.relu_()` written as a statement works by its
+    side effect alone, and fx's own pass would drop it (its result is unused)."""
+    for node in reversed(list(graph.nodes)):
+        if node.op in ("call_function", "call_method", "get_attr") and not node.users and not _in_place(node):
+            graph.erase_node(node)
+
+
+def _in_place(node: fx.Node) -> bool:
+    name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
+    return (name.endswith("_") and not name.endswith("__")) or bool(node.kwargs.get("inplace"))
 
 
 def _subgraph(nodes: list[fx.Node], keep: set[fx.Node], inputs: list[fx.Node], result) -> fx.Graph:

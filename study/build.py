@@ -114,6 +114,9 @@ def build_study(config_path: str | Path, out_dir: str | Path, force_new: bool = 
     current = _current_study(database)
     if current is not None:
         if current["hash"] == config.hash and not force_new:
+            if not (out / CONFIG_FILE).is_file():  # a server database shared by two study folders
+                raise ValueError(f"the database {config.database_url} already holds this study, built into another "
+                                 "folder; copy that folder here, or build with --force-new for a new study version")
             return current["id"]
         if current["answers"] and not force_new:
             raise ValueError(f"the study in {out} already has {current['answers']} answers and its config "

@@ -67,3 +67,25 @@ def test_concurrent_participants_on_postgresql_lose_and_duplicate_nothing(tmp_pa
     per_person = responses.groupby("participant_id")["trial_index"]
     assert per_person.nunique().eq(per_person.size()).all()          # no trial answered twice
     assert (per_person.size() == states[0].n_total).all() and per_person.ngroups == 16
+
+
+def test_two_server_processes_sharing_the_database_give_each_participant_a_slot_of_their_own(tmp_path):
+    """Slot assignment is serialised by the study row's lock, across processes too: two processes
+    of 6 simultaneous participants each end with 12 distinct Latin-square slots."""
+    import subprocess
+    import sys
+
+    from sqlalchemy import select
+
+    from study.session import SurveySession
+    from study.storage import Participant
+
+    study = built(tmp_path, "shared", URL, force_new=True)
+    code = ("import sys; from study.simulate import simulate_participants; "
+            f"simulate_participants(sys.argv[1], 6, {ACCURACY!r}, seed=int(sys.argv[2]), threads=3)")
+    workers = [subprocess.Popen([sys.executable, "-c", code, str(study), str(seed)]) for seed in (11, 12)]
+    assert [w.wait(timeout=300) for w in workers] == [0, 0]
+    session = SurveySession(study)
+    with session.db.read() as s:
+        slots = s.scalars(select(Participant.slot).where(Participant.study_id == session.study_id)).all()
+    assert sorted(slots) == list(range(12))

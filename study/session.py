@@ -275,19 +275,22 @@ class SurveySession:
         """An explanation for the instructions page, with its class name: a map of a plain photo's
         own class (not a composite), by the study's first model and, of the study-wide methods,
         the first in config order."""
+        model = self.config.models[0]
         with self.db.read() as s:
-            rows = s.execute(select(Stimulus.path, Stimulus.method, Stimulus.target_class, Image.source,
-                                    Image.labels, Model.categories)
+            rows = s.execute(select(Stimulus.path, Stimulus.method, Stimulus.target_class, Image.source, Image.labels)
                              .join(Image, Image.id == Stimulus.image_ref)
-                             .join(Model, (Model.study_id == Stimulus.study_id) & (Model.name == Stimulus.model))
-                             .where(Stimulus.study_id == self.study_id, Stimulus.model == self.config.models[0],
+                             .where(Stimulus.study_id == self.study_id, Stimulus.model == model,
                                     Stimulus.target_class.is_not(None))
                              .order_by(Stimulus.id)).all()
-        rank = {m: i for i, m in enumerate(self.config.methods)}
-        best = min(rows, default=None, key=lambda r: (r.source.startswith("composite:"),
-                                                      r.labels[:1] != [r.target_class],
-                                                      rank.get(r.method, len(rank))))
-        return None if best is None else (self.study_dir / best.path, best.categories[best.target_class])
+            rank = {m: i for i, m in enumerate(self.config.methods)}
+            best = min(rows, default=None, key=lambda r: (r.source.startswith("composite:"),
+                                                          r.labels[:1] != [r.target_class],
+                                                          rank.get(r.method, len(rank))))
+            if best is None:
+                return None
+            categories = s.scalar(select(Model.categories).where(Model.study_id == self.study_id,
+                                                                 Model.name == model))
+        return self.study_dir / best.path, categories[best.target_class]
 
     def cell_progress(self) -> pd.DataFrame:
         """Answers so far per main-trial cell (task, image, method) against the quota target."""

@@ -64,6 +64,12 @@ def session() -> SurveySession:
     return _open(str(study_dir()))
 
 
+def show_stimulus(where, path: Path, **image_options) -> None:
+    """Draw a stimulus with `where.image` (st, or a column) from its cached JPEG; saying the
+    format keeps Streamlit from decoding and re-encoding it on every rerun."""
+    where.image(stimulus_jpeg(str(path)), output_format="JPEG", **image_options)
+
+
 @st.cache_resource(show_spinner=False, max_entries=512)
 def stimulus_jpeg(path: str) -> bytes:
     """A stimulus PNG as JPEG (quality 90), encoded once per server process (stimuli never change

@@ -88,9 +88,9 @@ def _instructions(s) -> None:
     example = s.example()
     if example is not None:
         path, name = example
-        st.image(context.stimulus_jpeg(str(path)), width=300, output_format="JPEG",
-                 caption=f"An example: the map for “{name}”. The red area is what the model relied on "
-                         f"most to decide “{name}”.")
+        context.show_stimulus(st, path, width=300,
+                              caption=f"An example: the map for “{name}”. The red area is what the model "
+                                      f"relied on most to decide “{name}”.")
     st.info("The first questions are practice: after each one you will see the right answer.")
     # This page also draws a form and a (disabled) radio, on purpose. Streamlit's browser side
     # loads each kind of widget's code the first time one is drawn. Had the first trial been

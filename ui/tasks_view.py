@@ -30,8 +30,7 @@ def show_images(trial) -> None:
         cols = st.columns(per_row)
         for col, path, caption in zip(cols, trial.images[start:start + per_row],
                                       captions[start:start + per_row]):
-            col.image(context.stimulus_jpeg(str(path)), caption=caption or None, width="stretch",
-                      output_format="JPEG")
+            context.show_stimulus(col, path, caption=caption or None, width="stretch")
 
 
 def _choice(label: str, options, key: str) -> str | None:

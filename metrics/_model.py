@@ -14,7 +14,7 @@ from torch import Tensor, nn
 AMP_DTYPES = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def model_device(model: nn.Module, fallback: torch.device) -> torch.device:
+def model_device(model: nn.Module, fallback: torch.device = torch.device("cpu")) -> torch.device:
     """The device of the model's first parameter or buffer (a parameter-free model runs anywhere)."""
     for tensor in (*model.parameters(), *model.buffers()):
         return tensor.device
@@ -62,10 +62,14 @@ def memory_format_of(x: Tensor) -> torch.memory_format:
     return torch.contiguous_format
 
 
+def autocast(device: torch.device, amp: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """Mixed precision on `device` with the dtype of `check_amp`, or nothing for None."""
+    return torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
+
+
 def logits_of(model: nn.Module, inputs: Tensor, amp: torch.dtype | None) -> Tensor:
     """Logits in float32 (softmax over bf16 logits would lose the small probabilities)."""
-    context = torch.autocast(inputs.device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
-    with context:
+    with autocast(inputs.device, amp):
         logits = model(inputs)
     if not isinstance(logits, Tensor) or logits.dim() != 2:
         raise ValueError("the model must return logits of shape [batch, classes]")
@@ -77,17 +81,20 @@ def target_probability(logits: Tensor, targets: Tensor) -> Tensor:
     return torch.softmax(logits, dim=1).gather(1, targets[:, None]).squeeze(1)
 
 
-def check_targets(targets, batch: int, device: torch.device) -> Tensor | None:
-    """LongTensor[B] on `device`, or None (meaning: the model's top-1 class)."""
+def check_targets(targets, batch: int, device: torch.device, *, per_image: bool = False) -> Tensor | None:
+    """Class indices as a LongTensor on `device`: [B] (one class per image), or also [B,T] with
+    `per_image=True` (several classes per image, as the explainers take them); None stays None
+    (meaning: the model's top-1 class). A scalar is broadcast to every image."""
     if targets is None:
         return None
     t = torch.as_tensor(targets, device=device)
+    if t.dtype.is_floating_point or t.dtype == torch.bool:
+        raise ValueError(f"targets must be class indices (integers); got dtype {t.dtype}")
     if t.dim() == 0:
         t = t.expand(batch)
-    if t.dim() != 1 or t.shape[0] != batch:
-        raise ValueError(f"targets must hold one class per image ({batch}); got shape {tuple(t.shape)}")
-    if t.dtype.is_floating_point or t.dtype == torch.bool:
-        raise ValueError("targets must be integer class indices")
+    if t.dim() not in ((1, 2) if per_image else (1,)) or t.shape[0] != batch:
+        shapes = "[B] or [B,T]" if per_image else "[B] (one class per image)"
+        raise ValueError(f"targets must have shape {shapes} with B={batch} images; got {tuple(t.shape)}")
     return t.long()
 
 

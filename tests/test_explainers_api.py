@@ -138,8 +138,30 @@ def test_bad_inputs_give_errors_that_name_the_problem(call, error, message, plan
 @pytest.mark.parametrize("method", GRADIENT_METHODS + ["guided_ablationcam"])
 def test_a_misspelt_option_is_an_error_not_ignored(method, planted):
     model, x = planted
-    with pytest.raises(TypeError, match="n_mask"):
+    with pytest.raises(ValueError, match="'n_mask'.*valid options"):
         explain(method, model, x, [0, 1, 0], target_layer="features", n_mask=10)
+
+
+def test_a_misspelt_option_names_the_valid_ones():
+    model, x = PlantedNet(), planted_images(1)
+    with pytest.raises(ValueError, match="valid options: grid, n_masks, p"):
+        explain("rise", model, x, [0], n_mask=10)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_explain_leaves_the_model_in_the_mode_it_found(training, planted):
+    model, x = planted
+    model.train(training)
+    explain("gradcam", model, x, [0, 1, 0], target_layer="features")
+    assert model.training is training
+    assert all(m.training is training for m in model.modules())
+
+
+def test_registering_a_method_name_twice_is_an_error():
+    from study.explainers.core import register
+
+    with pytest.raises(ValueError, match="'gradcam' is already registered"):
+        register("gradcam", needs_layer=True, per_image_batches=True)(lambda *a, **k: None)
 
 
 def test_cam_needs_a_gap_linear_head():

@@ -7,22 +7,25 @@ to the input size and per-map min-max scaling.
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 from contextlib import nullcontext
 
 import torch
 from torch import nn
 
-from study.explainers.core import METHODS, Method, as_targets, model_device, targets_checked, upsample
+from metrics._model import autocast, check_amp, model_device
+from study.explainers.core import METHODS, Method, as_targets, targets_checked, upsample
 from study.layers import last_spatial_layer, resolve_layer
 
-__all__ = ["explain", "METHODS"]
+__all__ = ["explain", "METHODS", "resolve_method", "reduce_guided"]
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in ("core", "adapters"):
         importlib.import_module(f"{__name__}.{_module.name}")
 
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# What explain() itself passes to every method function; the rest of a signature are its options.
+_SHARED = {"model", "x", "targets", "layer", "batch_size", "seed"}
 
 
 def explain(
@@ -49,9 +52,11 @@ def explain(
     through the model at once. `amp="bf16"|"fp16"` runs the model under autocast; `channels_last=True`
     feeds it channels-last tensors (GPU speed-ups; maps are always returned as float32).
     Guided methods reduce their RGB maps by the maximum absolute value over channels; `reduce="none"`
-    returns Tensor[B,3,H,W] for display instead.
+    returns Tensor[B,3,H,W] for display instead. The model runs in eval mode and is left in the mode
+    it was found in.
     """
-    entry = _method(method)
+    entry = resolve_method(method)
+    _check_options(entry, options)
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.dtype.is_floating_point:
@@ -59,34 +64,41 @@ def explain(
         raise ValueError(f"x must be a float Tensor[B,C,H,W] of preprocessed images, got {shape}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    if amp not in (None, *AMP_DTYPES):
-        raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
+    dtype = check_amp(amp)
     if reduce not in ("max", "none"):
         raise ValueError(f"reduce must be 'max' or 'none', got {reduce!r}")
-    model.eval()
     device = model_device(model)
     x = x.to(device, torch.float32)
     if x.is_inference():  # made under torch.inference_mode(): a normal copy can take part in autograd
         x = x.clone()
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    autocast = torch.autocast(device.type, dtype=AMP_DTYPES[amp]) if amp else nullcontext()
-    with autocast:
-        t, one_per_image = as_targets(targets, x, model, batch_size)
-        layer = _layer(model, x, target_layer) if entry.needs_layer else None
-        kwargs = dict(layer=layer, batch_size=batch_size, seed=seed, **options)
-        checked = targets_checked(model, t, x, up_front=not entry.per_image_batches) if targets is not None else nullcontext()
-        with checked:
-            if entry.per_image_batches:
-                chunks = zip(x.split(batch_size), t.split(batch_size))
-                raw = torch.cat([entry.fn(model, xb, tb, **kwargs) for xb, tb in chunks])
-            else:
-                raw = entry.fn(model, x, t, **kwargs)
+    was_training = model.training
+    model.eval()
+    try:
+        with autocast(device, dtype):
+            raw, one_per_image = _run(entry, model, x, targets, target_layer, batch_size, seed, options)
+    finally:
+        model.train(was_training)
     maps = _finish(raw.detach().float(), x.shape[-2:], normalize=normalize, guided=entry.guided, reduce=reduce)
     return maps[:, 0] if one_per_image else maps
 
 
-def _method(name: str) -> Method:
+def _run(entry: Method, model, x, targets, target_layer, batch_size, seed, options) -> tuple[torch.Tensor, bool]:
+    """Raw maps [B,T,...] of the method, and whether one class per image was asked for."""
+    t, one_per_image = as_targets(targets, x, model, batch_size)
+    layer = _layer(model, x, target_layer) if entry.needs_layer else None
+    kwargs = dict(layer=layer, batch_size=batch_size, seed=seed, **options)
+    checked = targets_checked(model, t, x, up_front=not entry.per_image_batches) if targets is not None else nullcontext()
+    with checked:
+        if entry.per_image_batches:
+            chunks = zip(x.split(batch_size), t.split(batch_size))
+            return torch.cat([entry.fn(model, xb, tb, **kwargs) for xb, tb in chunks]), one_per_image
+        return entry.fn(model, x, t, **kwargs), one_per_image
+
+
+def resolve_method(name: str) -> Method:
+    """The registry entry of a method name, or of a `captum:`/`gradcam_lib:` adapter."""
     if isinstance(name, str) and ":" in name:
         from study.explainers.adapters import adapter
 
@@ -95,6 +107,23 @@ def _method(name: str) -> Method:
         raise ValueError(f"unknown method {name!r}; choose from {', '.join(sorted(METHODS))} "
                          f"or 'captum:<Attribution>' / 'gradcam_lib:<CAMClass>'")
     return METHODS[name]
+
+
+def _check_options(entry: Method, options: dict) -> None:
+    """A misspelt option names the valid ones instead of being ignored (or failing deep inside)."""
+    parameters = inspect.signature(entry.fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return      # adapters route their options themselves and reject unknown ones there
+    valid = sorted(set(parameters) - _SHARED)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown option {', '.join(map(repr, unknown))} for method {entry.name!r}; "
+                         f"valid options: {', '.join(valid) or 'none'}")
+
+
+def reduce_guided(rgb: torch.Tensor) -> torch.Tensor:
+    """A guided RGB map [...,3,H,W] as one channel: the maximum absolute value over colours."""
+    return rgb.abs().amax(-3)
 
 
 def _layer(model: nn.Module, x: torch.Tensor, target_layer) -> nn.Module:
@@ -107,7 +136,7 @@ def _finish(raw: torch.Tensor, size, *, normalize: bool, guided: bool, reduce: s
     """Upsample raw maps to the input size, reduce guided RGB maps, min-max scale each map."""
     if guided:
         if reduce == "max":
-            raw = raw.abs().amax(2)
+            raw = reduce_guided(raw)
     else:
         raw = upsample(raw, size)
     if not normalize:

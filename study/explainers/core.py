@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from metrics._model import check_targets
+
 MethodFn = Callable[..., torch.Tensor]
 
 
@@ -37,18 +39,12 @@ METHODS: dict[str, Method] = {}
 def register(name: str, *, needs_layer: bool, per_image_batches: bool, randomised: bool = False,
              guided: bool = False) -> Callable[[MethodFn], MethodFn]:
     def add(fn: MethodFn) -> MethodFn:
+        if name in METHODS:
+            raise ValueError(f"method {name!r} is already registered (by {METHODS[name].fn.__module__})")
         METHODS[name] = Method(name, fn, needs_layer, per_image_batches, randomised, guided)
         return fn
 
     return add
-
-
-def model_device(model: nn.Module) -> torch.device:
-    param = next(model.parameters(), None)
-    if param is not None:
-        return param.device
-    buf = next(model.buffers(), None)
-    return buf.device if buf is not None else torch.device("cpu")
 
 
 def as_targets(targets, x: torch.Tensor, model: nn.Module, batch_size: int) -> tuple[torch.Tensor, bool]:
@@ -56,19 +52,12 @@ def as_targets(targets, x: torch.Tensor, model: nn.Module, batch_size: int) -> t
 
     `None` means each image's top-1 class (one batched forward pass per `batch_size` images).
     """
-    b = x.shape[0]
     if targets is None:
         with torch.no_grad():
             top = torch.cat([model(chunk).argmax(1) for chunk in x.split(batch_size)])
         return top[:, None], True
-    t = torch.as_tensor(targets, device=x.device)
-    if t.dtype.is_floating_point or t.dtype == torch.bool:
-        raise ValueError(f"targets must be class indices (integers), got dtype {t.dtype}")
-    if t.dim() == 0:
-        t = t.expand(b)
-    if t.dim() not in (1, 2) or t.shape[0] != b:
-        raise ValueError(f"targets must have shape [B] or [B,T] with B={b} images, got {tuple(t.shape)}")
-    return (t[:, None] if t.dim() == 1 else t).long(), t.dim() == 1
+    t = check_targets(targets, x.shape[0], x.device, per_image=True)
+    return (t[:, None] if t.dim() == 1 else t), t.dim() == 1
 
 
 @contextlib.contextmanager

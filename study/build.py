@@ -67,15 +67,15 @@ class ExplainerRenderer:
 
     def render(self, items: Sequence[Any], requests: Sequence[tasks.MapRequest]) -> list[list[Any]]:
         import torch
-        from study.explainers import explain
-        from study.render import guided_view, overlay
+        from study.explainers import explain, resolve_method
+        from study.render import picture
         first = requests[0]
         net = self._model(first.model)
         x = net.preprocess([item.image for item in items])
         targets = torch.tensor([list(r.targets) for r in requests], device=x.device)
-        # Guided maps stay signed (guided_view shows zero as grey) and are shown on their own,
-        # as in the Grad-CAM paper; the others are heatmaps over the photo.
-        guided = first.method.startswith("guided")
+        # Guided maps stay signed RGB and are shown on their own, as in the Grad-CAM paper
+        # (study.render.picture); the others are heatmaps over the photo.
+        guided = resolve_method(first.method).guided
         options = {"reduce": "none"} if guided else {}
         maps = explain(first.method, net, x, targets, seed=self.seed, normalize=not (first.joint or guided),
                        **options).detach().cpu()
@@ -85,8 +85,7 @@ class ExplainerRenderer:
                 item_maps = item_maps / item_maps.abs().max().clamp_min(1e-12)
             display = item.image.copy()
             display.thumbnail((self.DISPLAY_SIZE, self.DISPLAY_SIZE))
-            pictures.append([guided_view(m).resize(display.size) if guided else overlay(display, m)
-                             for m in item_maps])
+            pictures.append([picture(display, m) for m in item_maps])
         return pictures
 
 

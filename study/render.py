@@ -32,14 +32,34 @@ def overlay(image: Image.Image, saliency, alpha: float = 0.5, cmap: str = "jet")
 
 
 def guided_view(rgb_map) -> Image.Image:
-    """A signed RGB attribution (guided backprop, Tensor[3,H,W]) as an image: zero is mid-grey,
-    scaled by the largest magnitude so the sign of each channel stays visible."""
+    """A signed RGB attribution (guided backprop, Tensor[3,H,W]) as an image people can see.
+
+    The Grad-CAM authors' display normalisation: `clip(0.5 + 0.1 * (a - mean(a)) / std(a), 0, 1)`
+    over all pixels and channels. Centring on the mean and dividing by the standard deviation makes
+    the picture independent of the map's scale and offset (min-max scaled or raw give the same
+    image), and a few outlier pixels cannot flatten everything else to grey, as dividing by the
+    largest magnitude did.
+    """
     a = rgb_map.detach().float().cpu().numpy() if isinstance(rgb_map, torch.Tensor) else np.asarray(rgb_map, float)
     if a.ndim != 3 or a.shape[0] != 3:
         raise ValueError(f"a guided map must be (3,H,W), got shape {a.shape}")
-    scale = np.abs(a).max() or 1.0
-    rgb = np.clip(0.5 + 0.5 * a / scale, 0.0, 1.0).transpose(1, 2, 0)
+    centred = a - a.mean()
+    rgb = np.clip(0.5 + 0.1 * centred / (centred.std() + 1e-12), 0.0, 1.0).transpose(1, 2, 0)
     return Image.fromarray((rgb * 255).round().astype(np.uint8))
+
+
+def picture(image: Image.Image, saliency) -> Image.Image:
+    """What people are shown for a map, at the photo's size: a guided RGB map [3,H,W] on its own
+    (`guided_view`, as in the Grad-CAM paper), any other [H,W] map as a heatmap over the photo.
+
+    A guided map is resized before it is normalised, so its contrast is set at the size people
+    see (resizing the finished picture would blur its fine detail back towards grey)."""
+    if getattr(saliency, "ndim", 2) == 3:
+        rgb = torch.as_tensor(saliency).detach().float().cpu()
+        resized = torch.nn.functional.interpolate(rgb[None], size=image.size[::-1], mode="bilinear",
+                                                  align_corners=False)[0]
+        return guided_view(resized)
+    return overlay(image, saliency)
 
 
 def grid_figure(
@@ -48,7 +68,9 @@ def grid_figure(
     titles: Sequence[str] | None = None,
     cell: float = 1.8,
 ) -> Figure:
-    """A grid with one row per image and one column per method (plus the photo), for reports and papers."""
+    """A grid with one row per image and one column per method (plus the photo), for reports and papers.
+
+    `maps[method]` holds [H,W] maps, or guided RGB maps [3,H,W], one per image (see `picture`)."""
     methods = list(maps)
     fig = Figure(figsize=(cell * (len(methods) + 1), cell * len(images)), layout="constrained")
     axes = np.atleast_2d(fig.subplots(len(images), len(methods) + 1, squeeze=False))
@@ -56,7 +78,7 @@ def grid_figure(
         axes[row, 0].imshow(image)
         axes[row, 0].set_ylabel(titles[row] if titles else "", fontsize=8)
         for col, method in enumerate(methods, start=1):
-            axes[row, col].imshow(overlay(image, maps[method][row]))
+            axes[row, col].imshow(picture(image, maps[method][row]))
             if row == 0:
                 axes[row, col].set_title(method, fontsize=9)
         if row == 0:

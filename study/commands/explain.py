@@ -24,10 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from study import load_model
-    from study.explainers import explain
+    from study.explainers import explain, min_max, reduce_guided, resolve_method
     from study.images import image_set
     from study.layers import resolve_layer
-    from study.render import grid_figure, guided_view, overlay
+    from study.render import grid_figure, picture
 
     methods = parse_methods(args.methods)
     items = image_set(args.images)
@@ -38,20 +38,22 @@ def run(args) -> int:
     x = model.preprocess([item.image for item in items])
     targets = _targets(args.target, model, x, items)
     args.out.mkdir(parents=True, exist_ok=True)
-    shown = [item.image.resize(model.input_size[::-1]) for item in items]
-    all_maps = {}
+    photos = [item.image.resize(model.input_size[::-1]) for item in items]
+    all_maps, shown_maps = {}, {}
     for method in tqdm(methods, desc="explain", unit="method"):
         options = dict(target_layer=layer, batch_size=args.batch_size, seed=args.seed, amp=args.amp)
-        maps = explain(method, model, x, targets, **options).cpu()
-        all_maps[method] = maps
-        rgb = explain(method, model, x, targets, reduce="none", **options).cpu() if method.startswith("guided") else None
+        if resolve_method(method).guided:   # one pass: the RGB map is shown, its reduction saved
+            shown = explain(method, model, x, targets, reduce="none", normalize=False, **options).cpu()
+            maps = min_max(reduce_guided(shown))
+        else:
+            maps = shown = explain(method, model, x, targets, **options).cpu()
+        all_maps[method], shown_maps[method] = maps, shown
         for i, item in enumerate(items):
             folder = args.out / safe_name(item.image_id)
             folder.mkdir(exist_ok=True)
             np.save(folder / f"{safe_name(method)}.npy", maps[i].numpy())
-            picture = guided_view(rgb[i]) if rgb is not None else overlay(item.image, maps[i])
-            picture.save(folder / f"{safe_name(method)}.png")
-    grid_figure(shown, all_maps, titles=[item.image_id for item in items]).savefig(args.out / "grid.png", dpi=110)
+            picture(item.image, shown[i]).save(folder / f"{safe_name(method)}.png")
+    grid_figure(photos, shown_maps, titles=[item.image_id for item in items]).savefig(args.out / "grid.png", dpi=110)
     names = [model.categories[t] for t in targets.tolist()]
     print(f"wrote {len(items)} images x {len(methods)} methods to {args.out} "
           f"(targets: {', '.join(f'{i.image_id}={n}' for i, n in zip(items, names))}); overview: {args.out / 'grid.png'}")

@@ -18,7 +18,7 @@ from metrics._model import autocast, check_amp, model_device
 from study.explainers.core import METHODS, Method, as_targets, targets_checked, upsample
 from study.layers import last_spatial_layer, resolve_layer
 
-__all__ = ["explain", "METHODS", "resolve_method", "reduce_guided"]
+__all__ = ["explain", "METHODS", "min_max", "resolve_method", "reduce_guided"]
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in ("core", "adapters"):
@@ -139,9 +139,12 @@ def _finish(raw: torch.Tensor, size, *, normalize: bool, guided: bool, reduce: s
             raw = reduce_guided(raw)
     else:
         raw = upsample(raw, size)
-    if not normalize:
-        return raw
-    flat = raw.flatten(2)
-    low, high = flat.amin(2, keepdim=True), flat.amax(2, keepdim=True)
+    return min_max(raw, map_dims=raw.dim() - 2) if normalize else raw
+
+
+def min_max(maps: torch.Tensor, map_dims: int = 2) -> torch.Tensor:
+    """Each map (the last `map_dims` dimensions) scaled to [0,1]: (m - min) / (max - min)."""
+    flat = maps.flatten(-map_dims)
+    low, high = flat.amin(-1, keepdim=True), flat.amax(-1, keepdim=True)
     scaled = (flat - low) / (high - low).clamp_min(torch.finfo(flat.dtype).tiny)
-    return scaled.reshape(raw.shape)
+    return scaled.reshape(maps.shape)

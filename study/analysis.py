@@ -18,6 +18,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from study.tasks import TASKS, Measure
+from study.tasks.compare import SAME
+
 SUMMARY_COLUMNS = [
     "task", "model", "method", "measure", "n", "n_participants",
     "estimate", "ci_low", "ci_high", "ci_method", "vote_score",
@@ -29,18 +32,12 @@ CORRELATION_COLUMNS = [
     "level", "model", "method", "image_id", "human_measure", "metric", "rho", "p", "n",
 ]
 
-# How each task's answers enter the analysis: (response column, measure name, level of
-# measurement for Krippendorff's alpha). `correct` is a proportion (Wilson interval); the
-# others are means (bootstrap over participants).
-TASK_MEASURES = {
-    "class_discrimination": [("correct", "accuracy", "nominal")],
-    "compare": [],  # preference shares and vote scores, see `vote_scores`
-    "rating": [("rating", "rating", "ordinal")],
-    "trust": [("rating", "trust", "interval")],
-    "distinction": [("correct", "accuracy", "nominal"), ("confidence", "confidence", "ordinal")],
-    "agreement": [("correct", "accuracy", "nominal"), ("confidence", "confidence", "ordinal")],
-}
-SAME = "same"
+
+
+def task_measures(task: str) -> tuple[Measure, ...]:
+    """How a task's answers enter the analysis (its plugin's `measures`; none for unknown tasks)."""
+    plugin = TASKS.get(task)
+    return plugin.measures if plugin else ()
 
 
 @dataclass(frozen=True)
@@ -326,7 +323,7 @@ def summarize(responses: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0
     data = analysable(responses)
     rows = []
     for (task, model, method), group in _groups(data, ["task", "model", "method"]):
-        for column, measure, _ in TASK_MEASURES.get(task, []):
+        for column, measure, _ in task_measures(task):
             answered = group[group[column].notna()]
             if answered.empty:
                 continue
@@ -368,7 +365,7 @@ def method_tests(responses: pd.DataFrame) -> pd.DataFrame:
     data = analysable(responses)
     rows = []
     for (task, model), group in _groups(data, ["task", "model"]):
-        for column, measure, level in TASK_MEASURES.get(task, []):
+        for column, measure, level in task_measures(task):
             answered = group[group[column].notna()]
             if answered.empty:
                 continue
@@ -500,9 +497,9 @@ def _alpha_over_stimuli(answered: pd.DataFrame, column: str, level: str) -> tupl
 def human_per_image(data: pd.DataFrame) -> pd.DataFrame:
     """Mean human measure per (model, method, image), long format with column `human`."""
     parts = []
-    for task, measures in TASK_MEASURES.items():
+    for task, plugin in TASKS.items():
         rows = data[data["task"] == task]
-        for column, measure, _ in measures:
+        for column, measure, _ in plugin.measures:
             answered = rows[rows[column].notna()]
             if answered.empty:
                 continue

@@ -205,7 +205,7 @@ def _plan(config: StudyConfig, items: Sequence[Any], predictions: tasks.Predicti
             cond = conditions[n % len(conditions)]
             spec = kind.spec(task, units[-1], cond, categories[cond.model])
             if role == "attention":
-                spec = tasks.attention_spec(spec, rng)
+                spec = spec.as_attention_check(rng)
             trial(position, task, kind, units[-1], cond, role, None, spec)
     return plan
 
@@ -215,7 +215,7 @@ def _extra_trials(config: StudyConfig) -> list[list[str]]:
     extras: list[list[str]] = [[] for _ in config.tasks]
     for n in range(config.practice_trials):
         extras[n % len(config.tasks)].append("practice")
-    hosts = [i for i, t in enumerate(config.tasks) if t.type in ("rating", "agreement", "class_discrimination")]
+    hosts = [i for i, t in enumerate(config.tasks) if tasks.TASKS[t.type].hosts_attention_checks]
     for n in range(config.attention_checks):
         extras[hosts[n % len(hosts)]].append("attention")
     return extras
@@ -269,7 +269,7 @@ def _write(session, config: StudyConfig, plan: _Plan, predictions: dict[str, dic
     session.flush()
     for trial in plan.trials:
         fields = {k: v for k, v in trial.items() if k != "stimulus_keys"}
-        fields["spec"] = {**trial["spec"], "stimuli": [stimulus_ids[k].id for k in trial["stimulus_keys"]]}
+        fields["spec"] = trial["spec"].with_stimuli(stimulus_ids[k].id for k in trial["stimulus_keys"]).to_json()
         session.add(Trial(study_id=study.id, **fields))
     session.add(Event(study_id=study.id, kind="built", detail={"config_hash": config.hash,
                                                                  "n_trials": len(plan.trials),

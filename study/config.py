@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-TASK_TYPES = ("class_discrimination", "compare", "rating", "trust", "distinction", "agreement")
+from study.tasks import TASKS
 
 # The explainer names of DESIGN.md. Kept here so that reading a config (the survey does it on
 # every start) does not import torch; tests/test_config.py checks it against
@@ -145,14 +145,7 @@ _TOP_KEYS = {
     "answers_per_cell", "allow_anonymous", "completion_code", "redirect_url", "database_url",
     "text", "exclusion", "tasks", "questionnaire",
 }
-_TASK_KEYS = {
-    "class_discrimination": {"methods", "model", "trials", "composites"},
-    "compare": {"methods", "model", "trials", "pairs"},
-    "rating": {"methods", "model", "trials"},
-    "trust": {"methods", "models", "trials"},
-    "distinction": {"methods", "model", "trials", "top_k", "confidence_points"},
-    "agreement": {"methods", "model", "trials", "confidence_points"},
-}
+_TASK_KEYS = {"type", "methods", "trials"}     # every task's; a task type adds its own (most: "model")
 _KEY_RE = re.compile(r'^\s*("[^"]*"|[A-Za-z0-9_\-]+)\s*=')
 _TABLE_RE = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_\-.]+)\s*\]\]?")
 
@@ -254,9 +247,9 @@ class _Validator:
             raise self.fail(("tasks",), "a study needs at least one [[tasks]] table")
         tasks = tuple(self.task(t, ("tasks", i), models, methods) for i, t in enumerate(tasks_raw))
         attention = self.count(raw, (), "attention_checks", 2)
-        if attention and not any(t.type in _ATTENTION_TASKS for t in tasks):
-            raise self.fail(("attention_checks",), "attention checks need a rating, agreement or "
-                            "class_discrimination task to take their form from")
+        if attention and not any(TASKS[t.type].hosts_attention_checks for t in tasks):
+            hosts = ", ".join(name for name, kind in TASKS.items() if kind.hosts_attention_checks)
+            raise self.fail(("attention_checks",), f"attention checks need a task to take their form from ({hosts})")
         config = StudyConfig(
             name=name,
             seed=self.typed(raw, (), "seed", int, 0),
@@ -298,49 +291,17 @@ class _Validator:
         kind = self.typed(raw, path, "type", str)
         if kind is None:
             raise self.fail(path, "missing required key 'type'")
-        if kind not in TASK_TYPES:
-            raise self.fail(path + ("type",), f"unknown task type {kind!r} (known: {', '.join(TASK_TYPES)})")
-        self.table(raw, path, _TASK_KEYS[kind] | {"type"})
+        if kind not in TASKS:
+            raise self.fail(path + ("type",), f"unknown task type {kind!r} (known: {', '.join(TASKS)})")
+        plugin = TASKS[kind]
+        self.table(raw, path, _TASK_KEYS | plugin.option_keys)
         task_methods = self.strings(raw, path, "methods", list(methods), allowed=KNOWN_METHODS)
         model = self.typed(raw, path, "model", str, models[0])
         if model not in models:
             raise self.fail(path + ("model",), f"model {model!r} is not in the study's models {list(models)}")
-        options: dict[str, Any] = {}
-        if kind == "compare":
-            options["pairs"] = self.pairs(raw, path, task_methods)
-        if kind == "trust":
-            pair = self.strings(raw, path, "models", list(models), allowed=set(models))
-            if len(pair) != 2:
-                raise self.fail(path + ("models",), "trust compares exactly two models")
-            options["models"] = pair
-            model = pair[0]
-        if kind == "class_discrimination":
-            options["composites"] = self.count(raw, path, "composites", 8)
-        if kind == "distinction":
-            options["top_k"] = self.count(raw, path, "top_k", 4, low=2)
-        if kind in ("distinction", "agreement"):
-            points = self.typed(raw, path, "confidence_points", int, 4)
-            if points not in (0, 4, 5):
-                raise self.fail(path + ("confidence_points",), f"must be 4 or 5 (or 0: not asked), got {points}")
-            options["confidence_points"] = points
-        return TaskConfig(type=kind, methods=task_methods, model=model,
+        options = {"model": model, **plugin.parse_options(self, raw, path, task_methods, models)}
+        return TaskConfig(type=kind, methods=task_methods,
                           trials=self.count(raw, path, "trials", None, low=1), **options)
-
-    def pairs(self, raw: dict, path: tuple, methods: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-        value = self.typed(raw, path, "pairs", list)
-        if value is None:
-            if len(methods) < 2:
-                raise self.fail(path + ("methods",), "compare needs at least two methods")
-            return tuple((a, b) for i, a in enumerate(methods) for b in methods[i + 1:])
-        pairs = []
-        for pair in value:
-            if (not isinstance(pair, list) or len(pair) != 2 or pair[0] == pair[1]
-                    or any(m not in methods for m in pair)):
-                raise self.fail(path + ("pairs",), f"each pair must be two different methods of {list(methods)}, got {pair!r}")
-            pairs.append((pair[0], pair[1]))
-        if not pairs:
-            raise self.fail(path + ("pairs",), "must not be empty")
-        return tuple(pairs)
 
     def text_table(self, raw: Any) -> TextConfig:
         keys = {"consent_md", "instructions_md", "debrief_md"}
@@ -403,5 +364,3 @@ class _Validator:
                 raise self.fail(("database_url",), f"a SQLite database must be a file inside the study folder, got {relative!r}")
         return url
 
-
-_ATTENTION_TASKS = ("rating", "agreement", "class_discrimination")

@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from study import analysis
 from study.config import StudyConfig
+from study.tasks import TASKS
 from study.storage import (Image, Participant, PlanRow, QuestionnaireAnswer, Response, Stimulus, Study,
                            as_utc, open_study)
 
@@ -274,7 +275,7 @@ def write_exports(study_dir: str | Path, out: str | Path, *, scores_dir: str | P
 
 
 def _response_row(study_id: int, external_id: str, plan: PlanRow, answer: Response) -> dict:
-    left, right = _shown_methods(plan)
+    left, right = TASKS[plan.task].shown_methods(plan.method, plan.method_b, plan.display)
     return {
         "study_id": study_id, "participant_id": plan.participant_id, "external_id": external_id,
         "trial_index": plan.trial_index, "task": plan.task, "image_id": plan.image_id,
@@ -284,19 +285,6 @@ def _response_row(study_id: int, external_id: str, plan: PlanRow, answer: Respon
         "answered_at": as_utc(answer.answered_at), "is_practice": bool(plan.is_practice),
         "is_attention_check": bool(plan.is_attention_check), "excluded": False,
     }
-
-
-def _shown_methods(plan: PlanRow) -> tuple[str, str | None]:
-    """(method, method_b) as the participant saw them: for compare, left then right.
-
-    A compare trial's stimuli are (method, method_b) in canonical order and `display["order"]`
-    lists which of them was shown in each position (study.tasks.randomise).
-    """
-    if plan.task == "compare" and plan.method_b:
-        pair = (plan.method, plan.method_b)
-        order = (plan.display or {}).get("order", [0, 1])
-        return pair[order[0]], pair[order[1]]
-    return plan.method, plan.method_b
 
 
 def _participant_row(person: Participant) -> dict:

@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from study import tasks
 
 
 def cell(j: int, n_units: int, n_conditions: int) -> tuple[int, int]:
@@ -76,9 +75,9 @@ def make_plan(blocks: Sequence[TaskBlock], practice: Sequence[Any], attention: S
         picked = [block.trials[j] for j in slot_cells(slot, block.n_units, block.n_conditions,
                                                        block.per_participant)]
         rng.shuffle(picked)
-        main += [PlannedTrial(t, tasks.randomise(t.spec, rng), False, False) for t in picked]
+        main += [PlannedTrial(t, t.spec.randomise(rng), False, False) for t in picked]
     for check in attention:
         position = rng.randint(1, len(main)) if main else 0
-        main.insert(position, PlannedTrial(check, tasks.randomise(check.spec, rng), False, True))
-    head = [PlannedTrial(t, tasks.randomise(t.spec, rng), True, False) for t in practice]
+        main.insert(position, PlannedTrial(check, check.spec.randomise(rng), False, True))
+    head = [PlannedTrial(t, t.spec.randomise(rng), True, False) for t in practice]
     return head + main

@@ -1,30 +1,30 @@
-"""The survey engine behind the Streamlit app: participants, plans, answers, completion.
+"""The participant flow behind the Streamlit app: enter, consent, next trial, answer, complete.
 
 Every call is one short database transaction, so the API is safe from many threads and
 processes at once, and a reload or a server restart resumes a participant at their first
 unanswered trial. A replayed answer is recognised and reported, but what guarantees that no
 answer is stored twice, even when two writers race, is the UNIQUE(participant, trial)
 constraint itself. A participant can only ever reach their own plan rows.
-No Streamlit here: the UI calls these methods and renders what they return.
+No Streamlit here: the UI calls these methods and renders what they return. The study's design
+(`study.design`, loaded once) and the admin queries (`study.monitor`) live apart.
 """
 from __future__ import annotations
 
 import secrets
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
-import pandas as pd
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from study import plans, tasks
-from study.storage import (Event, Image, Model, Participant, PlanRow, QuestionnaireAnswer, Response, Stimulus, Study,
-                           Trial, as_utc, open_study, utcnow)
+from study import plans
+from study.design import StudyDesign
+from study.storage import (Event, Participant, PlanRow, QuestionnaireAnswer, Response, Study, as_utc, open_study,
+                           utcnow)
 
 MAX_RT_MS = 24 * 3600 * 1000
 ABANDONED_AFTER = timedelta(hours=2)     # no answer for this long: the participant's slot is reused
@@ -59,8 +59,10 @@ class ParticipantState:
 
 @dataclass(frozen=True)
 class TrialView:
-    """One trial as the participant sees it (display order already applied)."""
+    """One trial as the participant sees it (display order already applied); `trial_id` names
+    its template in the study's design."""
     trial_index: int
+    trial_id: int
     task: str
     is_practice: bool
     is_attention_check: bool
@@ -88,11 +90,7 @@ class SurveySession:
         self._now = clock
         folder = open_study(study_dir)
         self.study_dir, self.config, self.db, self.study_id = folder.path, folder.config, folder.database, folder.study_id
-        with self.db.read() as s:
-            study = s.get(Study, self.study_id)
-            self._study_seed, self._layout = study.seed, list(study.layout)
-        self._design_cache: tuple | None = None
-        self._design_lock = threading.Lock()
+        self.design = StudyDesign.load(folder)
 
     @property
     def config_hash(self) -> str:
@@ -118,7 +116,7 @@ class SurveySession:
                     raise AlreadyCompleted(f"participant {external_id!r} has already taken part in this study")
                 return known.id
             person = Participant(study_id=self.study_id, external_id=external_id,
-                                 seed=plans.participant_seed(self._study_seed, external_id),
+                                 seed=plans.participant_seed(self.design.seed, external_id),
                                  user_agent=(user_agent or "")[:1000], started_at=self._now())
             s.add(person)
             s.flush()
@@ -142,7 +140,7 @@ class SurveySession:
         """Record consent. Agreeing assigns the next free Latin-square slot and writes the plan;
         a refusal is stored and ends the participant."""
         agreed = bool(agreed)
-        blocks, practice, attention = self._design()
+        design = self.design
 
         def work(s: Session) -> None:
             p = self._participant(s, participant_id)
@@ -155,7 +153,8 @@ class SurveySession:
                 # Taking the study row's lock first serialises slot assignment (SQLite and PostgreSQL).
                 s.execute(update(Study).where(Study.id == self.study_id).values(consents=Study.consents + 1))
                 slot = plans.first_free_slot(self._held_slots(s))
-                for index, planned in enumerate(plans.make_plan(blocks, practice, attention, slot, p.seed)):
+                for index, planned in enumerate(plans.make_plan(design.blocks, design.practice, design.attention,
+                                                                slot, p.seed)):
                     t = planned.trial
                     s.add(PlanRow(participant_id=p.id, trial_index=index, trial_id=t.id, task=t.task,
                                   image_id=t.image_id, model=t.model, model_b=t.model_b, method=t.method,
@@ -209,17 +208,17 @@ class SurveySession:
                 return earlier
             if row.shown_at is None:
                 raise ValueError(f"trial {trial_index} has not been shown yet; call next_trial first")
-            spec = self._trial(row.trial_id).spec
-            _, _, options = tasks.view(spec, row.display)
+            spec = self.design.trial(row.trial_id).spec
+            _, _, options = spec.view(row.display)
             if response not in {value for value, _ in options}:
                 raise ValueError(f"response {response!r} is not an option of trial {trial_index} "
                                  f"({', '.join(v for v, _ in options)})")
-            confidence_values = [v for v, _ in spec["confidence_options"]]
+            confidence_values = [v for v, _ in spec.confidence_options]
             if confidence_values and confidence not in confidence_values:
                 raise ValueError(f"trial {trial_index} asks for a confidence among {confidence_values}, got {confidence!r}")
             if not confidence_values and confidence is not None:
                 raise ValueError(f"trial {trial_index} asks no confidence, got {confidence!r}")
-            correct, rating = tasks.score(spec, row.display, response)
+            correct, rating = spec.score(row.display, response)
             s.add(Response(participant_id=participant_id, trial_index=trial_index, plan_row_id=row.id,
                            response=response, correct=correct, rating=rating, rt_ms=rt_ms,
                            confidence=int(confidence) if confidence is not None else None, answered_at=self._now()))
@@ -270,45 +269,6 @@ class SurveySession:
         if not self.config.redirect_url:
             return None
         return self.config.redirect_url.format(code=quote(code, safe=""), pid=quote(external_id, safe=""))
-
-    def example(self) -> tuple[Path, str] | None:
-        """An explanation for the instructions page, with its class name: a map of a plain photo's
-        own class (not a composite), by the study's first model and, of the study-wide methods,
-        the first in config order."""
-        model = self.config.models[0]
-        with self.db.read() as s:
-            rows = s.execute(select(Stimulus.path, Stimulus.method, Stimulus.target_class, Image.source, Image.labels)
-                             .join(Image, Image.id == Stimulus.image_ref)
-                             .where(Stimulus.study_id == self.study_id, Stimulus.model == model,
-                                    Stimulus.target_class.is_not(None))
-                             .order_by(Stimulus.id)).all()
-            rank = {m: i for i, m in enumerate(self.config.methods)}
-            best = min(rows, default=None, key=lambda r: (r.source.startswith("composite:"),
-                                                          r.labels[:1] != [r.target_class],
-                                                          rank.get(r.method, len(rank))))
-            if best is None:
-                return None
-            categories = s.scalar(select(Model.categories).where(Model.study_id == self.study_id,
-                                                                 Model.name == model))
-        return self.study_dir / best.path, categories[best.target_class]
-
-    def cell_progress(self) -> pd.DataFrame:
-        """Answers so far per main-trial cell (task, image, method) against the quota target."""
-        with self.db.read() as s:
-            trials = s.execute(select(Trial.id, Trial.task, Trial.image_id, Trial.method, Trial.method_b)
-                               .where(Trial.study_id == self.study_id, Trial.role == "main")).all()
-            counts = dict(s.execute(
-                select(PlanRow.trial_id, func.count(Response.id))
-                .join(Response, Response.plan_row_id == PlanRow.id)
-                .where(PlanRow.trial_id.in_([t.id for t in trials]))
-                .group_by(PlanRow.trial_id)).all()) if trials else {}
-        frame = pd.DataFrame(
-            [(t.task, t.image_id, f"{t.method} vs {t.method_b}" if t.method_b else t.method, counts.get(t.id, 0))
-             for t in trials], columns=["task", "image_id", "method", "n_answers"])
-        frame = frame.groupby(["task", "image_id", "method"], as_index=False).agg(
-            n_answers=("n_answers", "sum"), cells=("n_answers", "size"))
-        frame["target"] = frame.pop("cells") * self.config.answers_per_cell
-        return frame
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -367,49 +327,19 @@ class SurveySession:
     def _counts(self, s: Session, participant_id: int) -> tuple[int, int]:
         """(answered, plan length); every plan has the same length, also before consent."""
         done = s.scalar(select(func.count(Response.id)).where(Response.participant_id == participant_id))
-        return done, self._plan_length()
-
-    def _plan_length(self) -> int:
-        blocks, practice, attention = self._design()
-        return len(practice) + len(attention) + sum(b.per_participant for b in blocks)
+        return done, self.design.plan_length
 
     def _stored(self, s: Session, participant_id: int, trial_index: int) -> AnswerOutcome | None:
         earlier = s.execute(select(Response.correct).where(Response.participant_id == participant_id,
                                                            Response.trial_index == trial_index)).first()
         return None if earlier is None else AnswerOutcome(stored=False, duplicate=True, correct=earlier.correct)
 
-    def _design(self) -> tuple[list[plans.TaskBlock], list[Trial], list[Trial]]:
-        """The study's trial templates (immutable after the build), loaded once."""
-        with self._design_lock:
-            if self._design_cache is None:
-                with self.db.read() as s:
-                    trials = s.scalars(select(Trial).where(Trial.study_id == self.study_id)
-                                       .order_by(Trial.id)).all()
-                    stimuli = dict(s.execute(select(Stimulus.id, Stimulus.path)
-                                             .where(Stimulus.study_id == self.study_id)).all())
-                blocks = []
-                for position, layout in enumerate(self._layout):
-                    main = sorted((t for t in trials if t.role == "main" and t.task_position == position),
-                                  key=lambda t: t.cell_index)
-                    blocks.append(plans.TaskBlock(main, layout["units"], layout["conditions"],
-                                                  layout["per_participant"]))
-                practice = [t for t in trials if t.role == "practice"]
-                attention = [t for t in trials if t.role == "attention"]
-                self._trials = {t.id: t for t in trials}
-                self._stimuli = stimuli
-                self._design_cache = (blocks, practice, attention)
-            return self._design_cache
-
-    def _trial(self, trial_id: int) -> Trial:
-        self._design()
-        return self._trials[trial_id]
-
     def _view(self, row, shown_at: datetime) -> TrialView:
-        spec = self._trial(row.trial_id).spec
-        stimuli, captions, options = tasks.view(spec, row.display)
+        spec = self.design.trial(row.trial_id).spec
+        stimuli, captions, options = spec.view(row.display)
         return TrialView(
-            trial_index=row.trial_index, task=row.task, is_practice=row.is_practice,
-            is_attention_check=row.is_attention_check, prompt_md=spec["prompt_md"],
-            images=[self.study_dir / self._stimuli[i] for i in stimuli], captions=captions,
-            options=options, confidence_options=[tuple(o) for o in spec["confidence_options"]],
-            feedback_md=spec["feedback_md"] if row.is_practice else None, shown_at=shown_at)
+            trial_index=row.trial_index, trial_id=row.trial_id, task=row.task, is_practice=row.is_practice,
+            is_attention_check=row.is_attention_check, prompt_md=spec.prompt_md,
+            images=[self.design.stimulus_path(i) for i in stimuli], captions=captions,
+            options=options, confidence_options=list(spec.confidence_options),
+            feedback_md=spec.feedback_md if row.is_practice else None, shown_at=shown_at)

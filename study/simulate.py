@@ -2,9 +2,9 @@
 
 They exist to test the survey end to end (concurrency, quotas, recovered accuracies) and to
 give the demo data. Their external ids start with `SIM-` so no one mistakes them for people.
-A simulated participant looks up the right answer of each scored trial (in the database, not
-through the participant-facing API) and gives it with the probability set for the trial's
-method; unscored trials (rating, compare, trust) get a random option. Attention checks are
+A simulated participant acts only through the participant API a person's browser uses (enter,
+consent, next trial, answer, complete); it looks up the right answer of each scored trial in the
+study's design and gives it with the probability set for the trial's method; unscored trials (rating, compare, trust) get a random option. Attention checks are
 always passed. Each participant's choices are seeded, so a run with one thread is reproducible;
 with several, the order in which they arrive decides their Latin-square slots and so their plans.
 """
@@ -16,10 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import select
-
 from study.session import ParticipantState, SurveySession, TrialView
-from study.storage import PlanRow, Trial
 
 SIM_PREFIX = "SIM-"
 
@@ -64,7 +61,7 @@ def run_participant(session: SurveySession, external_id: str, accuracy: dict[str
     state = session.enter(external_id, user_agent="camstudy-simulator")
     session.consent(state.participant_id, True)
     while (trial := session.next_trial(state.participant_id)) is not None:
-        response = choose(session, state.participant_id, trial, accuracy, rng)
+        response = choose(session, trial, accuracy, rng)
         confidence = rng.choice(trial.confidence_options)[0] if trial.confidence_options else None
         rt_ms = int(rng.lognormvariate(7.3, 0.4))
         if clock is not None:
@@ -75,15 +72,11 @@ def run_participant(session: SurveySession, external_id: str, accuracy: dict[str
     return session.state(state.participant_id)
 
 
-def choose(session: SurveySession, participant_id: int, trial: TrialView, accuracy: dict[str, float],
-           rng: random.Random) -> str:
+def choose(session: SurveySession, trial: TrialView, accuracy: dict[str, float], rng: random.Random) -> str:
     """The right answer with the method's probability, otherwise a random wrong option."""
-    with session.db.read() as s:
-        method, spec = s.execute(select(PlanRow.method, Trial.spec).join(Trial, PlanRow.trial_id == Trial.id)
-                                 .where(PlanRow.participant_id == participant_id,
-                                        PlanRow.trial_index == trial.trial_index)).one()
+    template = session.design.trial(trial.trial_id)
+    method, right = template.method, template.spec.answer
     values = [value for value, _ in trial.options]
-    right = spec["answer"]
     if right is None:
         return rng.choice(values)
     if method not in accuracy and not trial.is_attention_check:

@@ -182,6 +182,7 @@ def use_fake(monkeypatch, session) -> None:
     import ui.admin
     import ui.context
     monkeypatch.setattr(ui.context, "session", lambda: session)
+    monkeypatch.setattr(ui.context, "monitor", lambda: session)
     monkeypatch.setattr(ui.context, "study_dir", lambda: Path("fake-study"))
     monkeypatch.setattr(ui.admin, "export_tables", lambda folder: fake_tables())
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from study.config import KNOWN_METHODS, TASK_TYPES, ConfigError, load_config, parse_config
+from study.config import KNOWN_METHODS, ConfigError, load_config, parse_config
+from study.tasks import TASKS
 from study.resources import data_path
 
 GOOD = """\
@@ -34,7 +35,7 @@ def fails(text: str, match: str, root=None):
 
 def test_the_example_config_is_valid_and_uses_every_task_type():
     config = load_config(data_path("example_study.toml"))
-    assert {t.type for t in config.tasks} == set(TASK_TYPES)
+    assert {t.type for t in config.tasks} == set(TASKS)
     assert config.allow_anonymous and config.questionnaire and config.text.consent_md.strip()
     assert config.redirect_url.format(code="X", pid="P").endswith("cc=X")
 

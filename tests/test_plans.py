@@ -1,6 +1,7 @@
 """Plans and task displays as pure functions: counterbalancing, quotas, order, scoring."""
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from types import SimpleNamespace
@@ -8,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from study import plans, tasks
+from study.tasks.class_discrimination import NEITHER
 
 
 @pytest.mark.parametrize("units, conditions, per_participant", [(7, 3, 7), (5, 6, 4), (8, 2, 3), (6, 4, 6), (3, 1, 2)])
@@ -45,7 +47,7 @@ def test_participant_seeds_are_reproducible_and_distinct():
 def rating_spec():
     unit = tasks.Unit(SimpleNamespace(image_id="x", labels=(3,)), (3,))
     spec = tasks.TASKS["rating"].spec(None, unit, tasks.Condition(method="cam", model="m"), ["c"] * 5)
-    return {**spec, "stimuli": [100]}
+    return spec.with_stimuli([100])
 
 
 def fake_trial(name, spec=None):
@@ -74,7 +76,7 @@ def compare_spec():
     unit = tasks.Unit(SimpleNamespace(image_id="x", labels=(3,)), (3,))
     cond = tasks.Condition(method="gradcam", method_b="cam", model="m")
     spec = tasks.TASKS["compare"].spec(None, unit, cond, [f"c{i}" for i in range(5)])
-    return {**spec, "stimuli": [11, 22]}      # 11: the gradcam map, 22: the cam map
+    return spec.with_stimuli([11, 22])      # 11: the gradcam map, 22: the cam map
 
 
 def test_compare_options_follow_the_maps_when_left_and_right_swap():
@@ -82,8 +84,8 @@ def test_compare_options_follow_the_maps_when_left_and_right_swap():
     method_of = {11: "gradcam", 22: "cam"}
     seen = set()
     for seed in range(20):
-        display = tasks.randomise(spec, random.Random(seed))
-        stimuli, captions, options = tasks.view(spec, display)
+        display = spec.randomise(random.Random(seed))
+        stimuli, captions, options = spec.view(display)
         assert captions == ["Left", "Right"]
         assert options[0] == (method_of[stimuli[0]], "Left") and options[1] == (method_of[stimuli[1]], "Right")
         assert options[2] == ("same", "About the same")
@@ -94,11 +96,11 @@ def test_compare_options_follow_the_maps_when_left_and_right_swap():
 def test_trust_ratings_favour_the_first_model_whichever_side_it_is_on():
     unit = tasks.Unit(SimpleNamespace(image_id="x", labels=(3,)), (3,))
     cond = tasks.Condition(method="gradcam", model="A", model_b="B")
-    spec = {**tasks.TASKS["trust"].spec(None, unit, cond, ["c"] * 5), "stimuli": [1, 2]}
+    spec = tasks.TASKS["trust"].spec(None, unit, cond, ["c"] * 5).with_stimuli([1, 2])
     a_left, a_right = {"order": [0, 1], "options": list(range(5))}, {"order": [1, 0], "options": list(range(5))}
-    assert tasks.score(spec, a_left, "-2") == (None, 2)      # "left much more reliable", A on the left
-    assert tasks.score(spec, a_right, "-2") == (None, -2)
-    assert tasks.score(spec, a_right, "1") == (None, 1)
+    assert spec.score(a_left, "-2") == (None, 2)      # "left much more reliable", A on the left
+    assert spec.score(a_right, "-2") == (None, -2)
+    assert spec.score(a_right, "1") == (None, 1)
 
 
 def test_class_discrimination_scores_the_explained_class_and_keeps_neither_last():
@@ -107,23 +109,28 @@ def test_class_discrimination_scores_the_explained_class_and_keeps_neither_last(
     spec = kind.spec(None, unit, tasks.Condition(method="gradcam", model="m", which=1), [f"c{i}" for i in range(9)])
     orders = set()
     for seed in range(20):
-        display = tasks.randomise(spec, random.Random(seed))
-        _, _, options = tasks.view(spec, display)
-        assert options[-1][0] == tasks.NEITHER
+        display = spec.randomise(random.Random(seed))
+        _, _, options = spec.view(display)
+        assert options[-1][0] == NEITHER
         orders.add(tuple(v for v, _ in options))
-    assert orders == {("3", "7", tasks.NEITHER), ("7", "3", tasks.NEITHER)}
-    assert tasks.score(spec, display, "7") == (True, None)
-    assert tasks.score(spec, display, "3") == (False, None)
-    assert tasks.score(spec, display, tasks.NEITHER) == (False, None)
+    assert orders == {("3", "7", NEITHER), ("7", "3", NEITHER)}
+    assert spec.score(display, "7") == (True, None)
+    assert spec.score(display, "3") == (False, None)
+    assert spec.score(display, NEITHER) == (False, None)
 
 
 def test_attention_checks_have_a_known_right_answer_and_likert_is_never_shuffled():
     spec = rating_spec()
-    check = tasks.attention_spec(spec, random.Random(3))
-    value, label = next(o for o in check["options"] if o[0] == check["answer"])
-    assert f"**{label}**" in check["prompt_md"]
-    assert tasks.score(check, tasks.randomise(check, random.Random(0)), value) == (True, None)
+    check = spec.as_attention_check(random.Random(3))
+    value, label = next(o for o in check.options if o[0] == check.answer)
+    assert f"**{label}**" in check.prompt_md
+    assert check.score(check.randomise(random.Random(0)), value) == (True, None)
     for seed in range(10):
-        _, _, options = tasks.view(spec, tasks.randomise(spec, random.Random(seed)))
+        _, _, options = spec.view(spec.randomise(random.Random(seed)))
         assert [v for v, _ in options] == ["1", "2", "3", "4", "5"]
-    assert tasks.score(spec, tasks.randomise(spec, random.Random(0)), "4") == (None, 4)
+    assert spec.score(spec.randomise(random.Random(0)), "4") == (None, 4)
+
+
+def test_a_trial_spec_survives_its_json_round_trip():
+    spec = compare_spec()
+    assert tasks.TrialSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec

@@ -9,6 +9,7 @@ from sqlalchemy import func, select, update
 
 from _study_fixtures import build_fake_study
 from study import plans
+from study.monitor import StudyMonitor
 from study.session import ABANDONED_AFTER, AlreadyCompleted, SurveySession
 from study.storage import Event, Image as ImageRow, Model, Participant, PlanRow, Response, Stimulus, Trial, utcnow
 
@@ -189,13 +190,13 @@ def test_anonymous_entry_needs_the_config_to_allow_it(session, tmp_path):
 
 
 def test_cell_progress_counts_main_answers_per_cell(session):
-    before = session.cell_progress()
+    before = StudyMonitor(session.design, session.db).cell_progress()
     assert list(before.columns) == ["task", "image_id", "method", "n_answers", "target"]
     assert (before["target"] > 0).all()
     assert "gradcam vs cam" in set(before.loc[before.task == "compare", "method"])
     pid = started(session, "cells")
     answer_all(session, pid)
-    after = session.cell_progress()
+    after = StudyMonitor(session.design, session.db).cell_progress()
     with session.db.read() as s:
         main = s.scalar(select(func.count(PlanRow.id)).where(PlanRow.participant_id == pid,
                                                               PlanRow.is_practice.is_(False),
@@ -246,7 +247,7 @@ def test_the_slot_of_a_participant_who_left_is_reused_after_a_while(tmp_path):
 
 
 def test_the_example_is_a_map_of_a_plain_photos_own_class(session):
-    path, name = session.example()
+    path, name = StudyMonitor(session.design, session.db).example()
     assert path.is_file() and path.is_relative_to(session.study_dir)
     with session.db.read() as s:
         stimulus, image, categories = s.execute(

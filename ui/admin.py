@@ -94,7 +94,7 @@ def _dashboard(s) -> None:
     a.metric("Participants", len(people))
     b.metric("Completed", n_done)
     c.metric("Excluded", n_excl)
-    _progress(s.cell_progress())
+    _progress(context.monitor().cell_progress())
     _results(tables["summary"])
     st.subheader("Participants")
     st.dataframe(people, hide_index=True, width="stretch")

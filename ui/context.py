@@ -13,6 +13,7 @@ from pathlib import Path
 import streamlit as st
 from PIL import Image
 
+from study.monitor import StudyMonitor
 from study.session import SurveySession
 
 STUDY_ENV = "CAMSTUDY_STUDY_DIR"
@@ -62,6 +63,17 @@ def _open(folder: str) -> _Bounded:
 def session() -> SurveySession:
     """The one `SurveySession` of this server process (thread-safe), shared by all tabs."""
     return _open(str(study_dir()))
+
+
+@st.cache_resource(show_spinner=False)
+def _monitor(folder: str) -> _Bounded:
+    survey = _open(folder)
+    return _Bounded(StudyMonitor(survey.design, survey.db), DB_CALLS_IN_FLIGHT)
+
+
+def monitor() -> StudyMonitor:
+    """The admin queries (progress, the instructions' example) over the same design and database."""
+    return _monitor(str(study_dir()))
 
 
 def show_stimulus(where, path: Path, **image_options) -> None:

@@ -85,7 +85,7 @@ def _consent(s) -> None:
 def _instructions(s) -> None:
     st.header("Instructions")
     st.markdown(s.config.text.instructions_md)
-    example = s.example()
+    example = context.monitor().example()
     if example is not None:
         path, name = example
         context.show_stimulus(st, path, width=300,

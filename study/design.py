@@ -1,0 +1,82 @@
+"""A built study's design: its config, trial templates, stimuli and Latin-square blocks.
+
+Everything here is fixed by `camstudy build`, so it is read from the database once and never
+changes; the participant flow (`study.session`), the admin queries (`study.monitor`) and the
+simulator share one `StudyDesign` instead of each querying the trial tables.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+
+from study import plans
+from study.config import StudyConfig
+from study.storage import Stimulus, Study, StudyFolder, Trial
+from study.tasks import TrialSpec
+
+
+@dataclass(frozen=True)
+class TrialTemplate:
+    """One trial as built: a cell (task x image x condition), a practice or an attention item."""
+    id: int
+    task: str
+    role: str                     # "main" | "practice" | "attention"
+    task_position: int
+    cell_index: int | None
+    image_id: str
+    model: str
+    model_b: str | None
+    method: str
+    method_b: str | None
+    target_class: int | None
+    spec: TrialSpec
+
+
+@dataclass(frozen=True)
+class StudyDesign:
+    """The immutable design of one study version in `study_dir`."""
+    study_dir: Path
+    config: StudyConfig
+    study_id: int
+    seed: int
+    blocks: tuple[plans.TaskBlock, ...]
+    practice: tuple[TrialTemplate, ...]
+    attention: tuple[TrialTemplate, ...]
+    trials: Mapping[int, TrialTemplate]
+    stimuli: Mapping[int, str]      # stimulus id -> path relative to the study folder
+
+    @classmethod
+    def load(cls, folder: StudyFolder) -> StudyDesign:
+        """Read the design of the study version `folder` opened (one read transaction)."""
+        with folder.database.read() as s:
+            study = s.get(Study, folder.study_id)
+            rows = s.scalars(select(Trial).where(Trial.study_id == folder.study_id).order_by(Trial.id)).all()
+            templates = [TrialTemplate(t.id, t.task, t.role, t.task_position, t.cell_index, t.image_id, t.model,
+                                       t.model_b, t.method, t.method_b, t.target_class, TrialSpec.from_json(t.spec))
+                         for t in rows]
+            stimuli = dict(s.execute(select(Stimulus.id, Stimulus.path)
+                                     .where(Stimulus.study_id == folder.study_id)).all())
+            seed, layout = study.seed, list(study.layout)
+        blocks = []
+        for position, block in enumerate(layout):
+            main = sorted((t for t in templates if t.role == "main" and t.task_position == position),
+                          key=lambda t: t.cell_index)
+            blocks.append(plans.TaskBlock(main, block["units"], block["conditions"], block["per_participant"]))
+        return cls(folder.path, folder.config, folder.study_id, seed, tuple(blocks),
+                   tuple(t for t in templates if t.role == "practice"),
+                   tuple(t for t in templates if t.role == "attention"),
+                   {t.id: t for t in templates}, stimuli)
+
+    @property
+    def plan_length(self) -> int:
+        """Trials in every participant's plan: practice, attention checks and each task's share."""
+        return len(self.practice) + len(self.attention) + sum(b.per_participant for b in self.blocks)
+
+    def trial(self, trial_id: int) -> TrialTemplate:
+        return self.trials[trial_id]
+
+    def stimulus_path(self, stimulus_id: int) -> Path:
+        return self.study_dir / self.stimuli[stimulus_id]

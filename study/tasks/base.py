@@ -1,0 +1,121 @@
+"""What every task type shares: units, conditions, map requests, and the plugin interface.
+
+A task type turns images into *units* (what one trial shows: an image and the class it is
+about) and the task's config into *conditions* (method, method pair, models, ...). Every
+unit x condition pair is a cell; `study.plans` decides which cells a participant sees. The
+build renders the maps a cell needs (`maps`) and stores a `TrialSpec` per trial; the survey
+shows and scores trials from that spec alone.
+
+A task type owns everything about itself: its config keys and their validation
+(`option_keys`, `parse_options`), whether it can host attention checks, how its trials are made,
+its answer vocabulary, its measures for the analysis and its codebook text. The rest of camstudy
+looks these up in `study.tasks.TASKS`.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from study.tasks.spec import Option, TrialSpec
+
+if TYPE_CHECKING:
+    import random
+
+    from study.config import TaskConfig
+
+CONFIDENCE: dict[int, tuple[Option, ...]] = {
+    4: (("1", "Not confident"), ("2", "Somewhat confident"), ("3", "Fairly confident"), ("4", "Very confident")),
+    5: (("1", "Not at all confident"), ("2", "Slightly confident"), ("3", "Moderately confident"),
+        ("4", "Quite confident"), ("5", "Completely confident")),
+}
+NO_RIGHT_ANSWER = "There is no right or wrong answer here: we want your own judgement."
+
+
+@dataclass(frozen=True)
+class Unit:
+    """What one trial is about: an image item (`study.images.ImageItem`) and its classes."""
+    item: Any
+    classes: tuple[int, ...]      # class(es) the trial's maps explain, in canonical order
+    answer: int | None = None     # distinction: the right class; agreement: 1/0 prediction right
+
+
+@dataclass(frozen=True)
+class Condition:
+    """What varies between cells of one unit."""
+    method: str
+    model: str
+    method_b: str | None = None
+    model_b: str | None = None
+    which: int = 0                # class_discrimination: which of the two classes is explained
+
+
+@dataclass(frozen=True)
+class MapRequest:
+    """Maps to render: one PNG per target; `joint` scales them together (distinction)."""
+    image_id: str
+    model: str
+    method: str
+    targets: tuple[int, ...]
+    joint: bool = False
+
+
+class Measure(NamedTuple):
+    """How a task's answers enter the analysis: the response column, the measure's name and its
+    level of measurement (Krippendorff's alpha). `correct` is a proportion (Wilson interval); the
+    other columns are means (bootstrap over participants)."""
+    column: str
+    name: str
+    level: str
+
+
+Predictions = dict[str, dict[str, list[tuple[int, float]]]]   # model -> image_id -> top-5
+
+
+class TaskType:
+    """Base task: one map of the unit's class per trial, under each configured method."""
+    name = ""
+    option_keys: frozenset[str] = frozenset({"model"})   # config keys beyond type, methods and trials
+    hosts_attention_checks = False              # can a trial be turned into an instructed-response check
+    measures: tuple[Measure, ...] = ()
+    codebook = ""                               # what `response` holds for this task (codebook.csv)
+
+    def parse_options(self, check, raw: dict, path: tuple, methods: tuple[str, ...],
+                      models: tuple[str, ...]) -> dict[str, Any]:
+        """TaskConfig fields from the task's own config keys; `check` is the config validator
+        (its `typed`, `count`, `strings` and `fail` give errors that name the key and line)."""
+        return {}
+
+    def conditions(self, task: TaskConfig) -> list[Condition]:
+        return [Condition(method=m, model=task.model) for m in task.methods]
+
+    def units(self, task: TaskConfig, items: Sequence, predictions: Predictions,
+              combine: Callable, rng: random.Random) -> list[Unit]:
+        return [Unit(item, (item.labels[0],)) for item in labelled(items)]
+
+    def maps(self, unit: Unit, cond: Condition) -> list[MapRequest]:
+        return [MapRequest(unit.item.image_id, cond.model, cond.method, (self.target(unit, cond),))]
+
+    def target(self, unit: Unit, cond: Condition) -> int:
+        return unit.classes[cond.which]
+
+    def spec(self, task: TaskConfig, unit: Unit, cond: Condition, names: Sequence[str]) -> TrialSpec:
+        """The trial's spec; `stimuli` is filled in by the build once the maps are stored."""
+        raise NotImplementedError
+
+    def shown_methods(self, method: str, method_b: str | None, display: dict[str, Any]) -> tuple[str, str | None]:
+        """(method, method_b) as the participant saw them (compare: left, then right)."""
+        return method, method_b
+
+
+def labelled(items: Sequence) -> list:
+    """Images with at least one known class: the only ones a trial can be about or score."""
+    return [i for i in items if i.labels]
+
+
+def confidence_points(check, raw: dict, path: tuple) -> int:
+    """The `confidence_points` key of the HIVE tasks: a 4- or 5-point scale, or 0 (not asked)."""
+    points = check.typed(raw, path, "confidence_points", int, 4)
+    if points not in (0, *CONFIDENCE):
+        raise check.fail(path + ("confidence_points",), f"must be 4 or 5 (or 0: not asked), got {points}")
+    return points

@@ -1,0 +1,44 @@
+"""Grad-CAM 5.3: two models' maps of an image both classify correctly; which is more reliable?"""
+from __future__ import annotations
+
+from study.tasks.base import NO_RIGHT_ANSWER, Condition, MapRequest, Measure, TaskType, Unit, labelled
+from study.tasks.spec import TrialSpec
+
+TRUST = (("-2", "Left is much more reliable"), ("-1", "Left is a little more reliable"),
+         ("0", "Equally reliable"), ("1", "Right is a little more reliable"),
+         ("2", "Right is much more reliable"))
+
+
+class Trust(TaskType):
+    name = "trust"
+    option_keys = frozenset({"models"})
+    measures = (Measure("rating", "trust", "interval"),)
+    codebook = "-2..2 as shown (negative = left model)"
+
+    def parse_options(self, check, raw, path, methods, models):
+        pair = check.strings(raw, path, "models", list(models), allowed=set(models))
+        if len(pair) != 2:
+            raise check.fail(path + ("models",), "trust compares exactly two models")
+        return {"models": pair, "model": pair[0]}
+
+    def conditions(self, task):
+        a, b = task.models
+        return [Condition(method=m, model=a, model_b=b) for m in task.methods]
+
+    def units(self, task, items, predictions, combine, rng):
+        a, b = task.models
+        units = []
+        for item in labelled(items):
+            top_a, top_b = predictions[a][item.image_id][0][0], predictions[b][item.image_id][0][0]
+            if top_a == top_b and top_a in item.labels:
+                units.append(Unit(item, (top_a,)))
+        return units
+
+    def maps(self, unit, cond):
+        return [MapRequest(unit.item.image_id, model, cond.method, unit.classes) for model in (cond.model, cond.model_b)]
+
+    def spec(self, task, unit, cond, names):
+        name = names[unit.classes[0]]
+        return TrialSpec(f"Both models classify this image as **{name}**. Based on the explanations, "
+                         "which model seems more reliable?", TRUST, captions=("Left", "Right"),
+                         shuffle_stimuli=True, scale="trust", feedback_md=NO_RIGHT_ANSWER)

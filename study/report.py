@@ -20,12 +20,11 @@ from PIL import Image as PILImage
 
 from study import analysis
 from study.export import StudyRecords, find_scores, load_study, read_faithfulness, tables_from_records
-from study.simulate import SIM_PREFIX
+from study.identity import SIM_PREFIX
+from study.outputs import CURVE_COLUMNS, CURVES_FILE
 
 EXAMPLES_PER_METHOD = 3
 THUMBNAIL_PX = 180
-CURVES_FILE = "curves.csv"
-CURVE_COLUMNS = ["method", "curve", "fraction", "value"]
 # What the scatter plots show first when there are more measures and metrics than panels.
 PREFERRED_HUMAN = ("rating", "compare_preferred", "class_discrimination_accuracy", "trust")
 PREFERRED_METRICS = ("insertion_auc", "deletion_auc", "pointing_game", "energy_pointing_game")
@@ -76,7 +75,7 @@ def write_report(study_dir: str | Path, out: str | Path, *, scores_dir: str | Pa
 
 def read_curves(scores: Path | None) -> pd.DataFrame:
     """Mean deletion / insertion curves that `camstudy score` wrote next to faithfulness.csv
-    (curves.csv: [model,] method, curve, fraction, value), or an empty frame when there are none."""
+    (curves.csv: model, method, curve, fraction, value), or an empty frame when there are none."""
     path = None if scores is None else scores / CURVES_FILE
     if path is None or not path.is_file():
         return pd.DataFrame(columns=CURVE_COLUMNS)

@@ -27,16 +27,11 @@ from torch import nn
 from tqdm import tqdm
 
 import metrics
-from study.commands._common import safe_name
 from study.explainers import METHODS, explain
 from study.images import ImageItem
+from study.outputs import (CURVE_COLUMNS, CURVES_FILE, CURVES_PLOT, FAITHFULNESS_FILE, TABLE_PLOT, columns,
+                           safe_name)
 
-COLUMNS = ["image_id", "model", "method", "target_class", "metric", "value", "params"]
-CURVE_COLUMNS = ["model", "method", "curve", "fraction", "value"]
-FAITHFULNESS_FILE = "faithfulness.csv"
-CURVES_FILE = "curves.csv"
-CURVES_PLOT = "curves.png"
-TABLE_PLOT = "metrics_table.png"
 GROUP_SIZE = 16  # images preprocessed and explained together; bounds memory for large sets
 TARGETS = ("label", "top1")
 
@@ -95,7 +90,7 @@ def score(
                 rows += group_rows
                 curves += group_curves
                 bar.update()
-    table = pd.DataFrame(rows, columns=COLUMNS)
+    table = pd.DataFrame(rows, columns=columns("faithfulness"))
     mean_curves = mean_curve_table(curves, scorer.model_name)
     scorer.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(scorer.out / FAITHFULNESS_FILE, index=False)

@@ -18,10 +18,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from study.identity import SIM_PREFIX
 from study.session import ParticipantState, SurveySession, TrialView
 from study.storage import PlanRow, Trial
-
-SIM_PREFIX = "SIM-"
 
 
 class SimulatedClock:

@@ -47,7 +47,8 @@ def parse_options(texts: list[str]) -> dict[str, dict]:
 def run(args) -> int:
     from study import load_model
     from study.images import image_set
-    from study.scoring import FAITHFULNESS_FILE, score
+    from study.outputs import FAITHFULNESS_FILE
+    from study.scoring import score
 
     methods = parse_methods(args.methods) if args.methods else None
     options = parse_options(args.option)

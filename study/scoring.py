@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib.figure import Figure
 from torch import nn
 from tqdm import tqdm
 
 import metrics
 from study.explainers import METHODS, explain
+from study.figures import curves_figure, table_figure
 from study.images import ImageItem
 from study.outputs import (CURVE_COLUMNS, CURVES_FILE, CURVES_PLOT, FAITHFULNESS_FILE, TABLE_PLOT, columns,
                            safe_name)
@@ -96,7 +96,7 @@ def score(
     table.to_csv(scorer.out / FAITHFULNESS_FILE, index=False)
     mean_curves.to_csv(scorer.out / CURVES_FILE, index=False)
     if plots:
-        curves_figure(mean_curves, table).savefig(scorer.out / CURVES_PLOT, dpi=110)
+        curves_figure(mean_curves, faithfulness=table).savefig(scorer.out / CURVES_PLOT, dpi=110)
         table_figure(table).savefig(scorer.out / TABLE_PLOT, dpi=110)
     return table
 
@@ -287,36 +287,3 @@ def mean_curve_table(curves: list[tuple], model_name: str) -> pd.DataFrame:
         mean = np.mean([c for _, c in pairs], axis=0)
         rows += [[model_name, method, kind, float(f), float(v)] for f, v in zip(fraction, mean)]
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
-
-
-def curves_figure(mean_curves: pd.DataFrame, table: pd.DataFrame) -> Figure:
-    """Mean deletion and insertion curves per method, AUC in the legend."""
-    figure = Figure(figsize=(10, 4), layout="constrained")
-    axes = figure.subplots(1, 2)
-    for ax, kind in zip(axes, ("deletion", "insertion")):
-        aucs = table[table["metric"] == f"{kind}_auc"].groupby("method")["value"].mean()
-        for method, group in mean_curves[mean_curves["curve"] == kind].groupby("method", sort=False):
-            ax.plot(group["fraction"], group["value"], label=f"{method} (AUC {aucs.get(method, float('nan')):.3f})")
-        better = "lower" if kind == "deletion" else "higher"
-        ax.set_title(f"{kind} ({better} AUC is better)", loc="left", fontsize=10)
-        ax.set_xlabel("fraction of pixels")
-        ax.set_ylabel("probability of the target")
-        ax.set_ylim(0, 1)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    return figure
-
-
-def table_figure(table: pd.DataFrame) -> Figure:
-    """Mean of every metric per method (rows) as a table figure."""
-    means = table.pivot_table(index="method", columns="metric", values="value", aggfunc="mean", sort=False)
-    size = (max(6, 1.5 * (means.shape[1] + 1)), 0.9 + 0.35 * (means.shape[0] + 1))
-    figure = Figure(figsize=size, layout="constrained")
-    ax = figure.subplots()
-    ax.axis("off")
-    cells = [[("" if pd.isna(v) else f"{v:.3f}") for v in row] for row in means.to_numpy()]
-    shown = ax.table(cellText=cells, rowLabels=list(means.index), colLabels=list(means.columns), loc="center")
-    shown.auto_set_font_size(False)
-    shown.set_fontsize(8)
-    ax.set_title(f"mean per method over {table['image_id'].nunique()} images", fontsize=10, loc="left")
-    return figure

@@ -188,33 +188,43 @@ class _Scorer:
         rows, curves = [], []
         for item, t, result in zip(items, targets.tolist(), results):
             rows += [[item.image_id, self.model_name, method, t, m, v, p] for m, v, p in result["rows"]]
-            curves += [(method, kind, np.asarray(result["fraction"]), np.asarray(result[kind]))
+            # float64, whether fresh (float32 arrays) or cached (JSON lists): the means do not depend on which
+            curves += [(method, kind, np.asarray(result["fraction"], np.float64), np.asarray(result[kind], np.float64))
                        for kind in ("deletion", "insertion")]
         return rows, curves
 
     def _maps(self, method, items, x, targets, keys, options) -> torch.Tensor:
-        """Maps [B,H,W] from the .npy cache, explaining only the images that miss it."""
+        """Maps [B,H,W] on the CPU: read from the .npy cache where there, explained (and cached) where not.
+
+        Fresh maps are used as computed; the cache is written for the next run, not read back."""
         folder = self.cache / "maps" / safe_name(method)
         paths = [folder / f"{safe_name(item.image_id)}-{key}.npy" for item, key in zip(items, keys)]
-        missing = [i for i, p in enumerate(paths) if not p.is_file()]
+        maps = {i: torch.from_numpy(np.load(p, allow_pickle=False)) for i, p in enumerate(paths) if p.is_file()}
+        missing = [i for i in range(len(paths)) if i not in maps]
         if missing:
             fresh = explain(method, self.model, x[missing], targets[missing], batch_size=self.batch_size,
-                            seed=self.seed, amp=self.amp, **options).float().cpu().numpy()
+                            seed=self.seed, amp=self.amp, **options).float().cpu()
             folder.mkdir(parents=True, exist_ok=True)
-            for i, array in zip(missing, fresh):
-                np.save(paths[i], array, allow_pickle=False)
-        return torch.from_numpy(np.stack([np.load(p, allow_pickle=False) for p in paths]))
+            for i, saliency in zip(missing, fresh):
+                np.save(paths[i], saliency.numpy(), allow_pickle=False)
+                maps[i] = saliency
+        return torch.stack([maps[i] for i in range(len(paths))])
 
     def _cached(self, kind, method, items, keys, compute) -> list[dict]:
-        """Per-image JSON results from the cache; `compute(indices)` fills the ones that miss it."""
+        """Per-image results: read from the JSON cache where there, `compute(indices)` (and cached) where not.
+
+        Fresh results are used as computed, their arrays still arrays; they become JSON lists only
+        in the file written for the next run."""
         folder = self.cache / kind / safe_name(method)
         paths = [folder / f"{safe_name(item.image_id)}-{key}.json" for item, key in zip(items, keys)]
-        missing = [i for i, p in enumerate(paths) if not p.is_file()]
+        results = [json.loads(p.read_text()) if p.is_file() else None for p in paths]
+        missing = [i for i, result in enumerate(results) if result is None]
         if missing:
             folder.mkdir(parents=True, exist_ok=True)
             for i, result in zip(missing, compute(missing)):
-                paths[i].write_text(json.dumps(result))
-        return [json.loads(p.read_text()) for p in paths]
+                paths[i].write_text(json.dumps(result, default=_as_list))
+                results[i] = result
+        return results
 
     def _metrics(self, x, maps, targets, boxes) -> list[dict]:
         """Per image: faithfulness rows (plus localization where it has boxes) and both curves."""
@@ -235,12 +245,10 @@ class _Scorer:
         if located:
             for j, local in enumerate(_localization_rows(maps[located], [boxes[i] for i in located], s)):
                 rows[located[j]] += local
-        fraction = (causal["deletion"].pixels / (x.shape[-1] * x.shape[-2])).tolist()
-        return [
-            {"rows": rows[i], "fraction": fraction, "deletion": causal["deletion"].curve[i].tolist(),
-             "insertion": causal["insertion"].curve[i].tolist()}
-            for i in range(x.shape[0])
-        ]
+        fraction = (causal["deletion"].pixels / (x.shape[-1] * x.shape[-2])).numpy()
+        deletion, insertion = causal["deletion"].curve.numpy(), causal["insertion"].curve.numpy()
+        return [{"rows": rows[i], "fraction": fraction, "deletion": deletion[i], "insertion": insertion[i]}
+                for i in range(x.shape[0])]
 
     def _sanity(self, method, options, x, targets) -> list[dict]:
         def explain_fn(model, images, classes):
@@ -268,6 +276,13 @@ def _localization_rows(maps: torch.Tensor, boxes: list, settings: dict) -> list[
         ("box_iou", found.iou, {"threshold": threshold}),
     ]
     return [[_row(name, values[i], params) for name, values, params in columns] for i in range(maps.shape[0])]
+
+
+def _as_list(array: np.ndarray) -> list:
+    """How a fresh result's arrays (curves, pixel fractions) are written to the JSON cache."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"cannot cache a {type(array).__name__} as JSON")
+    return array.tolist()
 
 
 def _row(metric: str, value, params: dict) -> list:

@@ -26,7 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 import metrics
-from study.explainers import METHODS, explain
+from study.explainers import METHODS, check_options, explain
 from study.figures import curves_figure, table_figure
 from study.images import ImageItem
 from study.outputs import (CURVE_COLUMNS, CURVES_FILE, CURVES_PLOT, FAITHFULNESS_FILE, TABLE_PLOT, columns,
@@ -102,7 +102,8 @@ def score(
 
 
 def check_methods(methods: Sequence[str] | None, options: Mapping[str, Mapping] | None) -> list[str]:
-    """Known method names (or captum:/gradcam_lib: adapters), each once; options only for those."""
+    """Known method names (or captum:/gradcam_lib: adapters), each once; options only for those, and
+    only options their explainer takes (checked here, before any model or image is loaded)."""
     chosen = list(METHODS) if methods is None else list(methods)
     unknown = [m for m in chosen if m not in METHODS and ":" not in m]
     if not chosen or unknown:
@@ -112,6 +113,8 @@ def check_methods(methods: Sequence[str] | None, options: Mapping[str, Mapping] 
     stray = sorted(set(options or {}) - set(chosen))
     if stray:
         raise ValueError(f"explainer options given for methods not scored: {', '.join(stray)}")
+    for method, method_options in (options or {}).items():
+        check_options(method, method_options)
     return chosen
 
 

@@ -5,6 +5,7 @@ table as a DataFrame (the admin page shows them live); `write_exports(study_dir,
 them as CSV. The CSVs are deterministic: rows sorted, floats as `%.6g`, booleans `true`/`false`,
 times ISO 8601 UTC, `\\n` line ends, so exporting the same database twice gives identical bytes.
 Exclusion rules (study.analysis.flag_exclusions) set `excluded` flags; no row is dropped.
+The tables' names and columns (the codebook) live in study.outputs, with every other output's.
 """
 from __future__ import annotations
 
@@ -17,116 +18,10 @@ from sqlalchemy import select
 
 from study import analysis
 from study.config import StudyConfig
+from study.outputs import CODEBOOK, FAITHFULNESS_FILE, SCORE_FOLDERS, TABLES, columns
 from study.tasks import TASKS
 from study.storage import (Image, Participant, PlanRow, QuestionnaireAnswer, Response, Stimulus, Study,
                            as_utc, open_study)
-
-FAITHFULNESS_FILE = "faithfulness.csv"
-# Where `camstudy score --out` may have written inside a study folder, in search order.
-SCORE_FOLDERS = (".", "scores", "score")
-
-# file -> [(column, type, description)], in the files' column order. The CSV headers are
-# generated from this, so the codebook cannot disagree with the files.
-CODEBOOK: dict[str, list[tuple[str, str, str]]] = {
-    "responses": [
-        ("study_id", "integer", "Database id of the study version the answer belongs to."),
-        ("participant_id", "integer", "Database id of the participant (see participants.csv)."),
-        ("external_id", "string", "The participant's id from the link (PROLIFIC_PID, pid, ...); 'SIM-' marks simulated participants."),
-        ("trial_index", "integer", "Position of the trial in the participant's plan, from 0."),
-        ("task", "string", "Task type: class_discrimination, compare, rating, trust, distinction or agreement."),
-        ("image_id", "string", "Id of the stimulus image (a photo or a two-category composite)."),
-        ("model", "string", "Classifier explained; for trust, the model that positive ratings favour."),
-        ("method", "string", "Explanation method shown; for compare, the map shown on the left."),
-        ("method_b", "string", "compare: the method shown on the right; empty for other tasks."),
-        ("target_class", "integer", "ImageNet class index the explanation is for."),
-        ("response", "string", "The option chosen: compare the preferred method's name or 'same'; class_discrimination a class index or both_or_neither; distinction a class index; agreement yes/no; rating 1-5; trust -2..2 as shown (negative = left model)."),
-        ("correct", "boolean", "Whether the answer is right (class_discrimination, distinction, agreement, attention checks); empty where no answer is right."),
-        ("confidence", "integer", "Confidence on the task's 4- or 5-point scale (distinction, agreement); empty if not asked."),
-        ("rating", "integer", "Numeric reading of the answer: Likert 1-5 (rating) or -2..+2 (trust, positive favours `model`)."),
-        ("rt_ms", "integer", "Response time in milliseconds, from the trial being shown to the answer."),
-        ("shown_at", "datetime", "When the trial was first shown (ISO 8601, UTC)."),
-        ("answered_at", "datetime", "When the answer was stored (ISO 8601, UTC)."),
-        ("is_practice", "boolean", "Practice trial with feedback; not analysed."),
-        ("is_attention_check", "boolean", "Attention-check trial; decides attention_passed, not analysed otherwise."),
-        ("excluded", "boolean", "Left out of the statistics: the participant is excluded, or the answer came faster than the config's exclusion.min_rt_ms."),
-    ],
-    "participants": [
-        ("participant_id", "integer", "Database id of the participant."),
-        ("external_id", "string", "Id from the link; 'SIM-' marks simulated participants."),
-        ("seed", "integer", "Seed of the participant's randomised trial plan."),
-        ("consent_at", "datetime", "When consent was given (ISO 8601, UTC); empty if never."),
-        ("started_at", "datetime", "When the participant entered the survey (ISO 8601, UTC)."),
-        ("completed_at", "datetime", "When the participant finished (ISO 8601, UTC); empty if not finished."),
-        ("completion_code", "string", "Completion code shown at the end; empty if not finished."),
-        ("n_answered", "integer", "Answered trials, practice trials not counted."),
-        ("attention_passed", "boolean", "At most exclusion.max_failed_attention_checks attention checks answered wrongly."),
-        ("excluded", "boolean", "Left out of the statistics: failed attention checks or did not complete."),
-        ("user_agent", "string", "Browser user agent at entry."),
-    ],
-    "faithfulness": [
-        ("image_id", "string", "Id of the image scored."),
-        ("model", "string", "Classifier explained."),
-        ("method", "string", "Explanation method scored."),
-        ("target_class", "integer", "ImageNet class index the map explains."),
-        ("metric", "string", "Metric name from `camstudy score` (deletion_auc, insertion_auc, pointing_game, ...)."),
-        ("value", "float", "The metric's value for this map."),
-        ("params", "string", "JSON of the metric's parameters (step, substrate, ...)."),
-    ],
-    "summary": [
-        ("task", "string", "Task type."),
-        ("model", "string", "Classifier explained."),
-        ("method", "string", "Explanation method."),
-        ("measure", "string", "accuracy (share correct), preferred (compare: share of its comparisons the method won), rating, trust or confidence (means)."),
-        ("n", "integer", "Analysed answers."),
-        ("n_participants", "integer", "Participants contributing those answers."),
-        ("estimate", "float", "Proportion or mean."),
-        ("ci_low", "float", "Lower end of the 95% interval."),
-        ("ci_high", "float", "Upper end of the 95% interval."),
-        ("ci_method", "string", "wilson (score interval for proportions) or bootstrap (percentile, 2000 resamples of participants, seed 0)."),
-        ("vote_score", "float", "compare only: Ablation-CAM normalised vote score, the method's share of the votes per image pair averaged over pairs (see study.analysis.vote_scores)."),
-    ],
-    "tests": [
-        ("task", "string", "Task type."),
-        ("model", "string", "Classifier explained."),
-        ("measure", "string", "Measure tested (as in summary.csv); 'response' for nominal Krippendorff's alpha, which is computed on the answers themselves."),
-        ("test", "string", "wilcoxon_exact / wilcoxon_normal (signed-rank; exact null without ties, else normal approximation), wilcoxon_vs_zero_* (trust against 0), mcnemar_exact (exact binomial on discordant pairs), friedman, sign_test_exact (compare votes, ties set aside), krippendorff_alpha_<level>."),
-        ("method_a", "string", "First method of the pair; 'all' for tests across methods."),
-        ("method_b", "string", "Second method of the pair; empty for tests across methods or against zero."),
-        ("paired_by", "string", "Unit of pairing: participant (per-participant means), participant_image, answer, or stimulus (alpha: units are stimuli, raters participants)."),
-        ("statistic", "float", "Test statistic (Wilcoxon W, McNemar min(b, c), Friedman chi-square, votes for method_a, or alpha itself)."),
-        ("p", "float", "Two-sided p-value; empty for Krippendorff's alpha."),
-        ("n", "integer", "Paired units (participants, participant x image pairs, votes or stimuli)."),
-    ],
-    "correlations": [
-        ("level", "string", "method: across images for one method; image: across methods for one image."),
-        ("model", "string", "Classifier explained."),
-        ("method", "string", "Method (level method); empty otherwise."),
-        ("image_id", "string", "Image (level image); empty otherwise."),
-        ("human_measure", "string", "Human measure averaged per method and image (rating, trust, class_discrimination_accuracy, compare_preferred, ...)."),
-        ("metric", "string", "Faithfulness metric (faithfulness.csv)."),
-        ("rho", "float", "Spearman rank correlation."),
-        ("p", "float", "Two-sided p-value of rho."),
-        ("n", "integer", "Points correlated (images or methods)."),
-    ],
-    "questionnaire": [
-        ("participant_id", "integer", "Database id of the participant."),
-        ("external_id", "string", "Id from the link."),
-        ("key", "string", "Questionnaire item key from the config."),
-        ("value", "string", "The answer as given."),
-    ],
-    "codebook": [
-        ("file", "string", "CSV file the column belongs to."),
-        ("column", "string", "Column name."),
-        ("type", "string", "integer, float, boolean (true/false), string or datetime (ISO 8601, UTC); empty cell = missing."),
-        ("description", "string", "What the column holds."),
-    ],
-}
-TABLES = ("responses", "participants", "faithfulness", "summary", "tests", "correlations",
-          "questionnaire", "codebook")
-
-
-def columns(table: str) -> list[str]:
-    return [name for name, _, _ in CODEBOOK[table]]
 
 
 @dataclass(frozen=True)

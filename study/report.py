@@ -20,19 +20,17 @@ from PIL import Image as PILImage
 
 from study import analysis
 from study.export import StudyRecords, find_scores, load_study, read_faithfulness, tables_from_records
-from study.simulate import SIM_PREFIX
+from study.figures import COLOURS, curves_figure
+from study.identity import SIM_PREFIX
+from study.outputs import CURVE_COLUMNS, CURVES_FILE
 
 EXAMPLES_PER_METHOD = 3
 THUMBNAIL_PX = 180
-CURVES_FILE = "curves.csv"
-CURVE_COLUMNS = ["method", "curve", "fraction", "value"]
 # What the scatter plots show first when there are more measures and metrics than panels.
 PREFERRED_HUMAN = ("rating", "compare_preferred", "class_discrimination_accuracy", "trust")
 PREFERRED_METRICS = ("insertion_auc", "deletion_auc", "pointing_game", "energy_pointing_game")
 # Fixed axis ranges (padded so points on the ends stay visible) for measures with a known scale.
 SCALES = {"accuracy": (-.03, 1.03), "preferred": (-.03, 1.03), "rating": (.9, 5.1), "trust": (-2.1, 2.1)}
-COLOURS = ["#1b6ca8", "#d1495b", "#66a182", "#edae49", "#6c4f97", "#00798c", "#8d6a9f", "#3d405b",
-           "#e07a5f", "#81b29a", "#f2cc8f"]
 
 STYLE = """
 body { font-family: -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
@@ -76,7 +74,7 @@ def write_report(study_dir: str | Path, out: str | Path, *, scores_dir: str | Pa
 
 def read_curves(scores: Path | None) -> pd.DataFrame:
     """Mean deletion / insertion curves that `camstudy score` wrote next to faithfulness.csv
-    (curves.csv: [model,] method, curve, fraction, value), or an empty frame when there are none."""
+    (curves.csv: model, method, curve, fraction, value), or an empty frame when there are none."""
     path = None if scores is None else scores / CURVES_FILE
     if path is None or not path.is_file():
         return pd.DataFrame(columns=CURVE_COLUMNS)
@@ -211,24 +209,8 @@ def _curves_section(curves: pd.DataFrame) -> str:
     if curves.empty:
         return (head + "\n<p class=\"note\">No curves: run <code>camstudy score</code> on the study to add "
                 "faithfulness scores and mean deletion/insertion curves to this report.</p>")
-    kinds = sorted(curves["curve"].astype(str).unique())
-    figure = Figure(figsize=(4.3 * len(kinds), 3.4), layout="constrained")
-    axes = figure.subplots(1, len(kinds), squeeze=False)[0]
-    for ax, kind in zip(axes, kinds):
-        rows = curves[curves["curve"].astype(str) == kind]
-        keys = ["model", "method"] if "model" in rows.columns and rows["model"].nunique() > 1 else ["method"]
-        for i, (key, group) in enumerate(rows.groupby(keys, sort=True)):
-            mean = group.groupby("fraction", sort=True)["value"].mean()
-            label = " / ".join(map(str, key)) if isinstance(key, tuple) else str(key)
-            ax.plot(mean.index.to_numpy(float), mean.to_numpy(float), label=label, color=COLOURS[i % len(COLOURS)])
-        better = {"deletion": " (lower AUC is better)", "insertion": " (higher AUC is better)"}.get(kind, "")
-        ax.set_title(kind + better, loc="left", fontsize=10)
-        ax.set_xlabel("fraction of pixels")
-        ax.set_ylabel("probability of the target")
-        ax.grid(alpha=.3)
-        ax.legend(fontsize=8)
     return "\n".join([head, "<p class=\"note\">Mean over images per method (RISE causal metric).</p>",
-                      _figure_html(figure, "Deletion and insertion curves")])
+                      _figure_html(curves_figure(curves), "Deletion and insertion curves")])
 
 
 def _scatter_section(responses: pd.DataFrame, faithfulness: pd.DataFrame) -> str:

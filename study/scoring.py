@@ -22,21 +22,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib.figure import Figure
 from torch import nn
 from tqdm import tqdm
 
 import metrics
-from study.commands._common import safe_name
-from study.explainers import METHODS, explain
+from study.explainers import METHODS, check_options, explain
+from study.figures import curves_figure, table_figure
 from study.images import ImageItem
+from study.outputs import (CURVE_COLUMNS, CURVES_FILE, CURVES_PLOT, FAITHFULNESS_FILE, TABLE_PLOT, columns,
+                           safe_name)
 
-COLUMNS = ["image_id", "model", "method", "target_class", "metric", "value", "params"]
-CURVE_COLUMNS = ["model", "method", "curve", "fraction", "value"]
-FAITHFULNESS_FILE = "faithfulness.csv"
-CURVES_FILE = "curves.csv"
-CURVES_PLOT = "curves.png"
-TABLE_PLOT = "metrics_table.png"
 GROUP_SIZE = 16  # images preprocessed and explained together; bounds memory for large sets
 TARGETS = ("label", "top1")
 
@@ -95,19 +90,20 @@ def score(
                 rows += group_rows
                 curves += group_curves
                 bar.update()
-    table = pd.DataFrame(rows, columns=COLUMNS)
+    table = pd.DataFrame(rows, columns=columns("faithfulness"))
     mean_curves = mean_curve_table(curves, scorer.model_name)
     scorer.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(scorer.out / FAITHFULNESS_FILE, index=False)
     mean_curves.to_csv(scorer.out / CURVES_FILE, index=False)
     if plots:
-        curves_figure(mean_curves, table).savefig(scorer.out / CURVES_PLOT, dpi=110)
+        curves_figure(mean_curves, faithfulness=table).savefig(scorer.out / CURVES_PLOT, dpi=110)
         table_figure(table).savefig(scorer.out / TABLE_PLOT, dpi=110)
     return table
 
 
 def check_methods(methods: Sequence[str] | None, options: Mapping[str, Mapping] | None) -> list[str]:
-    """Known method names (or captum:/gradcam_lib: adapters), each once; options only for those."""
+    """Known method names (or captum:/gradcam_lib: adapters), each once; options only for those, and
+    only options their explainer takes (checked here, before any model or image is loaded)."""
     chosen = list(METHODS) if methods is None else list(methods)
     unknown = [m for m in chosen if m not in METHODS and ":" not in m]
     if not chosen or unknown:
@@ -117,6 +113,8 @@ def check_methods(methods: Sequence[str] | None, options: Mapping[str, Mapping] 
     stray = sorted(set(options or {}) - set(chosen))
     if stray:
         raise ValueError(f"explainer options given for methods not scored: {', '.join(stray)}")
+    for method, method_options in (options or {}).items():
+        check_options(method, method_options)
     return chosen
 
 
@@ -193,33 +191,43 @@ class _Scorer:
         rows, curves = [], []
         for item, t, result in zip(items, targets.tolist(), results):
             rows += [[item.image_id, self.model_name, method, t, m, v, p] for m, v, p in result["rows"]]
-            curves += [(method, kind, np.asarray(result["fraction"]), np.asarray(result[kind]))
+            # float64, whether fresh (float32 arrays) or cached (JSON lists): the means do not depend on which
+            curves += [(method, kind, np.asarray(result["fraction"], np.float64), np.asarray(result[kind], np.float64))
                        for kind in ("deletion", "insertion")]
         return rows, curves
 
     def _maps(self, method, items, x, targets, keys, options) -> torch.Tensor:
-        """Maps [B,H,W] from the .npy cache, explaining only the images that miss it."""
+        """Maps [B,H,W] on the CPU: read from the .npy cache where there, explained (and cached) where not.
+
+        Fresh maps are used as computed; the cache is written for the next run, not read back."""
         folder = self.cache / "maps" / safe_name(method)
         paths = [folder / f"{safe_name(item.image_id)}-{key}.npy" for item, key in zip(items, keys)]
-        missing = [i for i, p in enumerate(paths) if not p.is_file()]
+        maps = {i: torch.from_numpy(np.load(p, allow_pickle=False)) for i, p in enumerate(paths) if p.is_file()}
+        missing = [i for i in range(len(paths)) if i not in maps]
         if missing:
             fresh = explain(method, self.model, x[missing], targets[missing], batch_size=self.batch_size,
-                            seed=self.seed, amp=self.amp, **options).float().cpu().numpy()
+                            seed=self.seed, amp=self.amp, **options).float().cpu()
             folder.mkdir(parents=True, exist_ok=True)
-            for i, array in zip(missing, fresh):
-                np.save(paths[i], array, allow_pickle=False)
-        return torch.from_numpy(np.stack([np.load(p, allow_pickle=False) for p in paths]))
+            for i, saliency in zip(missing, fresh):
+                np.save(paths[i], saliency.numpy(), allow_pickle=False)
+                maps[i] = saliency
+        return torch.stack([maps[i] for i in range(len(paths))])
 
     def _cached(self, kind, method, items, keys, compute) -> list[dict]:
-        """Per-image JSON results from the cache; `compute(indices)` fills the ones that miss it."""
+        """Per-image results: read from the JSON cache where there, `compute(indices)` (and cached) where not.
+
+        Fresh results are used as computed, their arrays still arrays; they become JSON lists only
+        in the file written for the next run."""
         folder = self.cache / kind / safe_name(method)
         paths = [folder / f"{safe_name(item.image_id)}-{key}.json" for item, key in zip(items, keys)]
-        missing = [i for i, p in enumerate(paths) if not p.is_file()]
+        results = [json.loads(p.read_text()) if p.is_file() else None for p in paths]
+        missing = [i for i, result in enumerate(results) if result is None]
         if missing:
             folder.mkdir(parents=True, exist_ok=True)
             for i, result in zip(missing, compute(missing)):
-                paths[i].write_text(json.dumps(result))
-        return [json.loads(p.read_text()) for p in paths]
+                paths[i].write_text(json.dumps(result, default=_as_list))
+                results[i] = result
+        return results
 
     def _metrics(self, x, maps, targets, boxes) -> list[dict]:
         """Per image: faithfulness rows (plus localization where it has boxes) and both curves."""
@@ -240,12 +248,10 @@ class _Scorer:
         if located:
             for j, local in enumerate(_localization_rows(maps[located], [boxes[i] for i in located], s)):
                 rows[located[j]] += local
-        fraction = (causal["deletion"].pixels / (x.shape[-1] * x.shape[-2])).tolist()
-        return [
-            {"rows": rows[i], "fraction": fraction, "deletion": causal["deletion"].curve[i].tolist(),
-             "insertion": causal["insertion"].curve[i].tolist()}
-            for i in range(x.shape[0])
-        ]
+        fraction = (causal["deletion"].pixels / (x.shape[-1] * x.shape[-2])).numpy()
+        deletion, insertion = causal["deletion"].curve.numpy(), causal["insertion"].curve.numpy()
+        return [{"rows": rows[i], "fraction": fraction, "deletion": deletion[i], "insertion": insertion[i]}
+                for i in range(x.shape[0])]
 
     def _sanity(self, method, options, x, targets) -> list[dict]:
         def explain_fn(model, images, classes):
@@ -275,6 +281,13 @@ def _localization_rows(maps: torch.Tensor, boxes: list, settings: dict) -> list[
     return [[_row(name, values[i], params) for name, values, params in columns] for i in range(maps.shape[0])]
 
 
+def _as_list(array: np.ndarray) -> list:
+    """How a fresh result's arrays (curves, pixel fractions) are written to the JSON cache."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"cannot cache a {type(array).__name__} as JSON")
+    return array.tolist()
+
+
 def _row(metric: str, value, params: dict) -> list:
     """[metric, value, params JSON]; NaN (e.g. the energy of an all-zero map) becomes None -> empty cell."""
     v = float(value)
@@ -292,36 +305,3 @@ def mean_curve_table(curves: list[tuple], model_name: str) -> pd.DataFrame:
         mean = np.mean([c for _, c in pairs], axis=0)
         rows += [[model_name, method, kind, float(f), float(v)] for f, v in zip(fraction, mean)]
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
-
-
-def curves_figure(mean_curves: pd.DataFrame, table: pd.DataFrame) -> Figure:
-    """Mean deletion and insertion curves per method, AUC in the legend."""
-    figure = Figure(figsize=(10, 4), layout="constrained")
-    axes = figure.subplots(1, 2)
-    for ax, kind in zip(axes, ("deletion", "insertion")):
-        aucs = table[table["metric"] == f"{kind}_auc"].groupby("method")["value"].mean()
-        for method, group in mean_curves[mean_curves["curve"] == kind].groupby("method", sort=False):
-            ax.plot(group["fraction"], group["value"], label=f"{method} (AUC {aucs.get(method, float('nan')):.3f})")
-        better = "lower" if kind == "deletion" else "higher"
-        ax.set_title(f"{kind} ({better} AUC is better)", loc="left", fontsize=10)
-        ax.set_xlabel("fraction of pixels")
-        ax.set_ylabel("probability of the target")
-        ax.set_ylim(0, 1)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    return figure
-
-
-def table_figure(table: pd.DataFrame) -> Figure:
-    """Mean of every metric per method (rows) as a table figure."""
-    means = table.pivot_table(index="method", columns="metric", values="value", aggfunc="mean", sort=False)
-    size = (max(6, 1.5 * (means.shape[1] + 1)), 0.9 + 0.35 * (means.shape[0] + 1))
-    figure = Figure(figsize=size, layout="constrained")
-    ax = figure.subplots()
-    ax.axis("off")
-    cells = [[("" if pd.isna(v) else f"{v:.3f}") for v in row] for row in means.to_numpy()]
-    shown = ax.table(cellText=cells, rowLabels=list(means.index), colLabels=list(means.columns), loc="center")
-    shown.auto_set_font_size(False)
-    shown.set_fontsize(8)
-    ax.set_title(f"mean per method over {table['image_id'].nunique()} images", fontsize=10, loc="left")
-    return figure

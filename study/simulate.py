@@ -16,9 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from study.identity import SIM_PREFIX
 from study.session import ParticipantState, SurveySession, TrialView
-
-SIM_PREFIX = "SIM-"
 
 
 class SimulatedClock:

@@ -165,7 +165,7 @@ class FakeSurveySession:
 
 def fake_tables():
     """Export tables with the real columns: two participants, one summary row."""
-    from study.export import TABLES, columns
+    from study.outputs import TABLES, columns
     tables = {name: pd.DataFrame(columns=columns(name)) for name in TABLES}
     people = tables["participants"]
     tables["participants"] = pd.concat([people, pd.DataFrame(

@@ -8,7 +8,7 @@ from _export_fixtures import populate_study, synthetic_faithfulness, synthetic_r
 from _study_fixtures import build_fake_study
 from sqlalchemy import func, select
 
-from study import export
+from study import export, outputs
 from study.cli import main
 from study.config import load_config
 from study.report import write_report
@@ -172,7 +172,7 @@ def test_faithfulness_with_wrong_columns_is_refused(tmp_path):
 def test_csv_bytes_refuses_wrong_columns():
     with pytest.raises(ValueError, match="expected"):
         export.csv_bytes("faithfulness", pd.DataFrame({"image_id": []}))
-    header = export.csv_bytes("faithfulness", pd.DataFrame(columns=export.columns("faithfulness")))
+    header = export.csv_bytes("faithfulness", pd.DataFrame(columns=outputs.columns("faithfulness")))
     assert list(csv.reader(io.StringIO(header.decode())))[0] == DESIGN_COLUMNS["faithfulness"].split(", ")
 
 
@@ -219,6 +219,6 @@ def test_a_study_without_answers_exports_headers_and_reports(tmp_path):
     folder = build_fake_study(tmp_path)
     tables = export.export_tables(folder)  # the admin page calls this before anyone has answered
     for name in ("responses", "participants", "summary", "tests", "correlations"):
-        assert tables[name].empty and list(tables[name].columns) == export.columns(name)
+        assert tables[name].empty and list(tables[name].columns) == outputs.columns(name)
     page = write_report(folder, tmp_path / "report").read_text()
     assert "No analysable answers yet." in page

@@ -62,6 +62,16 @@ def test_bad_option_exits_2(tmp_path, capsys):
     assert "METHOD.KEY=VALUE" in capsys.readouterr().err
 
 
+def test_misspelt_option_exits_2_naming_the_valid_ones_before_any_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("study.load_model", _refuse)
+    monkeypatch.setattr("study.images.image_set", _refuse)
+    assert main(["score", "--option", "rise.n_mask=5", "--methods", "rise,gradcam", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("camstudy score: error:")
+    assert "n_mask" in err and "valid options: grid, n_masks, p" in err
+    assert not any(tmp_path.iterdir())
+
+
 def _tiny_classifier():
     from study import load_model
 
@@ -146,6 +156,7 @@ def test_score_api_sanity_rows_name_each_stage(tmp_path):
         ({"methods": []}, "unknown method"),
         ({"methods": ["gradcam", "gradcam"]}, "listed twice"),
         ({"methods": ["gradcam"], "explainer_options": {"rise": {"n_masks": 5}}}, "not scored"),
+        ({"methods": ["rise"], "explainer_options": {"rise": {"n_mask": 5}}}, "valid options: grid, n_masks, p"),
         ({"methods": ["gradcam"], "target": "truth"}, "target must be"),
     ],
 )

@@ -5,8 +5,9 @@ import pytest
 from sqlalchemy import select
 
 from _study_fixtures import build_fake_study
+from study.identity import SIM_PREFIX
 from study.session import SurveySession
-from study.simulate import SIM_PREFIX, simulate_participants
+from study.simulate import simulate_participants
 from study.storage import Participant, PlanRow, Response
 
 TASKS = """

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from study.export import TABLES
+from study.outputs import TABLES
 
 from _ui_fixtures import TRIALS, FakeSurveySession, make_config, use_fake
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,8 +33,3 @@ def parse_methods(text: str) -> list[str]:
     if not methods or unknown:
         raise ValueError(f"unknown method {', '.join(unknown) or '(none given)'}; choose from {', '.join(METHODS)}")
     return methods
-
-
-def safe_name(image_id: str) -> str:
-    """An image id as a file name (ids of folder images may contain slashes)."""
-    return re.sub(r"[^A-Za-z0-9._+-]+", "__", image_id)

@@ -16,6 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from study.demo import run_demo, settings_note
+    from study.outputs import CURVES_FILE, CURVES_PLOT, FAITHFULNESS_FILE, TABLE_PLOT
 
     started = time.perf_counter()
     print(settings_note())
@@ -23,7 +24,7 @@ def run(args) -> int:
     minutes, seconds = divmod(round(time.perf_counter() - started), 60)
     print(f"""
 camstudy demo finished in {minutes}m{seconds:02d}s. Everything is in {result.study_dir}:
-  explanations and scores  {result.scores}/  (faithfulness.csv, curves.png, metrics_table.png, maps/)
+  explanations and scores  {result.scores}/  ({FAITHFULNESS_FILE}, {CURVES_FILE}, {CURVES_PLOT}, {TABLE_PLOT}, cache/)
   the study                {result.study_dir}/study.toml, study.db, stimuli/
   exported CSVs            {result.export}/  (responses, participants, faithfulness, summary, tests,
                            correlations, codebook; the participants are simulated, ids SIM-...)

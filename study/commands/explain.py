@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from study.commands._common import add_model_arguments, parse_methods, safe_name
+from study.commands._common import add_model_arguments, parse_methods
+from study.outputs import safe_name
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -47,10 +47,12 @@ def parse_options(texts: list[str]) -> dict[str, dict]:
 def run(args) -> int:
     from study import load_model
     from study.images import image_set
-    from study.scoring import FAITHFULNESS_FILE, score
+    from study.outputs import FAITHFULNESS_FILE
+    from study.scoring import check_methods, score
 
     methods = parse_methods(args.methods) if args.methods else None
     options = parse_options(args.option)
+    check_methods(methods, options)  # a misspelt option fails before the model and images are loaded
     if args.max_images is not None and args.max_images < 1:
         raise ValueError(f"--max-images must be at least 1; got {args.max_images}")
     items = image_set(args.images)[: args.max_images]

@@ -18,7 +18,7 @@ from metrics._model import autocast, check_amp, model_device
 from study.explainers.core import METHODS, Method, as_targets, targets_checked, upsample
 from study.layers import last_spatial_layer, resolve_layer
 
-__all__ = ["explain", "METHODS", "min_max", "resolve_method", "reduce_guided"]
+__all__ = ["explain", "METHODS", "check_options", "min_max", "resolve_method", "reduce_guided"]
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in ("core", "adapters"):
@@ -107,6 +107,18 @@ def resolve_method(name: str) -> Method:
         raise ValueError(f"unknown method {name!r}; choose from {', '.join(sorted(METHODS))} "
                          f"or 'captum:<Attribution>' / 'gradcam_lib:<CAMClass>'")
     return METHODS[name]
+
+
+def check_options(method: str, options: dict) -> None:
+    """Refuse now what `explain(method, ..., **options)` would refuse later: an unknown method or option.
+
+    For callers that explain much later (after loading a model and images), so that a misspelt
+    option costs nothing. Options that `explain` takes itself (`target_layer`, ...) are valid for
+    every method.
+    """
+    own = {name for name, p in inspect.signature(explain).parameters.items()
+           if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    _check_options(resolve_method(method), {name: v for name, v in options.items() if name not in own})
 
 
 def _check_options(entry: Method, options: dict) -> None:

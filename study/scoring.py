@@ -101,6 +101,9 @@ def score(
     return table
 
 
+SCORE_SETS = frozenset({"batch_size", "seed", "amp"})   # explain() settings score passes to every method
+
+
 def check_methods(methods: Sequence[str] | None, options: Mapping[str, Mapping] | None) -> list[str]:
     """Known method names (or captum:/gradcam_lib: adapters), each once; options only for those, and
     only options their explainer takes (checked here, before any model or image is loaded)."""
@@ -114,6 +117,10 @@ def check_methods(methods: Sequence[str] | None, options: Mapping[str, Mapping] 
     if stray:
         raise ValueError(f"explainer options given for methods not scored: {', '.join(stray)}")
     for method, method_options in (options or {}).items():
+        clash = sorted(set(method_options) & SCORE_SETS)
+        if clash:
+            raise ValueError(f"option {', '.join(clash)} of {method} is set by score itself for every method "
+                             "(--batch-size, --seed, --amp)")
         check_options(method, method_options)
     return chosen
 

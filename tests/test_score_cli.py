@@ -72,6 +72,14 @@ def test_misspelt_option_exits_2_naming_the_valid_ones_before_any_work(tmp_path,
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("option", ["rise.batch_size=5", "rise.seed=1"])
+def test_an_option_score_sets_itself_exits_2_in_one_line(option, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("study.load_model", _refuse)
+    assert main(["score", "--option", option, "--methods", "rise", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "set by score itself" in err
+
+
 def _tiny_classifier():
     from study import load_model
 

@@ -23,7 +23,7 @@ TASK_TYPES = ("class_discrimination", "compare", "rating", "trust", "distinction
 # study.explainers.METHODS so the two cannot drift apart.
 KNOWN_METHODS = frozenset({
     "cam", "gradcam", "gradcam++", "scorecam", "ablationcam", "guided_backprop",
-    "guided_gradcam", "guided_ablationcam", "rise", "lime", "random",
+    "guided_gradcam", "guided_ablationcam", "rise", "lime", "random", "abn",
 })
 
 CONFIG_FILE = "study.toml"       # a study folder's copy of the config it was built from

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 import metrics
 from study.commands._common import safe_name
-from study.explainers import METHODS, explain
+from study.explainers import METHODS, explain, general_methods
 from study.images import ImageItem
 
 COLUMNS = ["image_id", "model", "method", "target_class", "metric", "value", "params"]
@@ -62,7 +62,7 @@ def score(
     plots: bool = True,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Score `methods` (default: all of METHODS) of `model` on `items`; write results to `out_dir`.
+    """Score `methods` (default: every method that explains any classifier) of `model` on `items`; write results to `out_dir`.
 
     `model` is a camstudy Classifier (it preprocesses the images). `target="label"` explains each
     image's main label where it has one and the model's top-1 class otherwise; `"top1"` always the
@@ -108,7 +108,7 @@ def score(
 
 def check_methods(methods: Sequence[str] | None, options: Mapping[str, Mapping] | None) -> list[str]:
     """Known method names (or captum:/gradcam_lib: adapters), each once; options only for those."""
-    chosen = list(METHODS) if methods is None else list(methods)
+    chosen = general_methods() if methods is None else list(methods)
     unknown = [m for m in chosen if m not in METHODS and ":" not in m]
     if not chosen or unknown:
         raise ValueError(f"unknown method {', '.join(unknown) or '(none given)'}; choose from {', '.join(METHODS)}")

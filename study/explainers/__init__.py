@@ -16,13 +16,18 @@ from torch import nn
 from study.explainers.core import METHODS, Method, as_targets, model_device, targets_checked, upsample
 from study.layers import last_spatial_layer, resolve_layer
 
-__all__ = ["explain", "METHODS"]
+__all__ = ["explain", "METHODS", "general_methods"]
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in ("core", "adapters"):
         importlib.import_module(f"{__name__}.{_module.name}")
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def general_methods() -> list[str]:
+    """The methods that explain any classifier (what "every method" means); `abn` needs an ABN."""
+    return [name for name, entry in METHODS.items() if not entry.model_specific]
 
 
 def explain(

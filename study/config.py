@@ -282,7 +282,7 @@ class _Validator:
 
     def images(self, raw: dict) -> str:
         spec = self.typed(raw, (), "images", str)
-        paths = spec.split(":")[1:] if spec.startswith("voc:") else ([] if spec == "bundled" else [spec])
+        paths = spec.split(":")[1:] if spec.startswith("voc:") else ([] if spec in ("bundled", "digits") else [spec])
         if spec.startswith("voc:") and len(paths) != 2:
             raise self.fail(("images",), "a VOC image set is 'voc:<images folder>:<annotations folder>'")
         for relative in paths:

@@ -10,6 +10,8 @@ from study.explainers import explain
 from study.models import AttentionBranchNetwork, Classifier
 from study.training import learning_rate, train_abn
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # small passes
+
 
 def trained(epochs: int = 5, n: int = 512, seed: int = 0, **kw) -> AttentionBranchNetwork:
     torch.manual_seed(seed)

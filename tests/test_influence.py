@@ -52,13 +52,7 @@ def fit(head: nn.Linear, phi: torch.Tensor, y: torch.Tensor, *, from_scratch: bo
         head.bias.copy_(flat[cut:])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These are tiny matrices: one thread is several times faster than two fighting over a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny matrices
 
 
 @pytest.fixture(scope="module")

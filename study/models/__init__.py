@@ -10,6 +10,7 @@ from torch import nn
 from study.layers import last_spatial_layer
 from study.models.abn import AttentionBranchNetwork, load_abn
 from study.models.classifier import Classifier
+from study.models.files import read_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -85,15 +86,7 @@ def _split_input_size(name: str) -> tuple[str, int]:
 
 
 def _load_state(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(f"cannot read weights from {path}: {err}") from err
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} does not hold a state dict")
+    state = read_weights(path, "weights file")
     return state.get("state_dict", state) if isinstance(state.get("state_dict"), dict) else state
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from study.models.files import read_weights
+
 BACKBONES = ("resnet18", "resnet50", "efficientnet_lite0", "tiny")
 LITE0_SPLIT = 11  # EfficientNet-Lite0 blocks 0-10 are stages 1-5 (stride 16); block 11 starts the last downsampling
 
@@ -116,12 +118,7 @@ def _load_backbone_weights(net: nn.Module, weights: str | Path | None, head: str
     if weights is None:
         return
     path = Path(weights)
-    if not path.is_file():
-        raise FileNotFoundError(f"backbone weights not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} does not hold a state dict")
-    state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
+    state = {k: v for k, v in read_weights(path, "backbone weights").items() if not k.startswith(head + ".")}
     try:
         missing, unexpected = net.load_state_dict(state, strict=False)
     except RuntimeError as err:  # shapes that do not match
@@ -191,14 +188,8 @@ def read_checkpoint(path: str | Path) -> dict:
     It is a dict: `format`, `model` (state dict), `optimizer` (state dict), `epoch` (epochs done), `seed`,
     and `meta` (backbone, num_classes, categories, input_size, mean, std: what `load_model("abn")` needs).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ABN checkpoint not found: {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(f"cannot read ABN checkpoint {path}: {err}") from err
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+    checkpoint = read_weights(path, "ABN checkpoint")
+    if checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not an ABN checkpoint written by camstudy train-abn / train_abn")
     return checkpoint
 

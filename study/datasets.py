@@ -13,7 +13,8 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 
-def labelled_images(spec: str | Path, size: int, mean: Sequence[float], std: Sequence[float]) -> tuple[Dataset, list[str]]:
+def labelled_images(spec: str | Path, size: int, mean: Sequence[float],
+                    std: Sequence[float]) -> tuple[Dataset, list[str]]:
     """(Dataset of (Tensor[3,size,size], int), class names) for `"digits"` or an ImageFolder layout
     (`ROOT/<class name>/<image>`; torchvision's ImageFolder, classes sorted by name)."""
     from torchvision import transforms

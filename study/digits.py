@@ -23,7 +23,8 @@ def digits_images(size: int = DIGITS_SIZE) -> list[ImageItem]:
     digits = load_digits()
     grey = np.round(digits.images * (255 / 16)).astype(np.uint8)
     return [
-        ImageItem(image_id=f"digits/{i:04d}", image=Image.fromarray(scan).resize((size, size), Image.BILINEAR).convert("RGB"),
+        ImageItem(image_id=f"digits/{i:04d}",
+                  image=Image.fromarray(scan).resize((size, size), Image.BILINEAR).convert("RGB"),
                   labels=(int(label),), source="sklearn:digits", description=f"handwritten {label}")
         for i, (scan, label) in enumerate(zip(grey, digits.target))
     ]

@@ -211,7 +211,8 @@ class _Hessian:
 def _contract(s: torch.Tensor, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     """s_b . grad L(z_i) for all b, i, with grad L(z_i) = r_i x_i^T never formed: [B,K,D'] x [N,D'] x [N,K] -> [B,N]."""
     step = _chunk(s.shape[0], s.shape[1])
-    return torch.cat([(torch.einsum("bkd,nd->bnk", s, xc) * rc).sum(-1) for xc, rc in zip(x.split(step), r.split(step))], 1)
+    parts = [(torch.einsum("bkd,nd->bnk", s, xc) * rc).sum(-1) for xc, rc in zip(x.split(step), r.split(step))]
+    return torch.cat(parts, 1)
 
 
 def _chunk(b: int, k: int) -> int:
@@ -223,5 +224,6 @@ def _labels(values, n: int, num_classes: int, name: str) -> torch.Tensor:
     if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.shape != (n,):
         raise ValueError(f"{name} must be {n} integer class indices, got {labels.dtype} of shape {tuple(labels.shape)}")
     if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"{name} must be class indices 0..{num_classes - 1}, got {int(labels.min())}..{int(labels.max())}")
+        raise ValueError(f"{name} must be class indices 0..{num_classes - 1}, "
+                         f"got {int(labels.min())}..{int(labels.max())}")
     return labels.long()

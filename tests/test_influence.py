@@ -41,7 +41,8 @@ def fit(head: nn.Linear, phi: torch.Tensor, y: torch.Tensor, *, from_scratch: bo
     cut = head.weight.numel()
 
     def flat_objective(flat):
-        return F.cross_entropy(phi @ flat[:cut].reshape(head.weight.shape).T + flat[cut:], y) + L2 / 2 * (flat * flat).sum()
+        logits = phi @ flat[:cut].reshape(head.weight.shape).T + flat[cut:]
+        return F.cross_entropy(logits, y) + L2 / 2 * (flat * flat).sum()
 
     flat = torch.cat([head.weight.detach().flatten(), head.bias.detach()])
     for _ in range(3):

@@ -122,10 +122,12 @@ def _load_backbone_weights(net: nn.Module, weights: str | Path | None, head: str
     try:
         missing, unexpected = net.load_state_dict(state, strict=False)
     except RuntimeError as err:  # shapes that do not match
-        raise ValueError(f"{path} does not fit {type(net).__name__}: {str(err).splitlines()[1].strip()}") from err
+        detail = str(err).strip().splitlines()[-1].strip()
+        raise ValueError(f"{path} does not fit {type(net).__name__}: {detail}") from err
     missing = [k for k in missing if not k.startswith(head + ".")]
     if missing or unexpected:
-        raise ValueError(f"{path} does not fit {type(net).__name__}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        raise ValueError(f"{path} does not fit {type(net).__name__}: "
+                         f"missing {missing[:3]}, unexpected {unexpected[:3]}")
 
 
 def _resnet(name: str, num_classes: int, weights) -> tuple[nn.Module, nn.Module, int]:

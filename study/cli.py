@@ -18,6 +18,7 @@ COMMANDS = {
     "export": "write the tidy CSVs, codebook and statistics of a study",
     "report": "write a self-contained HTML report of a study",
     "demo": "everything above on the embedded default model and bundled photos",
+    "train-abn": "train an Attention Branch Network on digits or a folder of class folders",
 }
 
 
@@ -37,7 +38,7 @@ def _parser(argv: list[str]) -> argparse.ArgumentParser:
     for name, help_text in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == chosen:
-            module = importlib.import_module(f"study.commands.{name}")
+            module = importlib.import_module(f"study.commands.{name.replace('-', '_')}")
             module.add_arguments(p)
             p.set_defaults(_run=module.run)
     return parser

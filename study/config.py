@@ -23,7 +23,7 @@ from study.tasks import TASKS
 # study.explainers.METHODS so the two cannot drift apart.
 KNOWN_METHODS = frozenset({
     "cam", "gradcam", "gradcam++", "scorecam", "ablationcam", "guided_backprop",
-    "guided_gradcam", "guided_ablationcam", "rise", "lime", "random",
+    "guided_gradcam", "guided_ablationcam", "rise", "lime", "random", "abn",
 })
 
 CONFIG_FILE = "study.toml"       # a study folder's copy of the config it was built from
@@ -275,7 +275,7 @@ class _Validator:
 
     def images(self, raw: dict) -> str:
         spec = self.typed(raw, (), "images", str)
-        paths = spec.split(":")[1:] if spec.startswith("voc:") else ([] if spec == "bundled" else [spec])
+        paths = spec.split(":")[1:] if spec.startswith("voc:") else ([] if spec in ("bundled", "digits") else [spec])
         if spec.startswith("voc:") and len(paths) != 2:
             raise self.fail(("images",), "a VOC image set is 'voc:<images folder>:<annotations folder>'")
         for relative in paths:

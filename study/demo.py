@@ -53,7 +53,7 @@ def run_demo(out: str | Path = "demo", *, seed: int = 0, device: str = "cpu", pr
     """Run every stage into the study folder `out`; a rerun with the same seed writes the same CSVs."""
     from study import load_model
     from study.build import build_study
-    from study.explainers import METHODS
+    from study.explainers import general_methods
     from study.export import write_exports
     from study.images import bundled_images
     from study.report import write_report
@@ -74,7 +74,7 @@ def run_demo(out: str | Path = "demo", *, seed: int = 0, device: str = "cpu", pr
     stage("explaining and scoring every method")
     scores = out / "scores"
     pixels = model.input_size[0] * model.input_size[1]
-    score(model, items, list(METHODS), scores, step=-(-pixels // DEMO_STEPS), seed=seed,
+    score(model, items, general_methods(), scores, step=-(-pixels // DEMO_STEPS), seed=seed,
           explainer_options=EXPLAINER_OPTIONS, progress=progress)
     stages.update()
 

@@ -119,12 +119,17 @@ def voc_images(images_dir: str | Path, annotations_dir: str | Path) -> list[Imag
 
 
 def image_set(spec: str, root: str | Path | None = None) -> list[ImageItem]:
-    """Resolve an image-set spec: `bundled`, a folder, or `voc:<images>:<annotations>`.
+    """Resolve an image-set spec: `bundled`, `digits` (scikit-learn's, see `study.digits`), a folder, or
+    `voc:<images>:<annotations>`.
 
     With `root` (a study folder), relative paths are taken inside it and may not leave it.
     """
     if spec == "bundled":
         return bundled_images()
+    if spec == "digits":
+        from study.digits import digits_images
+
+        return digits_images()
     if spec.startswith("voc:"):
         parts = spec.split(":")
         if len(parts) != 3:

@@ -26,7 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 import metrics
-from study.explainers import METHODS, check_options, explain
+from study.explainers import METHODS, check_options, explain, general_methods
 from study.figures import curves_figure, table_figure
 from study.images import ImageItem
 from study.outputs import (CURVE_COLUMNS, CURVES_FILE, CURVES_PLOT, FAITHFULNESS_FILE, TABLE_PLOT, columns,
@@ -57,7 +57,7 @@ def score(
     plots: bool = True,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Score `methods` (default: all of METHODS) of `model` on `items`; write results to `out_dir`.
+    """Score `methods` (default: every method that explains any classifier) of `model` on `items`; write results to `out_dir`.
 
     `model` is a camstudy Classifier (it preprocesses the images). `target="label"` explains each
     image's main label where it has one and the model's top-1 class otherwise; `"top1"` always the
@@ -107,7 +107,7 @@ SCORE_SETS = frozenset({"batch_size", "seed", "amp"})   # explain() settings sco
 def check_methods(methods: Sequence[str] | None, options: Mapping[str, Mapping] | None) -> list[str]:
     """Known method names (or captum:/gradcam_lib: adapters), each once; options only for those, and
     only options their explainer takes (checked here, before any model or image is loaded)."""
-    chosen = list(METHODS) if methods is None else list(methods)
+    chosen = general_methods() if methods is None else list(methods)
     unknown = [m for m in chosen if m not in METHODS and ":" not in m]
     if not chosen or unknown:
         raise ValueError(f"unknown method {', '.join(unknown) or '(none given)'}; choose from {', '.join(METHODS)}")

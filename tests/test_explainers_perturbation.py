@@ -35,14 +35,7 @@ PLANTED = {  # enough masks / samples to find the planted boxes reliably
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These tests run many small passes; on a busy 2-core machine two intra-op threads spin against each
-    other and make each pass ~40x slower than one thread does."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

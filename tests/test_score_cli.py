@@ -128,14 +128,14 @@ def test_score_api_options_cache_keys_and_localization_only_with_boxes(tmp_path)
 
 def test_score_with_every_method_is_byte_identical_for_a_seed(tmp_path):
     """What `camstudy demo` promises: a rerun (no cache) writes the same faithfulness.csv and curves.csv."""
-    from study.explainers import METHODS
+    from study.explainers import general_methods
     from study.scoring import score
 
     model, items = _tiny_classifier(), _items()
     options = {"rise": {"n_masks": 16}, "lime": {"num_samples": 16}}
     written = []
     for run in ("a", "b"):
-        score(model, items, list(METHODS), tmp_path / run, step=1254, plots=False, progress=False,
+        score(model, items, general_methods(), tmp_path / run, step=1254, plots=False, progress=False,
               explainer_options=options, seed=3)
         written.append([(tmp_path / run / name).read_bytes() for name in ("faithfulness.csv", "curves.csv")])
     assert written[0] == written[1]

@@ -18,7 +18,7 @@ from metrics._model import autocast, check_amp, model_device
 from study.explainers.core import METHODS, Method, as_targets, targets_checked, upsample
 from study.layers import last_spatial_layer, resolve_layer
 
-__all__ = ["explain", "METHODS", "check_options", "min_max", "resolve_method", "reduce_guided"]
+__all__ = ["explain", "METHODS", "check_options", "general_methods", "min_max", "resolve_method", "reduce_guided"]
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in ("core", "adapters"):
@@ -26,6 +26,11 @@ for _module in pkgutil.iter_modules(__path__):
 
 # What explain() itself passes to every method function; the rest of a signature are its options.
 _SHARED = {"model", "x", "targets", "layer", "batch_size", "seed"}
+
+
+def general_methods() -> list[str]:
+    """The methods that explain any classifier (what "every method" means); `abn` needs an ABN."""
+    return [name for name, entry in METHODS.items() if not entry.model_specific]
 
 
 def explain(

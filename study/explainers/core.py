@@ -23,6 +23,7 @@ class Method:
     `per_image_batches`: `explain` feeds it chunks of `batch_size` images (gradient methods) and checks the
     target range inside its first call of the whole model, which it must make; otherwise it gets every image,
     spends `batch_size` on its own perturbed copies, and the targets are checked before it runs.
+    `model_specific`: it explains only one kind of model (`abn`), so "every method" defaults leave it out.
     """
 
     name: str
@@ -31,17 +32,18 @@ class Method:
     per_image_batches: bool
     randomised: bool = False
     guided: bool = False
+    model_specific: bool = False
 
 
 METHODS: dict[str, Method] = {}
 
 
 def register(name: str, *, needs_layer: bool, per_image_batches: bool, randomised: bool = False,
-             guided: bool = False) -> Callable[[MethodFn], MethodFn]:
+             guided: bool = False, model_specific: bool = False) -> Callable[[MethodFn], MethodFn]:
     def add(fn: MethodFn) -> MethodFn:
         if name in METHODS:
             raise ValueError(f"method {name!r} is already registered (by {METHODS[name].fn.__module__})")
-        METHODS[name] = Method(name, fn, needs_layer, per_image_batches, randomised, guided)
+        METHODS[name] = Method(name, fn, needs_layer, per_image_batches, randomised, guided, model_specific)
         return fn
 
     return add

@@ -8,7 +8,9 @@ import torch
 from torch import nn
 
 from study.layers import last_spatial_layer
+from study.models.abn import AttentionBranchNetwork, load_abn
 from study.models.classifier import Classifier
+from study.models.files import read_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -17,7 +19,7 @@ LITE_MEAN = (127 / 255,) * 3
 LITE_STD = (128 / 255,) * 3
 DEFAULT_MODEL = "efficientnet_lite0"
 
-__all__ = ["Classifier", "load_model", "imagenet_categories", "DEFAULT_MODEL"]
+__all__ = ["AttentionBranchNetwork", "Classifier", "load_model", "imagenet_categories", "DEFAULT_MODEL"]
 
 
 def imagenet_categories() -> list[str]:
@@ -39,12 +41,15 @@ def load_model(
       `weights_only=True`), else from the local torch hub cache; `weights="random"` keeps the random
       initialisation (sanity checks, tests).
     - `"package.module:callable"`: a user's function returning an `nn.Module` (optionally with `weights`).
+    - `"abn"`: an Attention Branch Network from a checkpoint of `camstudy train-abn` (`weights=CHECKPOINT`).
 
     A suffix `@N` (`"efficientnet_lite0@160"`) feeds the same network N x N inputs instead of 224 x 224:
     a second, less accurate model from the same weights, for the trust task when only one is at hand.
     """
     full_name = name
     name, size = _split_input_size(name)
+    if name == "abn":
+        return load_abn(weights).to(device or "cpu")
     if name == DEFAULT_MODEL and weights is None:
         from study.models.efficientnet_lite import efficientnet_lite0_pretrained
 
@@ -81,15 +86,7 @@ def _split_input_size(name: str) -> tuple[str, int]:
 
 
 def _load_state(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(f"cannot read weights from {path}: {err}") from err
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} does not hold a state dict")
+    state = read_weights(path, "weights file")
     return state.get("state_dict", state) if isinstance(state.get("state_dict"), dict) else state
 
 

@@ -7,6 +7,7 @@ numpy/scipy) only, never on `study` or `ui`.
 - `randomization_sanity`: cascading model-parameter randomisation (Adebayo et al.).
 """
 from metrics.causal import CausalCurve, causal_curves, deletion, insertion
+from metrics.road import RoadResult, road
 from metrics.confidence import ConfidenceChange, average_drop, confidence_change, increase_in_confidence
 from metrics.localization import BoxLocalization, box_localization, energy_pointing_game, pointing_game
 from metrics.sanity import SanityResult, default_stages, randomization_sanity

@@ -9,7 +9,16 @@ numpy/scipy) only, never on `study` or `ui`.
 from metrics.causal import CausalCurve, causal_curves, deletion, insertion
 from metrics.road import RoadResult, road
 from metrics.confidence import ConfidenceChange, average_drop, confidence_change, increase_in_confidence
-from metrics.localization import BoxLocalization, box_localization, energy_pointing_game, pointing_game
+from metrics.complexity import complexity, sparseness
+from metrics.localization import (
+    BoxLocalization,
+    box_localization,
+    box_masks,
+    energy_pointing_game,
+    pointing_game,
+    relevance_mass_accuracy,
+    relevance_rank_accuracy,
+)
 from metrics.sanity import SanityResult, default_stages, randomization_sanity
 from metrics.substrates import SUBSTRATES
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from metrics._maps import maps_at
+from metrics._maps import maps_at, saliency_rank
 from metrics._model import (
     checked_inputs,
     check_targets,
@@ -67,24 +67,6 @@ def pixels_moved(n_pixels: int, step: int | None = None, n_steps: int | None = N
     step = int(step)
     n = math.ceil(n_pixels / step)
     return (torch.arange(n + 1) * step).clamp(max=n_pixels)
-
-
-ORDERS = ("morf", "lerf")
-
-
-def saliency_rank(maps: Tensor, order: str = "morf") -> Tensor:
-    """Rank of every pixel of each map [B,H,W] -> Tensor[B, H*W] int32; 0 is the first pixel moved:
-    the most salient ("morf") or the least salient ("lerf").
-
-    A stable sort, so equal saliency keeps row-major order in both orders."""
-    if order not in ORDERS:
-        raise ValueError(
-            f"order must be 'morf' (most relevant first) or 'lerf' (least relevant first); got {order!r}"
-        )
-    flat = maps.flatten(1)
-    moved_first = torch.argsort(flat, dim=1, descending=order == "morf", stable=True)
-    ranks = torch.arange(flat.shape[1], device=flat.device, dtype=torch.int32).expand_as(moved_first)
-    return torch.empty_like(moved_first, dtype=torch.int32).scatter_(1, moved_first, ranks.contiguous())
 
 
 def auc(curve: Tensor) -> Tensor:

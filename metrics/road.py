@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from metrics._maps import maps_at
+from metrics._maps import maps_at, saliency_rank
 from metrics._model import (
     check_score,
     check_targets,
@@ -40,7 +40,6 @@ from metrics._model import (
     memory_format_of,
     scores_and_targets,
 )
-from metrics.causal import saliency_rank
 from metrics.imputation import linear_imputation
 
 DEFAULT_PERCENTAGES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)

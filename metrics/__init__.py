@@ -8,8 +8,10 @@ numpy/scipy) only, never on `study` or `ui`.
 """
 from metrics.causal import CausalCurve, causal_curves, deletion, insertion
 from metrics.road import RoadResult, road
+from metrics.robustness import max_sensitivity
 from metrics.confidence import ConfidenceChange, average_drop, confidence_change, increase_in_confidence
 from metrics.complexity import complexity, sparseness
+from metrics.infidelity import infidelity
 from metrics.localization import (
     BoxLocalization,
     box_localization,

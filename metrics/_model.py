@@ -46,6 +46,22 @@ def chunks(total: int, batch_size: int) -> Iterator[tuple[int, int]]:
         yield start, min(start + batch_size, total)
 
 
+def seeded_generator(seed: int | None, device: torch.device) -> torch.Generator:
+    """A generator on `device`, seeded with `seed`, or from fresh entropy when seed is None."""
+    generator = torch.Generator(device=device)
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    return generator
+
+
+def check_samples(n: int, name: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"{name} must be a positive integer; got {n!r}")
+    return n
+
+
 def check_batch_size(batch_size: int) -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")

@@ -21,7 +21,7 @@ from metrics.localization import (
     relevance_mass_accuracy,
     relevance_rank_accuracy,
 )
-from metrics.sanity import SanityResult, default_stages, randomization_sanity
+from metrics.sanity import RandomLogitResult, SanityResult, default_stages, random_logit, randomization_sanity
 from metrics.substrates import SUBSTRATES
 
 __all__ = [

@@ -116,6 +116,19 @@ def class_score(logits: Tensor, targets: Tensor, score: str = "softmax") -> Tens
     return torch.sigmoid(chosen) if score == "sigmoid" else chosen
 
 
+def target_scores(model: nn.Module, inputs: Tensor, targets: Tensor, amp: torch.dtype | None, score: str) -> Tensor:
+    """The model's `score` of each input's target class (one forward pass)."""
+    return class_score(logits_of(model, inputs, amp), targets, score)
+
+
+def explained_targets(model: nn.Module, x: Tensor, targets, batch_size: int) -> Tensor:
+    """The classes an explainer-driven metric explains: `targets` checked, or each image's top-1,
+    as a normal tensor (not an inference-mode one) that explainers may use under autograd."""
+    with evaluating(model):
+        _, chosen = scores_and_targets(model, x, check_targets(targets, x.shape[0], x.device), batch_size, None)
+    return chosen.clone()
+
+
 def check_targets(targets, batch: int, device: torch.device) -> Tensor | None:
     """LongTensor[B] on `device`, or None (meaning: the model's top-1 class)."""
     if targets is None:

@@ -33,9 +33,9 @@ from metrics._model import (
     logits_of,
     check_score,
     chunks,
-    class_score,
     memory_format_of,
     scores_and_targets,
+    target_scores,
 )
 from metrics.substrates import SUBSTRATES, substrate as make_substrate
 
@@ -111,7 +111,7 @@ def _perturbed_scores(
             shown = rank[image] < steps if insert else rank[image] >= steps
             into = inputs[first - start : last - start]
             torch.where(shown.view(-1, 1, height, width), x[image], fill[image], out=into)
-        out[start:stop] = class_score(logits_of(model, inputs, amp), target_of[start:stop], score)
+        out[start:stop] = target_scores(model, inputs, target_of[start:stop], amp, score)
     return out.view(batch, points)
 
 

@@ -25,12 +25,11 @@ from metrics._model import (
     check_targets,
     checked_inputs,
     chunks,
-    class_score,
     evaluating,
-    logits_of,
     memory_format_of,
     scores_and_targets,
     seeded_generator,
+    target_scores,
 )
 
 
@@ -73,7 +72,7 @@ def infidelity(
             image = torch.arange(start, stop, device=device) // n_perturbations
             perturbation = noise * torch.randn((stop - start, *x.shape[1:]), generator=generator, device=device)
             inputs = (x[image] - perturbation).contiguous(memory_format=fmt)
-            change = original[image] - class_score(logits_of(model, inputs, amp_dtype), chosen[image], score)
+            change = original[image] - target_scores(model, inputs, chosen[image], amp_dtype, score)
             explained = (perturbation * m[image, None]).flatten(1).sum(dim=1)
             terms = torch.stack([explained * explained, explained * change, change * change]).double()
             predicted.index_add_(1, image, terms)

@@ -12,23 +12,11 @@ more robust. The explainer sees the same class for every perturbed copy of an im
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor, nn
 
-from metrics._model import (
-    check_batch_size,
-    check_samples,
-    check_targets,
-    chunks,
-    evaluating,
-    logits_of,
-    model_device,
-    seeded_generator,
-)
-
-ExplainFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
+from metrics._model import check_samples, checked_inputs, chunks, explained_targets, seeded_generator
+from metrics.sanity import ExplainFn
 
 
 def _explained(explain_fn: ExplainFn, model: nn.Module, x: Tensor, targets: Tensor) -> Tensor:
@@ -56,19 +44,11 @@ def max_sensitivity(
     drawn from a generator on the model's device seeded with `seed`). `targets=None` explains
     each image's top-1 class. `radius` and `n_samples` default to captum's 0.02 and 10.
     """
-    if x.dim() != 4:
-        raise ValueError(f"x must be a batch of preprocessed images [B,C,H,W]; got {tuple(x.shape)}")
     if radius <= 0:
         raise ValueError(f"radius must be > 0; got {radius!r}")
     check_samples(n_samples, "n_samples")
-    batch_size = check_batch_size(batch_size)
-    device = model_device(model, x.device)
-    x = x.to(device)
-    chosen = check_targets(targets, x.shape[0], device)
-    if chosen is None:
-        with evaluating(model):
-            top1 = [logits_of(model, x[a:b], None).argmax(dim=1) for a, b in chunks(x.shape[0], batch_size)]
-        chosen = torch.cat(top1).clone()  # a normal tensor, which explainers may use under autograd
+    x, device, batch_size, _ = checked_inputs(model, x, batch_size, None)
+    chosen = explained_targets(model, x, targets, batch_size)
     generator = seeded_generator(seed, device)
     reference = _explained(explain_fn, model, x, chosen)
     norm = reference.norm(dim=1)

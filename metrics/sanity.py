@@ -25,15 +25,7 @@ import torch
 from scipy.stats import rankdata
 from torch import Tensor, nn
 
-from metrics._model import (
-    check_batch_size,
-    check_targets,
-    chunks,
-    evaluating,
-    logits_of,
-    model_device,
-    scores_and_targets,
-)
+from metrics._model import checked_inputs, chunks, evaluating, explained_targets, logits_of
 from metrics.ssim import ssim
 
 ExplainFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
@@ -171,17 +163,12 @@ def random_logit(
     `targets=None` explains each image's top-1 class. The other class is
     (target + U{1, ..., K-1}) mod K from a CPU generator seeded with `seed`.
     """
-    if x.dim() != 4:
-        raise ValueError(f"x must be a batch of preprocessed images [B,C,H,W]; got {tuple(x.shape)}")
-    batch_size = check_batch_size(batch_size)
-    device = model_device(model, x.device)
-    x = x.to(device)
+    x, device, batch_size, _ = checked_inputs(model, x, batch_size, None)
     with evaluating(model):
         classes = logits_of(model, x[:1], None).shape[1]
-        _, chosen = scores_and_targets(model, x, check_targets(targets, x.shape[0], device), batch_size, None)
     if classes < 2:
         raise ValueError("the random-logit test needs a model with at least two classes")
-    chosen = chosen.clone()  # a normal tensor, which explainers may use under autograd
+    chosen = explained_targets(model, x, targets, batch_size)
     shift = torch.randint(1, classes, (x.shape[0],), generator=torch.Generator().manual_seed(seed))
     other = (chosen.cpu() + shift) % classes
     similarity = []

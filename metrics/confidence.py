@@ -3,8 +3,9 @@
 Y is the target's score on the image (`score=`: softmax probability by default, as in the papers;
 sigmoid for multi-label models; or the logit, whose drop in percent has no fixed scale), O its
 score on the image multiplied pointwise by its explanation map (in the model's input space, so
-masked-out pixels go to 0 after preprocessing). Per image: drop = 100 * max(0, Y - O) / Y and increase = 100 * [O > Y]; the
-papers' Average Drop % and % Increase in Confidence are their means over images.
+masked-out pixels go to 0 after preprocessing). Per image: drop = 100 * max(0, Y - O) / Y and
+increase = 100 * [O > Y]; the papers' Average Drop % and % Increase in Confidence are their means
+over images.
 """
 from __future__ import annotations
 

@@ -4,9 +4,10 @@ Model-parameter randomisation (Adebayo et al., "Sanity Checks for Saliency Maps"
 `mode="cascading"`, top layer first: at stage i every layer of stages[0..i] has been
 re-initialised. `mode="independent"`: at stage i only the layers of stage i are re-initialised,
 the rest keep their learned weights (the paper's independent randomisation). An explanation that
-depends on the learned weights changes, one that ignores the model (an edge detector) does not. The similarity per stage is the Spearman rank correlation
-(average ranks for ties) between each image's map on the original model and on the randomised
-one. The caller's model is never modified: the randomisation happens on a deep copy.
+depends on the learned weights changes, one that ignores the model (an edge detector) does not.
+The similarity per stage is the Spearman rank correlation (average ranks for ties) between each
+image's map on the original model and on the randomised one. The caller's model is never
+modified: the randomisation happens on a deep copy.
 
 Random logit (Sixt et al., "When Explanations Lie: Why Many Modified BP Attributions Fail", ICML
 2020): the SSIM (`metrics.ssim`, 2-D, 7x7 windows) between the map for the target class and the

@@ -51,7 +51,8 @@ def test_sigmoid_and_logit_scores_start_from_the_model_output():
     sig = deletion(model, x, maps, targets, step=16, score="sigmoid")
     torch.testing.assert_close(sig.curve[:, 0], torch.sigmoid(logits))
     torch.testing.assert_close(deletion(model, x, maps, targets, step=16, score="logit").curve[:, 0], logits)
-    torch.testing.assert_close(confidence_change(model, x, maps, targets, score="sigmoid").original, torch.sigmoid(logits))
+    sigmoid_change = confidence_change(model, x, maps, targets, score="sigmoid")
+    torch.testing.assert_close(sigmoid_change.original, torch.sigmoid(logits))
     softmax = deletion(model, x, maps, targets, step=16).curve[:, 0]
     torch.testing.assert_close(softmax, torch.softmax(model(x), 1)[torch.arange(4), targets])
 

@@ -127,7 +127,8 @@ def test_independent_mode_matches_quantus_mprt_layer_by_layer():
         maps = grad_cam(model, torch.as_tensor(inputs), torch.as_tensor(targets))
         return maps[:, None].numpy()
 
-    metric = quantus.MPRT(layer_order="independent", seed=42, disable_warnings=True, display_progressbar=False, abs=False, normalise=False)
+    metric = quantus.MPRT(layer_order="independent", seed=42, disable_warnings=True, display_progressbar=False,
+                          abs=False, normalise=False)
     theirs = metric(model=model, x_batch=x.numpy(), y_batch=t.numpy(), a_batch=None, explain_func=explain,
                     device="cpu")
     layers = [name for name in theirs if name != "original"]

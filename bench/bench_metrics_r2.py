@@ -5,8 +5,9 @@
 
 Perturbation metrics run the same number of forward passes on both sides: ROAD at the same
 percentages (on one-channel images, because Quantus's ROAD only runs on one channel), infidelity and
-max-sensitivity with the same number of perturbations (Quantus's Infidelity perturbs square patches
-towards a baseline, not Gaussian noise, so its work is comparable but not its values), deletion in
+max-sensitivity with the same number of perturbations (Quantus's Infidelity replaces square patches
+by a baseline, one forward pass per patch and draw, instead of adding Gaussian noise: one patch of
+the image's size gives it the same number of passes, not the same values), deletion in
 the LeRF order against RegionPerturbation with 1-pixel regions. Map-only metrics (sparseness,
 complexity, relevance mass and rank accuracy) are timed on the same maps. Times are this process's
 CPU time on the CPU (other load on the machine does not skew them), wall clock on a GPU.
@@ -59,7 +60,8 @@ def quantus_rows(model, gray_model, x, gray, maps, targets, masks, args, device)
     work = {
         "road": lambda: quantus.ROAD(percentages=[int(100 * p) for p in args.percentages], noise=0.01, **common)(
             model=gray_model, x_batch=gray.cpu().numpy(), y_batch=ys, a_batch=a, device=str(device)),
-        "infidelity": lambda: quantus.Infidelity(n_perturb_samples=args.samples, perturb_patch_sizes=[4], **common)(
+        "infidelity": lambda: quantus.Infidelity(
+            n_perturb_samples=args.samples, perturb_patch_sizes=[args.size], **common)(
             model=model, x_batch=xs, y_batch=ys, a_batch=a, device=str(device)),
         "max_sensitivity": lambda: quantus.MaxSensitivity(nr_samples=args.samples, lower_bound=0.02, **common)(
             model=model, x_batch=xs, y_batch=ys, a_batch=a, explain_func=explain, device=str(device)),
@@ -77,6 +79,7 @@ def quantus_rows(model, gray_model, x, gray, maps, targets, masks, args, device)
     for name, fn in work.items():
         try:
             seconds[name] = timed(fn, device)
+            print(f"Quantus {name}: {seconds[name]:.2f} s", flush=True)
         except Exception as err:  # a peer's API drift must not hide our own figures
             print(f"Quantus {name} failed ({type(err).__name__}: {err}); skipped")
     return seconds
@@ -119,7 +122,12 @@ def main() -> None:
         "relevance_mass_accuracy": lambda: relevance_mass_accuracy(maps, masks),
         "relevance_rank_accuracy": lambda: relevance_rank_accuracy(maps, masks),
     }
-    camstudy = {name: timed(fn, device) for name, fn in ours.items()}
+    with torch.no_grad():  # warm-up, so that neither side pays for first-call initialisation
+        gray_model(gray)
+    camstudy = {}
+    for name, fn in ours.items():
+        camstudy[name] = timed(fn, device)
+        print(f"camstudy {name}: {camstudy[name]:.2f} s", flush=True)
     quantus = quantus_rows(model, gray_model, x, gray, maps, targets, masks, args, device)
     print(f"resnet18 {args.size}x{args.size} on {device}, {args.images} images, {args.samples} perturbations, "
           f"ROAD at {len(args.percentages)} percentages (one channel)")

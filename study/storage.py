@@ -32,7 +32,7 @@ from sqlalchemy.pool import QueuePool
 
 from study.config import CONFIG_FILE, StudyConfig, load_config
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 30_000
 T = TypeVar("T")
 
@@ -141,10 +141,14 @@ class Trial(Base):
 
 
 class Participant(Base):
-    """Someone who entered the survey, with the seed and Latin-square slot of their plan.
+    """Someone who answered the consent page, with the seed and Latin-square slot of their plan.
 
-    `consented` is None until answered; False ends the participant. The slot (and the plan) are
-    given at consent, so people who leave at the consent page do not hold a share of the cells.
+    The row is made at consent: a refusal keeps only the id and the refusal (`consented` False, no
+    time, no user agent), so the same link cannot start again. The slot (and the plan) are given at
+    consent, so people who leave at the consent page hold no share of the cells. `credential_hash`
+    is the sha256 of the resume credential the consenting browser keeps (None once the admin
+    releases the id); `link_params` holds the link's STUDY_ID / SESSION_ID beside the id;
+    `withdrawn_at` is set when a withdrawal keeps the answers (`on_withdraw = "keep"`).
     """
     __tablename__ = "participants"
     __table_args__ = (UniqueConstraint("study_id", "external_id"),)
@@ -159,6 +163,9 @@ class Participant(Base):
     completed_at: Mapped[datetime | None]
     completion_code: Mapped[str | None] = mapped_column(String(100))
     user_agent: Mapped[str] = mapped_column(Text, default="")
+    credential_hash: Mapped[str | None] = mapped_column(String(64))
+    link_params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    withdrawn_at: Mapped[datetime | None]
 
 
 class PlanRow(Base):
@@ -229,9 +236,30 @@ class Event(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
+class Audit(Base):
+    """When and how a participant's data were withdrawn or erased, never what or whose."""
+    __tablename__ = "audit"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    action: Mapped[str] = mapped_column(String(20))     # "withdrawn" | "erased"
+    how: Mapped[str] = mapped_column(String(50))        # "participant" | "admin page" | "command line"
+    kept: Mapped[bool] = mapped_column(Boolean, default=False)   # answers kept, flagged withdrawn
+
+
+def _participant_protection(connection: Connection) -> None:
+    """Version 2: resume credentials, link parameters, withdrawal (participants) and the audit table."""
+    for column, kind in (("credential_hash", "VARCHAR(64)"), ("link_params", "JSON"),
+                         ("withdrawn_at", "TIMESTAMP WITH TIME ZONE"
+                          if connection.dialect.name == "postgresql" else "DATETIME")):
+        connection.exec_driver_sql(f"ALTER TABLE participants ADD COLUMN {column} {kind}")
+    connection.exec_driver_sql("UPDATE participants SET link_params = '{}'")
+    Base.metadata.create_all(connection, tables=[Audit.__table__])
+
+
 # Each entry upgrades the schema by one version inside one transaction: MIGRATIONS[0] takes a
 # version-1 database to version 2, and so on. SCHEMA_VERSION == len(MIGRATIONS) + 1.
-MIGRATIONS: list[Callable[[Connection], None]] = []
+MIGRATIONS: list[Callable[[Connection], None]] = [_participant_protection]
 
 
 class SchemaTooNew(ValueError):

@@ -88,12 +88,15 @@ def test_anonymous_entry_writes_its_id_into_the_url_and_resumes(fake):
     assert again.session_state.phase == "trials"
 
 
-def test_id_parameters_in_order_of_precedence():
-    from ui.participant import external_id_from
+def test_only_prolific_pid_or_pid_identify_a_person():
+    from study.identity import context_from, external_id_from
     assert external_id_from({"STUDY_ID": "s", "PROLIFIC_PID": "p"}) == "p"
     assert external_id_from({"pid": "x", "SESSION_ID": "y"}) == "x"
-    assert external_id_from({"STUDY_ID": " s "}) == "s"
+    assert external_id_from({"PROLIFIC_PID": " p ", "pid": "x"}) == "p"
+    assert external_id_from({"STUDY_ID": "s", "SESSION_ID": "y"}) is None    # shared by everyone in a study
     assert external_id_from({"pid": "  "}) is None
+    assert context_from({"PROLIFIC_PID": "p", "STUDY_ID": "s", "SESSION_ID": "y"}) == {"STUDY_ID": "s",
+                                                                                       "SESSION_ID": "y"}
 
 
 def test_odd_ids_are_refused(fake):

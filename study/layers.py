@@ -4,7 +4,8 @@ The default (`default_layer`) is what users of each architecture expect, as pyto
 - a transformer (ViT, DeiT, Swin; torchvision, timm or Hugging Face): the first norm of its last block,
   `encoder.layers.encoder_layer_{L-1}.ln_1` (torchvision ViT), `blocks.{L-1}.norm1` (timm ViT/DeiT),
   `features.{S}.{L-1}.norm1` (torchvision Swin), `layers.{S}.blocks.{L-1}.norm1` (timm Swin),
-  `vit.encoder.layer.{L-1}.layernorm_before` (Hugging Face ViT). Its output is the last block's input
+  `vit.encoder.layer.{L-1}.layernorm_before` (Hugging Face ViT; `vit.layers.{L-1}.layernorm_before` in
+  transformers 5). Its output is the last block's input
   tokens normalised, which the block's attention then reads: the features the class token attends to.
   The final norm after the last block would do for gradients only through the class token, so its patch
   tokens get no gradient at all.

@@ -7,8 +7,8 @@ torchvision and timm output channels-last maps [B,H,W,C]. `FeatureLayer.view` fi
 output shape, from the shape and the input's size alone:
 
 - tokens [B,N,D]: drop the first p tokens (0 <= p <= MAX_PREFIX) so that the N - p patch tokens form a
-  grid h x w of the input's aspect, h = H/s and w = W/s for one patch size s (rounded either way: a
-  padded or a cropped last patch); A = tokens[:, p:] as [B,D,h,w];
+  grid h x w of the input's aspect, h = H/s and w = W/s for one patch size s (both rounded up or both
+  down: padded or cropped last patches); a grid that tiles the input exactly wins over rounded ones; A = tokens[:, p:] as [B,D,h,w];
 - [B,a,b,c]: channels first if (b, c) is such a grid, channels last if (a, b) is, channels first if
   neither is (PyTorch's convention); when both are, the layer's modules decide: LayerNorms or Linears acting on the last dimension (a Swin block)
   mean channels last; convolutions or batch norms, or no such modules at all (an Identity, a ReLU), mean
@@ -150,13 +150,13 @@ def _token_grid(count: int, size: tuple[int, int]) -> tuple[int, int, int] | Non
 
 def _grid_fit(h: int, w: int, size: tuple[int, int]) -> int:
     """2 if an h x w grid tiles the input with one integer patch size s exactly (H = s h, W = s w), 1 if it
-    does up to a padded or cropped last patch (h, w are H/s, W/s rounded up or down), else 0."""
+    does up to padded or cropped last patches (h, w are H/s, W/s both rounded up or both down), else 0."""
     height, width = size
     if h > height or w > width:
         return 0
     if height % h == 0 and width % w == 0 and height // h == width // w:
         return 2
     for s in range(max(1, height // (h + 1)), height // max(h - 1, 1) + 2):
-        if h in (height // s, -(-height // s)) and w in (width // s, -(-width // s)):
+        if (h, w) in ((height // s, width // s), (-(-height // s), -(-width // s))):
             return 1
     return 0

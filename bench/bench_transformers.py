@@ -2,6 +2,7 @@
 reshape_transform path, in one run.
 
     .venv/bin/python bench/bench_transformers.py                     # CPU, a small ViT (6 blocks, dim 192), 2 images at 224
+    OMP_NUM_THREADS=1 TQDM_DISABLE=1 .venv/bin/python bench/bench_transformers.py --cpu-time   # on a shared machine
     .venv/bin/python bench/bench_transformers.py --device cuda --images 32 --depth 12 --dim 768 --heads 12
 
 The model is torchvision's VisionTransformer with random weights (no downloads), explained at camstudy's
@@ -14,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import time
 
 import torch
 from torchvision.models import VisionTransformer
 
+import bench_explainers
 from bench_explainers import Row, raw_rates, timed
 
 
@@ -73,10 +76,14 @@ def main(argv=None) -> None:
     parser.add_argument("--heads", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats of the raw passes")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time with this process's CPU time (run with OMP_NUM_THREADS=1), as bench_explainers.py")
     parser.add_argument("--only", default="", help="comma-separated row-name prefixes to run (default: all)")
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
+    if args.cpu_time:
+        bench_explainers.CLOCK = time.process_time
     torch.manual_seed(0)
     model = VisionTransformer(image_size=args.size, patch_size=args.patch, num_layers=args.depth,
                               num_heads=args.heads, hidden_dim=args.dim, mlp_dim=4 * args.dim).eval().to(device)

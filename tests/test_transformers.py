@@ -18,6 +18,7 @@ from torchvision.models import VisionTransformer
 from torchvision.models.swin_transformer import SwinTransformer
 
 from _planted import PlantedViT, boxes, in_box, planted_images
+from test_explainers_perturbation import one_thread  # noqa: F401  (autouse: many small passes, one thread)
 from study import load_model
 from study.explainers import explain
 from study.explainers.reshape import FeatureLayer
@@ -25,14 +26,6 @@ from study.layers import default_layer
 
 SIZE = 64
 LAYER_METHODS = ["gradcam", "gradcam++", "scorecam", "ablationcam"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -182,36 +175,29 @@ def test_cam_on_a_class_token_head_stays_an_error(vit, x):
 
 @pytest.mark.parametrize("name, as_map", [("vit", vit_tokens_as_map), ("swin", swin_as_map)])
 def test_gradcam_agrees_with_pytorch_grad_cams_reshape_transform(name, as_map, request, x):
-    pytorch_grad_cam = pytest.importorskip("pytorch_grad_cam")
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-    model = request.getfixturevalue(name)
-    layer = model.get_submodule(default_layer(model, x))
-    targets = visible_targets(model, x)
-    ours = explain("gradcam", model, x, targets)
-    cam = pytorch_grad_cam.GradCAM(model=model, target_layers=[layer], reshape_transform=as_map)
-    try:
-        theirs = cam(x, [ClassifierOutputTarget(int(c)) for c in targets])
-    finally:
-        cam.activations_and_grads.release()
-    for b in range(len(x)):
-        assert pearson(ours[b], theirs[b]) >= 0.99
+    assert_agrees_with_pytorch_grad_cam("gradcam", "GradCAM", request.getfixturevalue(name), x, as_map)
 
 
 def test_gradcam_plus_plus_agrees_with_pytorch_grad_cam_far_above_its_epsilon(vit, x):
     """pytorch-grad-cam adds 1e-6 to the denominator 2g^2 + sum(A) g^3: with a head scaled by 100 the
     gradients are large enough that it no longer matters."""
-    pytorch_grad_cam = pytest.importorskip("pytorch_grad_cam")
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
     loud = VisionTransformer(image_size=SIZE, patch_size=16, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64,
                              num_classes=10).eval()
     loud.load_state_dict(vit.state_dict())
     loud.heads.head.weight.data *= 100
-    targets = visible_targets(loud, x, "gradcam++")
-    ours = explain("gradcam++", loud, x, targets)
-    cam = pytorch_grad_cam.GradCAMPlusPlus(model=loud, target_layers=[loud.encoder.layers[-1].ln_1],
-                                           reshape_transform=vit_tokens_as_map)
+    assert_agrees_with_pytorch_grad_cam("gradcam++", "GradCAMPlusPlus", loud, x, vit_tokens_as_map)
+
+
+def assert_agrees_with_pytorch_grad_cam(method, cls, model, x, as_map):
+    """Our `method` at the default layer against the library's `cls` there with reshape_transform=as_map:
+    Pearson >= 0.99 per image, each for a class whose map is not blank."""
+    pytorch_grad_cam = pytest.importorskip("pytorch_grad_cam")
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    targets = visible_targets(model, x, method)
+    ours = explain(method, model, x, targets)
+    layer = model.get_submodule(default_layer(model, x))
+    cam = getattr(pytorch_grad_cam, cls)(model=model, target_layers=[layer], reshape_transform=as_map)
     try:
         theirs = cam(x, [ClassifierOutputTarget(int(c)) for c in targets])
     finally:
@@ -221,7 +207,8 @@ def test_gradcam_plus_plus_agrees_with_pytorch_grad_cam_far_above_its_epsilon(vi
 
 
 def hooked(model, layer, as_map, edit=None):
-    """Run `model` with `edit(tokens)` applied to the layer's output; returns (logits, the layer's map)."""
+    """A hook storing the layer's map as store["A"] and replacing its output by `edit(output)` when given:
+    (store, handle)."""
     store = {}
 
     def hook(_m, _i, out):

@@ -7,8 +7,8 @@ reshape_transform path, in one run.
 
 The model is torchvision's VisionTransformer with random weights (no downloads), explained at camstudy's
 default layer, the last block's ln_1. Limits as in bench_explainers.py: Grad-CAM one forward+backward;
-Ablation-CAM one forward per image, since its D ablated copies run only the last block and the head
-(pytorch-grad-cam reruns the whole model for every chunk of copies); Score-CAM D + 1 passes. Printed per
+Ablation-CAM 1 + D/depth passes per image, since its D ablated copies run only the last block and the
+head (pytorch-grad-cam reruns the whole model for every chunk of copies: 1 + D); Score-CAM D + 1 passes. Printed per
 row: images/s, forward-pass equivalents spent per image, and the ratio to the limit.
 """
 from __future__ import annotations
@@ -39,7 +39,7 @@ def rows_for(model, x, targets, args) -> list[Row]:
 
     dim = model.hidden_dim
     rows = [Row("gradcam", ours("gradcam"), 1, "backward"), Row("gradcam++", ours("gradcam++"), 1, "backward"),
-            Row("ablationcam", ours("ablationcam"), 1), Row("scorecam", ours("scorecam"), dim + 1)]
+            Row("ablationcam", ours("ablationcam"), 1 + dim / args.depth), Row("scorecam", ours("scorecam"), dim + 1)]
     with contextlib.suppress(ImportError):
         import pytorch_grad_cam
         from pytorch_grad_cam.ablation_layer import AblationLayerVit
@@ -60,7 +60,7 @@ def rows_for(model, x, targets, args) -> list[Row]:
 
         rows.append(Row("pytorch-grad-cam GradCAM", peer(pytorch_grad_cam.GradCAM), 1, "backward"))
         rows.append(Row("pytorch-grad-cam AblationCAM", peer(pytorch_grad_cam.AblationCAM,
-                                                              ablation_layer=AblationLayerVit()), 1))
+                                                              ablation_layer=AblationLayerVit()), 1 + dim / args.depth))
         rows.append(Row("pytorch-grad-cam ScoreCAM", peer(pytorch_grad_cam.ScoreCAM), dim + 1))
     return rows
 

@@ -110,14 +110,21 @@ def check_score(score: str) -> str:
     return score
 
 
+def class_scores(logits: Tensor, score: str = "softmax") -> Tensor:
+    """Every class's score [B,K] from logits [B,K], in float32: "softmax" p_c = exp(y_c) / sum_j exp(y_j)
+    (single-label heads, the papers' choice), "sigmoid" 1 / (1 + exp(-y_c)) (multi-label heads, each
+    class on its own), or "logit" y_c itself."""
+    logits = logits.float()
+    if check_score(score) == "softmax":
+        return torch.softmax(logits, dim=1)
+    return torch.sigmoid(logits) if score == "sigmoid" else logits
+
+
 def class_score(logits: Tensor, targets: Tensor, score: str = "softmax") -> Tensor:
-    """The score of each row's target class: softmax probability over the classes (single-label
-    models), sigmoid of the target's logit (multi-label models) or the logit itself."""
-    check_score(score)
-    if score == "softmax":
-        return torch.softmax(logits, dim=1).gather(1, targets[:, None]).squeeze(1)
-    chosen = logits.gather(1, targets[:, None]).squeeze(1)
-    return torch.sigmoid(chosen) if score == "sigmoid" else chosen
+    """The score of each row's target class (see `class_scores`)."""
+    if check_score(score) == "softmax":
+        return torch.softmax(logits.float(), dim=1).gather(1, targets[:, None]).squeeze(1)
+    return class_scores(logits.gather(1, targets[:, None]), score).squeeze(1)
 
 
 def target_scores(model: nn.Module, inputs: Tensor, targets: Tensor, amp: torch.dtype | None, score: str) -> Tensor:

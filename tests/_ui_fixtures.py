@@ -170,9 +170,19 @@ class FakeSurveySession:
     def example(self):
         return self.images[0], "tabby cat"
 
+    def link_views(self):
+        return 3
+
     def cell_progress(self):
         return pd.DataFrame({"task": [t[0] for t in TRIALS], "image_id": "img",
                              "method": "gradcam", "n_answers": 1, "target": 5})
+
+
+class FakeLogin:
+    """study.admin_login.AdminLogin without a database: the password check alone."""
+
+    def check(self, given, expected, address):
+        return given == expected
 
 
 def fake_tables():
@@ -195,6 +205,7 @@ def use_fake(monkeypatch, session) -> None:
     import ui.context
     monkeypatch.setattr(ui.context, "session", lambda: session)
     monkeypatch.setattr(ui.context, "monitor", lambda: session)
+    monkeypatch.setattr(ui.context, "admin_login", lambda: FakeLogin())
     monkeypatch.setattr(ui.context, "study_dir", lambda: Path("fake-study"))
     monkeypatch.setattr(ui.admin, "export_tables", lambda folder: fake_tables())
 

@@ -121,7 +121,7 @@ def _instructions(s) -> None:
     example = context.monitor().example()
     if example is not None:
         path, name = example
-        context.show_stimulus(st, path, width=300,
+        context.show_stimulus(st, path, width=300, alt=f"An example explanation map for {name}",
                               caption=f"An example: the map for “{name}”. The red area is what the model "
                                       f"relied on most to decide “{name}”.")
     st.info("The first questions are practice: after each one you will see the right answer.")

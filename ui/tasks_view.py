@@ -23,14 +23,21 @@ def _per_row(n_images: int) -> int:
     return n_images if n_images <= 4 else 3
 
 
+def _alt(index: int, caption: str, n: int) -> str:
+    """Alt text of a stimulus: what it is, for screen readers."""
+    where = f"picture {index + 1} of {n}" if n > 1 else "the picture"
+    return f"Explanation map, {where}" + (f" ({caption})" if caption else "")
+
+
 def show_images(trial) -> None:
     per_row = _per_row(len(trial.images))
     captions = list(trial.captions) + [""] * (len(trial.images) - len(trial.captions))
     for start in range(0, len(trial.images), per_row):
         cols = st.columns(per_row)
-        for col, path, caption in zip(cols, trial.images[start:start + per_row],
-                                      captions[start:start + per_row]):
-            context.show_stimulus(col, path, caption=caption or None, width="stretch")
+        shown = zip(cols, trial.images[start:start + per_row], captions[start:start + per_row])
+        for offset, (col, path, caption) in enumerate(shown):
+            context.show_stimulus(col, path, caption=caption or None, width="stretch",
+                                  alt=_alt(start + offset, caption, len(trial.images)))
 
 
 def _choice(label: str, options, key: str) -> str | None:
@@ -55,7 +62,9 @@ def trial_form(trial) -> Submission | None:
             confidence = _choice("How confident are you?", trial.confidence_options,
                                  f"confidence-{trial.trial_index}")
         submitted = st.form_submit_button("Next", type="primary")
-    st.caption("Keyboard: press 1, 2, 3 … to choose, Enter to continue.")
+    # Hidden on touch screens (style.css), which have no keys to press.
+    st.markdown('<p class="keyboard-hint">Keyboard: press 1, 2, 3 … to choose, Enter to continue.</p>',
+                unsafe_allow_html=True)
     install_shortcuts()
     if not submitted:
         return None

@@ -18,7 +18,7 @@ import streamlit as st
 from study.identity import SIGNATURE_PARAM, BadLink, context_from, external_id_from
 from study.session import MAX_RT_MS, AlreadyCompleted, ConsentConflict, LinkInUse
 from ui import context
-from ui.tasks_view import trial_form
+from ui.tasks_view import submit_key, trial_form
 
 CREDENTIAL_DAYS = 90      # how long a browser keeps its resume credential
 
@@ -150,6 +150,18 @@ def _rt_ms(shown_at: datetime) -> int:
     return min(max(elapsed, 0), MAX_RT_MS)
 
 
+ALREADY_ANSWERED = ("That question had already been answered in another tab or window, so this answer "
+                    "was not stored again. Here is the next question.")
+
+
+def _answered_elsewhere(next_index: int) -> bool:
+    """Whether this tab just sent an answer to a question another tab had answered meanwhile: its
+    Next was clicked, but the server has moved on to a later question (that answer's form is gone,
+    so it cannot count for the new question)."""
+    shown = st.session_state.get("showing")
+    return shown is not None and shown != next_index and bool(st.session_state.get(submit_key(shown)))
+
+
 def _feedback(fb: dict) -> None:
     st.header("Practice")
     if fb["correct"] is True:
@@ -173,6 +185,9 @@ def _trials(s) -> None:
     if trial is None:
         state.phase = "questionnaire"
         st.rerun()
+    if _answered_elsewhere(trial.trial_index):
+        state.notice = ALREADY_ANSWERED
+    state.showing = trial.trial_index
     if "notice" in state:
         st.info(state.pop("notice"))
     done, total = s.progress(state.pid)
@@ -185,8 +200,7 @@ def _trials(s) -> None:
     outcome = s.answer(state.pid, trial.trial_index, submission.response,
                        rt_ms=_rt_ms(trial.shown_at), confidence=submission.confidence)
     if outcome.duplicate:   # answered meanwhile in another tab of this browser: say so, move on
-        state.notice = ("That question had already been answered in another tab or window, so this "
-                        "answer was not stored again. Here is the next question.")
+        state.notice = ALREADY_ANSWERED
     elif trial.is_practice:
         state.feedback = {"trial_index": trial.trial_index, "correct": outcome.correct,
                           "feedback_md": trial.feedback_md}

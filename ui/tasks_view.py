@@ -46,6 +46,11 @@ def _choice(label: str, options, key: str) -> str | None:
                     horizontal=True, key=key)
 
 
+def submit_key(trial_index: int) -> str:
+    """The widget key of a trial's Next button: true in the run that follows its click."""
+    return f"next-{trial_index}"
+
+
 def trial_form(trial) -> Submission | None:
     """Render the trial; return the submission on a valid submit, else None.
 
@@ -61,7 +66,7 @@ def trial_form(trial) -> Submission | None:
         if trial.confidence_options:
             confidence = _choice("How confident are you?", trial.confidence_options,
                                  f"confidence-{trial.trial_index}")
-        submitted = st.form_submit_button("Next", type="primary")
+        submitted = st.form_submit_button("Next", type="primary", key=submit_key(trial.trial_index))
     # Hidden on touch screens (style.css), which have no keys to press.
     st.markdown('<p class="keyboard-hint">Keyboard: press 1, 2, 3 … to choose, Enter to continue.</p>',
                 unsafe_allow_html=True)

@@ -171,51 +171,27 @@ def causal_curves(
     }
 
 
-def deletion(
-    model: nn.Module,
-    x: Tensor,
-    maps,
-    targets=None,
-    *,
-    step: int | None = None,
-    n_steps: int | None = None,
-    substrate: str = "zeros",
-    order: str = "morf",
-    score: str = "softmax",
-    batch_size: int = 256,
-    amp: str | None = None,
-) -> CausalCurve:
-    """RISE deletion: the target's probability as the most salient pixels become the substrate.
+def _one_curve(kind: str, default_substrate: str, summary: str):
+    """`deletion` or `insertion`: `causal_curves` for one of the two curves (one place for both signatures)."""
+    def curve(model: nn.Module, x: Tensor, maps, targets=None, *, step: int | None = None,
+              n_steps: int | None = None, substrate: str = default_substrate, order: str = "morf",
+              score: str = "softmax", batch_size: int = 256, amp: str | None = None) -> CausalCurve:
+        substrates = {"deletion_substrate": None, "insertion_substrate": None, f"{kind}_substrate": substrate}
+        return causal_curves(model, x, maps, targets, step=step, n_steps=n_steps, order=order, score=score,
+                             batch_size=batch_size, amp=amp, **substrates)[kind]
+
+    curve.__name__ = curve.__qualname__ = kind
+    curve.__doc__ = summary
+    return curve
+
+
+deletion = _one_curve("deletion", "zeros", """RISE deletion: the target's probability as the most salient pixels become the substrate.
 
     Lower AUC is better. `step` pixels per step (default 224) or `n_steps` steps; substrates
     "zeros" (default), "blur", "mean"; see `causal_curves` for `order`, `score`, maps, devices, `amp`.
-    """
-    return causal_curves(
-        model, x, maps, targets, step=step, n_steps=n_steps, deletion_substrate=substrate,
-        insertion_substrate=None, order=order, score=score, batch_size=batch_size, amp=amp,
-    )["deletion"]
-
-
-def insertion(
-    model: nn.Module,
-    x: Tensor,
-    maps,
-    targets=None,
-    *,
-    step: int | None = None,
-    n_steps: int | None = None,
-    substrate: str = "blur",
-    order: str = "morf",
-    score: str = "softmax",
-    batch_size: int = 256,
-    amp: str | None = None,
-) -> CausalCurve:
-    """RISE insertion: the target's probability as the most salient pixels enter the substrate.
+    """)
+insertion = _one_curve("insertion", "blur", """RISE insertion: the target's probability as the most salient pixels enter the substrate.
 
     Higher AUC is better. `step` pixels per step (default 224) or `n_steps` steps; substrates
     "blur" (default), "zeros", "mean"; see `causal_curves` for `order`, `score`, maps, devices, `amp`.
-    """
-    return causal_curves(
-        model, x, maps, targets, step=step, n_steps=n_steps, deletion_substrate=None,
-        insertion_substrate=substrate, order=order, score=score, batch_size=batch_size, amp=amp,
-    )["insertion"]
+    """)

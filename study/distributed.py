@@ -5,9 +5,12 @@ WORLD_SIZE, RANK and LOCAL_RANK in their environment; `launched()` turns that in
 (NCCL with one GPU per process, cuda:LOCAL_RANK, when the command asks for CUDA; gloo on the CPU) and
 leaves it on the way out. A plain one-process run never imports torch.distributed.
 
-Sharding is strided: rank r of W takes images r, r+W, r+2W, ... of the canonical order. Shards differ
-by at most one image, nothing is padded or repeated (so no image counts twice in a mean), a set sorted
-by class or size is spread evenly, and the canonical order is a round robin over the ranks, which lets
+Sharding is strided over blocks: the canonical order is cut into blocks of `block` images (the batch
+size), and rank r of W takes blocks r, r+W, r+2W, ... (with block=1: images r, r+W, ...). Nothing is
+padded or repeated (so no image counts twice in a mean), shards differ by at most one block, a set
+sorted by class or size is spread evenly, and every batch holds exactly the images it holds in a
+one-process run: kernels may round differently for a different batch, so this is what makes the
+output byte-identical. The canonical order is then a round robin of blocks over the ranks, which lets
 rank 0 merge their records in one streaming pass.
 """
 from __future__ import annotations
@@ -39,9 +42,15 @@ class Ranks:
         """Rank 0: the one that writes what there is only one of (tables, plots, grids)."""
         return self.rank == 0
 
-    def shard(self, n: int) -> range:
-        """This rank's indices of n items: rank, rank + world, ... (strided, no padding)."""
-        return range(self.rank, n, self.world)
+    def shard(self, n: int, block: int = 1) -> list[int]:
+        """This rank's indices of n items: blocks rank, rank + world, ... of `block` items (no padding)."""
+        return [i for start in range(self.rank * block, n, self.world * block)
+                for i in range(start, min(start + block, n))]
+
+
+def owner(index: int, world: int, block: int = 1) -> int:
+    """The rank whose shard (`Ranks.shard`) holds item `index`."""
+    return index // block % world
 
 
 def from_environment() -> Ranks:

@@ -11,7 +11,8 @@ faithfulness.csv is written a row at a time in the set's order, and the mean cur
 are running sums, so memory does not grow with the number of images.
 
 Under torchrun (`study.distributed`) each rank scores its strided shard of the images into the shared
-cache and records which cache files hold each image's results; after a barrier rank 0 writes the
+cache (strided by batches, so every batch holds the images it holds in one process) and records
+which cache files hold each image's results; after a barrier rank 0 writes the
 outputs from those files in the set's order, the same bytes a one-process run writes. The cache key
 never depends on the rank or the number of ranks, so a run resumes at any world size.
 
@@ -124,7 +125,8 @@ def write_scores(
     scorer = _Scorer(model, out, batch_size, amp, seed, dict(explainer_options or {}), settings, sanity_settings)
     ranks = distributed.current()
     out.mkdir(parents=True, exist_ok=True)
-    batches = image_batches(entries, ranks.shard(len(entries)), model.input_size, batch_size=batch_size,
+    batches = image_batches(entries, ranks.shard(len(entries), block=batch_size), model.input_size,
+                            batch_size=batch_size,
                             workers=workers, pin_memory=model.device.type == "cuda")
     sink = _TableWriter(out, scorer.model_name) if ranks.world == 1 else _ShardIndex(out, ranks)
     with _Progress(len(entries), ranks, progress) as bar:
@@ -145,7 +147,7 @@ def write_scores(
     if ranks.world > 1:  # rank 0 writes every rank's results, from the cache, in the set's order
         writer = _TableWriter(out, scorer.model_name)
         with writer:
-            for record in _merged(out, ranks.world, len(entries)):
+            for record in _merged(out, ranks.world, len(entries), batch_size):
                 writer.add(*record)
     summary = writer.summary()
     summary.curves.to_csv(out / CURVES_FILE, index=False)
@@ -397,18 +399,19 @@ class _ShardIndex:
         self.file.write(json.dumps({"index": index, "image_id": image_id, "target": target, "results": files}) + "\n")
 
 
-def _merged(out: Path, world: int, n: int) -> Iterator[tuple]:
+def _merged(out: Path, world: int, n: int, block: int) -> Iterator[tuple]:
     """Every image's (index, id, target, per-method results) in the set's order, from the ranks' records.
 
-    Sharding is strided, so image i is line i // world of rank i % world's record: one pass, reading
-    each rank's record in step, holds one image's results at a time."""
+    Each rank's record is in the set's order and the shards are blocks dealt round robin, so reading
+    the record of each image's owner in turn is one pass that holds one image's results at a time."""
     files = [_shard_path(out, rank, world).open() for rank in range(world)]
     try:
         for i in range(n):
-            line = files[i % world].readline()
+            owner = distributed.owner(i, world, block)
+            line = files[owner].readline()
             record = json.loads(line) if line else {}
             if record.get("index") != i:
-                raise RuntimeError(f"rank {i % world} of {world} has no record of image {i}; was it stopped?")
+                raise RuntimeError(f"rank {owner} of {world} has no record of image {i}; was it stopped?")
             per_method = [(method, [json.loads((out / p).read_text()) for p in paths], paths)
                           for method, paths in record["results"]]
             yield i, record["image_id"], record["target"], per_method
@@ -424,7 +427,7 @@ def _shard_path(out: Path, rank: int, world: int) -> Path:
 class _Progress:
     """One bar, on rank 0, over the whole set, with images/s.
 
-    Rank 0 counts its own images times the world size: shards differ by at most one image, so this is
+    Rank 0 counts its own images times the world size: shards differ by at most one batch, so this is
     the run's progress, and it needs no collective call (an all_reduce every few batches would have to
     be made equally often by every rank, which unequal shards do not guarantee)."""
 

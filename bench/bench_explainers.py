@@ -155,7 +155,8 @@ def rows_for(model, x, targets, args) -> list[Row]:
     return rows
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> list[dict]:
+    """Print the table; return its rows (for bench/run_all.py's JSON)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--model", default="resnet18", choices=["resnet18", "resnet50"])
@@ -198,6 +199,7 @@ def main(argv=None) -> None:
     print(f"{'method':38s} {'images/s':>10s} {'fwd-equiv/img':>14s} {'limit passes':>13s} {'ratio to limit':>15s}"
           f"{'  raw fwd/s' if args.remeasure else ''}")
     only = {name for name in args.only.split(",") if name}
+    measured = []
     for row in rows_for(model, x, targets, args):
         if only and not any(row.name.startswith(prefix) for prefix in only):
             continue
@@ -210,6 +212,9 @@ def main(argv=None) -> None:
         ratio = "" if row.passes is None else f"{row.passes / rates[row.baseline] / per_image:.2f}"
         raw = f"{rates['forward']:11.1f}" if args.remeasure else ""
         print(f"{row.name:38s} {1 / per_image:10.3f} {equivalents:14.1f} {limit:>13s} {ratio:>15s}{raw}", flush=True)
+        measured.append({"row": row.name, "images_per_s": 1 / per_image, "ratio_to_limit": float(ratio) if ratio else None,
+                         "raw_forward_per_s": rates["forward"]})
+    return measured
 
 
 if __name__ == "__main__":

@@ -92,7 +92,8 @@ def quantus_pixel_flipping(model, x, maps, targets, step: int, device) -> float 
         return None
 
 
-def main() -> None:
+def main(argv=None) -> list[dict]:
+    """Print the table; return its rows (for bench/run_all.py's JSON)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="resnet18", choices=["resnet18", "resnet50"])
     parser.add_argument("--device", default="cpu")
@@ -103,7 +104,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--step", type=int, default=224)
     parser.add_argument("--size", type=int, default=224)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -144,9 +145,13 @@ def main() -> None:
     if quantus_s is not None:
         rows.append(("deletion, Quantus PixelFlipping", args.images, n + 1, quantus_s))
     print(f"{'work':34s} {'images/s':>10s} {'passes/s':>10s} {'ratio to raw':>12s}")
+    measured = []
     for name, images, passes, seconds in rows:
         rate = images * passes / seconds
         print(f"{name:34s} {images / seconds:10.3f} {rate:10.1f} {rate / raw:12.3f}")
+        measured.append({"row": name, "images_per_s": images / seconds, "ratio_to_limit": rate / raw,
+                         "raw_forward_per_s": raw})
+    return measured
 
 
 if __name__ == "__main__":

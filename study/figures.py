@@ -18,7 +18,8 @@ def curves_figure(curves: pd.DataFrame, faithfulness: pd.DataFrame | None = None
     """Mean deletion and insertion curves (curves.csv rows), one panel per curve, one line per method.
 
     Methods are told apart by model too when the rows hold several models. With `faithfulness`
-    (faithfulness.csv rows), each line's label carries the mean AUC of its maps.
+    (faithfulness.csv rows, or one row per method and metric holding the mean), each line's label
+    carries the mean AUC of its maps.
     """
     kinds = sorted(curves["curve"].astype(str).unique())
     keys = ["model", "method"] if curves["model"].nunique() > 1 else ["method"]
@@ -50,8 +51,12 @@ def _mean_aucs(faithfulness: pd.DataFrame, kind: str, keys: list[str]) -> dict[t
     return {key if isinstance(key, tuple) else (key,): float(value) for key, value in means.items()}
 
 
-def table_figure(table: pd.DataFrame) -> Figure:
-    """Mean of every metric per method (rows) of faithfulness.csv rows, as a table figure."""
+def table_figure(table: pd.DataFrame, n_images: int | None = None) -> Figure:
+    """Mean of every metric per method (rows) of faithfulness.csv rows, as a table figure.
+
+    `table` may also hold one row per method and metric whose value is already the mean (what
+    `camstudy score` keeps instead of every row of a large run); `n_images` then says over how many
+    images (default: the distinct image ids of `table`)."""
     means = table.pivot_table(index="method", columns="metric", values="value", aggfunc="mean", sort=False)
     size = (max(6, 1.5 * (means.shape[1] + 1)), 0.9 + 0.35 * (means.shape[0] + 1))
     figure = Figure(figsize=size, layout="constrained")
@@ -61,5 +66,6 @@ def table_figure(table: pd.DataFrame) -> Figure:
     shown = ax.table(cellText=cells, rowLabels=list(means.index), colLabels=list(means.columns), loc="center")
     shown.auto_set_font_size(False)
     shown.set_fontsize(8)
-    ax.set_title(f"mean per method over {table['image_id'].nunique()} images", fontsize=10, loc="left")
+    n_images = table["image_id"].nunique() if n_images is None else n_images
+    ax.set_title(f"mean per method over {n_images} images", fontsize=10, loc="left")
     return figure

@@ -3,7 +3,18 @@
 Maps and per-image metric results are cached under `<out>/cache/` keyed by a hash of everything
 that determines them (the model's weights, the image's pixels, the method and its options, the
 target class, the metric settings), as .npy (maps) and .json (metric values and curves) files, so
-a rerun recomputes only what changed. Nothing is ever unpickled.
+a rerun recomputes only what changed. Nothing is ever unpickled. Each cache file is written under a
+temporary name and renamed into place, so a killed run never leaves a file a rerun would take as done.
+
+Images stream through a DataLoader (`study.streaming`) and results leave memory as they are made:
+faithfulness.csv is written a row at a time in the set's order, and the mean curves and metric means
+are running sums, so memory does not grow with the number of images.
+
+Under torchrun (`study.distributed`) each rank scores its strided shard of the images into the shared
+cache (strided by batches, so every batch holds the images it holds in one process) and records
+which cache files hold each image's results; after a barrier rank 0 writes the
+outputs from those files in the set's order, the same bytes a one-process run writes. The cache key
+never depends on the rank or the number of ranks, so a run resumes at any world size.
 
 Metric names in faithfulness.csv (`value` per image and method; `params` is JSON):
 deletion_auc, insertion_auc (RISE, lower / higher is better), average_drop (%, lower is better),
@@ -13,10 +24,14 @@ box_localization (1/0, CAM protocol), box_iou, and with `sanity=True` randomizat
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+import os
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,19 +41,46 @@ from torch import nn
 from tqdm import tqdm
 
 import metrics
+from study import distributed
+from study.distributed import Ranks
 from study.explainers import METHODS, check_options, explain, general_methods
 from study.figures import curves_figure, table_figure
-from study.images import ImageItem
+from study.images import ImageItem, ImageRef
 from study.outputs import (CURVE_COLUMNS, CURVES_FILE, CURVES_PLOT, FAITHFULNESS_FILE, TABLE_PLOT, columns,
                            safe_name)
+from study.streaming import Batch, image_batches
 
-GROUP_SIZE = 16  # images preprocessed and explained together; bounds memory for large sets
 TARGETS = ("label", "top1")
+SHARDS = ".shards"  # inside --out: per rank, which cache files hold each of its images' results
 
 
-def score(
+@dataclass(frozen=True)
+class Summary:
+    """What a finished run wrote, small enough to print: mean of every metric per method (`means`: model,
+    method, metric, value, n), the mean curves (curves.csv rows), and how many images and rows."""
+
+    means: pd.DataFrame
+    curves: pd.DataFrame
+    images: int
+    rows: int
+
+
+def score(model: nn.Module, items: Sequence[ImageItem | ImageRef], methods: Sequence[str] | None = None,
+          out_dir: str | Path = "scores", **options) -> pd.DataFrame | None:
+    """`write_scores` (same arguments), then the faithfulness table it wrote (DESIGN.md's columns).
+
+    For sets whose table fits in memory (the demo, a study's stimuli); a benchmark-sized run uses
+    `write_scores`, which keeps nothing per image. Under torchrun only rank 0 returns the table."""
+    summary = write_scores(model, items, methods, out_dir, **options)
+    if summary is None:
+        return None
+    text = {name: str for name in ("image_id", "model", "method", "metric", "params")}
+    return pd.read_csv(Path(out_dir) / FAITHFULNESS_FILE, dtype=text)
+
+
+def write_scores(
     model: nn.Module,
-    items: Sequence[ImageItem],
+    items: Sequence[ImageItem | ImageRef],
     methods: Sequence[str] | None = None,
     out_dir: str | Path = "scores",
     *,
@@ -49,6 +91,7 @@ def score(
     tolerance: float = 15,
     box_threshold: float = 0.2,
     batch_size: int = 32,
+    workers: int = 0,
     amp: str | None = None,
     seed: int = 0,
     explainer_options: Mapping[str, Mapping] | None = None,
@@ -56,49 +99,63 @@ def score(
     sanity_stages: Sequence[str] | None = None,
     plots: bool = True,
     progress: bool = True,
-) -> pd.DataFrame:
-    """Score `methods` (default: every method that explains any classifier) of `model` on `items`; write results to `out_dir`.
+) -> Summary | None:
+    """Score `methods` (default: every method that explains any classifier) of `model` on `items`; write
+    the results to `out_dir`.
 
-    `model` is a camstudy Classifier (it preprocesses the images). `target="label"` explains each
-    image's main label where it has one and the model's top-1 class otherwise; `"top1"` always the
-    top-1 class. `explainer_options` maps a method to extra options for `explain` (e.g.
-    `{"rise": {"n_masks": 500}}` for a quick demo). Localization metrics are computed for images
-    with boxes only. Returns the faithfulness table (DESIGN.md's columns).
+    `model` is a camstudy Classifier (it preprocesses the images). `items` are ImageItems (photos in
+    memory) or ImageRefs (read by `workers` DataLoader processes, `batch_size` images at a time, which
+    is also the explainers' and metrics' batch). `target="label"` explains each image's main label where
+    it has one and the model's top-1 class otherwise; `"top1"` always the top-1 class.
+    `explainer_options` maps a method to extra options for `explain` (e.g. `{"rise": {"n_masks": 500}}`
+    for a quick demo). Localization metrics are computed for images with boxes only. Returns the
+    `Summary` (None on ranks other than 0 under torchrun).
     """
     methods = check_methods(methods, explainer_options)
-    items = check_items(items)
+    entries = check_items(items)
     if target not in TARGETS:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}; got {target!r}")
-    if not hasattr(model, "preprocess"):
+    if not hasattr(model, "from_pixels"):
         raise ValueError("score needs a camstudy Classifier (study.load_model), which preprocesses images")
     settings = {
         "step": step, "deletion_substrate": deletion_substrate, "insertion_substrate": insertion_substrate,
         "tolerance": tolerance, "box_threshold": box_threshold, "amp": amp,
     }
     sanity_settings = {"stages": list(sanity_stages) if sanity_stages else None, "seed": seed} if sanity else None
-    scorer = _Scorer(model, Path(out_dir), batch_size, amp, seed, dict(explainer_options or {}), settings,
-                     sanity_settings)
-    groups = [items[i : i + GROUP_SIZE] for i in range(0, len(items), GROUP_SIZE)]
-    rows, curves = [], []
-    with tqdm(total=len(groups) * len(methods), desc="score", unit="method", disable=not progress) as bar:
-        for group in groups:
-            x = model.preprocess([item.image for item in group])
-            targets = choose_targets(model, x, group, target)
-            for method in methods:
-                bar.set_postfix_str(method)
-                group_rows, group_curves = scorer.method_on_group(method, group, x, targets)
-                rows += group_rows
-                curves += group_curves
-                bar.update()
-    table = pd.DataFrame(rows, columns=columns("faithfulness"))
-    mean_curves = mean_curve_table(curves, scorer.model_name)
-    scorer.out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(scorer.out / FAITHFULNESS_FILE, index=False)
-    mean_curves.to_csv(scorer.out / CURVES_FILE, index=False)
+    out = Path(out_dir)
+    scorer = _Scorer(model, out, batch_size, amp, seed, dict(explainer_options or {}), settings, sanity_settings)
+    ranks = distributed.current()
+    out.mkdir(parents=True, exist_ok=True)
+    batches = image_batches(entries, ranks.shard(len(entries), block=batch_size), model.input_size,
+                            batch_size=batch_size,
+                            workers=workers, pin_memory=model.device.type == "cuda")
+    sink = _TableWriter(out, scorer.model_name) if ranks.world == 1 else _ShardIndex(out, ranks)
+    with _Progress(len(entries), ranks, progress) as bar:
+        with sink:
+            for batch in batches:
+                group = [entries[i] for i in batch.indices]
+                x = model.from_pixels(batch.pixels)
+                targets = choose_targets(model, x, group, target)
+                done = [scorer.method_on_group(method, group, batch, x, targets) for method in methods]
+                for j, (index, item) in enumerate(zip(batch.indices, group)):
+                    sink.add(index, item.image_id, int(targets[j]), [(m, *d[j]) for m, d in zip(methods, done)])
+                bar.advance(len(group))
+        distributed.barrier()
+        bar.finish()
+    if not ranks.main:
+        return None
+    writer = sink
+    if ranks.world > 1:  # rank 0 writes every rank's results, from the cache, in the set's order
+        writer = _TableWriter(out, scorer.model_name)
+        with writer:
+            for record in _merged(out, ranks.world, len(entries), batch_size):
+                writer.add(*record)
+    summary = writer.summary()
+    summary.curves.to_csv(out / CURVES_FILE, index=False)
     if plots:
-        curves_figure(mean_curves, faithfulness=table).savefig(scorer.out / CURVES_PLOT, dpi=110)
-        table_figure(table).savefig(scorer.out / TABLE_PLOT, dpi=110)
-    return table
+        curves_figure(summary.curves, faithfulness=summary.means).savefig(out / CURVES_PLOT, dpi=110)
+        table_figure(summary.means, n_images=summary.images).savefig(out / TABLE_PLOT, dpi=110)
+    return summary
 
 
 SCORE_SETS = frozenset({"batch_size", "seed", "amp"})   # explain() settings score passes to every method
@@ -125,18 +182,18 @@ def check_methods(methods: Sequence[str] | None, options: Mapping[str, Mapping] 
     return chosen
 
 
-def check_items(items: Sequence[ImageItem]) -> list[ImageItem]:
+def check_items(items: Sequence[ImageItem | ImageRef]) -> list[ImageItem | ImageRef]:
     items = list(items)
     if not items:
         raise ValueError("no images to score")
-    ids = [item.image_id for item in items]
-    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    counts = Counter(item.image_id for item in items)
+    repeated = sorted(i for i, n in counts.items() if n > 1)
     if repeated:
         raise ValueError(f"image ids must be unique; repeated: {', '.join(repeated)}")
     return items
 
 
-def choose_targets(model: nn.Module, x: torch.Tensor, items: Sequence[ImageItem], target: str) -> torch.Tensor:
+def choose_targets(model: nn.Module, x: torch.Tensor, items: Sequence[ImageItem | ImageRef], target: str) -> torch.Tensor:
     """Per image the main label (target="label", where known) or the model's top-1 class."""
     with torch.inference_mode():
         top1 = model(x).argmax(1).cpu()
@@ -161,10 +218,6 @@ def model_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()[:24]
 
 
-def image_fingerprint(item: ImageItem) -> str:
-    return hashlib.sha256(f"{item.image.mode}{item.image.size}".encode() + item.image.tobytes()).hexdigest()[:24]
-
-
 class _Scorer:
     """The per-(method, group) work with its caches; holds what every call shares."""
 
@@ -176,52 +229,45 @@ class _Scorer:
         self.model_key = model_fingerprint(model)
         self.cache = out / "cache"
 
-    def method_on_group(self, method, items, x, targets) -> tuple[list[list], list[tuple]]:
-        """Rows of faithfulness.csv and (method, kind, pixels fraction, curve) for one method."""
+    def method_on_group(self, method, items, batch: Batch, x, targets) -> list[tuple[list[dict], list[Path]]]:
+        """Per image, its results for `method` (metrics, then sanity if asked) and the cache files holding them."""
         options = dict(self.options.get(method, {}))
-        map_keys = [fingerprint(self.model_key, image_fingerprint(item), method, options, self.seed,
-                                int(t), self.amp) for item, t in zip(items, targets)]
+        map_keys = [fingerprint(self.model_key, digest, method, options, self.seed, int(t), self.amp)
+                    for digest, t in zip(batch.digests, targets)]
         maps = self._maps(method, items, x, targets, map_keys, options)
-        size = tuple(x.shape[-2:])
-        boxes = [item.boxes_at(size[::-1]) for item in items]
-        results = self._cached(
+        boxes = batch.boxes
+        parts = [self._cached(
             "metrics", method, items,
             [fingerprint(k, self.settings, b) for k, b in zip(map_keys, boxes)],
             lambda idx: self._metrics(x[idx], maps[idx], targets[idx], [boxes[i] for i in idx]),
-        )
+        )]
         if self.sanity_settings is not None:
-            sanity = self._cached(
+            parts.append(self._cached(
                 "sanity", method, items, [fingerprint(k, self.sanity_settings) for k in map_keys],
                 lambda idx: self._sanity(method, options, x[idx], targets[idx]),
-            )
-            results = [{**r, "rows": r["rows"] + s["rows"]} for r, s in zip(results, sanity)]
-        rows, curves = [], []
-        for item, t, result in zip(items, targets.tolist(), results):
-            rows += [[item.image_id, self.model_name, method, t, m, v, p] for m, v, p in result["rows"]]
-            # float64, whether fresh (float32 arrays) or cached (JSON lists): the means do not depend on which
-            curves += [(method, kind, np.asarray(result["fraction"], np.float64), np.asarray(result[kind], np.float64))
-                       for kind in ("deletion", "insertion")]
-        return rows, curves
+            ))
+        return [([results[i] for results, _ in parts], [paths[i] for _, paths in parts]) for i in range(len(items))]
 
     def _maps(self, method, items, x, targets, keys, options) -> torch.Tensor:
-        """Maps [B,H,W] on the CPU: read from the .npy cache where there, explained (and cached) where not.
-
-        Fresh maps are used as computed; the cache is written for the next run, not read back."""
+        """Maps [B,H,W] on the model's device: read from the .npy cache where there, explained (and cached)
+        where not. Fresh maps are used as computed; the cache is written for the next run, not read back."""
         folder = self.cache / "maps" / safe_name(method)
         paths = [folder / f"{safe_name(item.image_id)}-{key}.npy" for item, key in zip(items, keys)]
-        maps = {i: torch.from_numpy(np.load(p, allow_pickle=False)) for i, p in enumerate(paths) if p.is_file()}
+        maps = {i: torch.from_numpy(np.load(p, allow_pickle=False)).to(x.device)
+                for i, p in enumerate(paths) if p.is_file()}
         missing = [i for i in range(len(paths)) if i not in maps]
         if missing:
             fresh = explain(method, self.model, x[missing], targets[missing], batch_size=self.batch_size,
-                            seed=self.seed, amp=self.amp, **options).float().cpu()
+                            seed=self.seed, amp=self.amp, **options).float()
             folder.mkdir(parents=True, exist_ok=True)
-            for i, saliency in zip(missing, fresh):
-                np.save(paths[i], saliency.numpy(), allow_pickle=False)
+            for i, saliency, on_host in zip(missing, fresh, fresh.cpu()):
+                _write_atomically(paths[i], lambda f, a=on_host.numpy(): np.save(f, a, allow_pickle=False))
                 maps[i] = saliency
         return torch.stack([maps[i] for i in range(len(paths))])
 
-    def _cached(self, kind, method, items, keys, compute) -> list[dict]:
-        """Per-image results: read from the JSON cache where there, `compute(indices)` (and cached) where not.
+    def _cached(self, kind, method, items, keys, compute) -> tuple[list[dict], list[Path]]:
+        """Per-image results and their files: read from the JSON cache where there, `compute(indices)` (and
+        cached) where not.
 
         Fresh results are used as computed, their arrays still arrays; they become JSON lists only
         in the file written for the next run."""
@@ -232,9 +278,10 @@ class _Scorer:
         if missing:
             folder.mkdir(parents=True, exist_ok=True)
             for i, result in zip(missing, compute(missing)):
-                paths[i].write_text(json.dumps(result, default=_as_list))
+                text = json.dumps(result, default=_as_list).encode()
+                _write_atomically(paths[i], lambda f, t=text: f.write(t))
                 results[i] = result
-        return results
+        return results, paths
 
     def _metrics(self, x, maps, targets, boxes) -> list[dict]:
         """Per image: faithfulness rows (plus localization where it has boxes) and both curves."""
@@ -275,6 +322,151 @@ class _Scorer:
         ]
 
 
+class _TableWriter:
+    """faithfulness.csv written a row at a time in the set's order, with running sums for the mean curves
+    (curves.csv) and the per-method metric means, so nothing per image stays in memory.
+
+    Rows go to a temporary file renamed into place when the run completes: an interrupted run leaves no
+    faithfulness.csv that looks finished."""
+
+    def __init__(self, out: Path, model_name: str):
+        self.path, self.model_name = out / FAITHFULNESS_FILE, model_name
+        self.temporary = _temporary(self.path)
+        self.metric_sums: dict[tuple[str, str], list] = {}     # (method, metric) -> [sum, count]
+        self.curve_sums: dict[tuple[str, str], list] = {}      # (method, curve) -> [fraction, sum, count]
+        self.images = self.rows = 0
+
+    def __enter__(self):
+        self.file = self.temporary.open("w", newline="")
+        self.csv = csv.writer(self.file, lineterminator="\n")
+        self.csv.writerow(columns("faithfulness"))
+        return self
+
+    def __exit__(self, kind, error, trace):
+        self.file.close()
+        if kind is None:
+            os.replace(self.temporary, self.path)
+        else:
+            self.temporary.unlink(missing_ok=True)
+
+    def add(self, index: int, image_id: str, target: int, per_method: list[tuple[str, list[dict], list]]) -> None:
+        """One image's results: per method, its result dicts (metrics, then sanity) and their cache files."""
+        for method, results, _ in per_method:
+            for result in results:
+                for metric, value, params in result["rows"]:
+                    self.csv.writerow([image_id, self.model_name, method, target, metric,
+                                       "" if value is None else repr(float(value)), params])
+                    self.rows += 1
+                    if value is not None:
+                        sums = self.metric_sums.setdefault((method, metric), [0.0, 0])
+                        sums[0] += value
+                        sums[1] += 1
+            # float64, whether fresh (float32 arrays) or cached (JSON lists): the sums do not depend on which
+            for kind in ("deletion", "insertion"):
+                curve = np.asarray(results[0][kind], np.float64)
+                sums = self.curve_sums.setdefault(
+                    (method, kind), [np.asarray(results[0]["fraction"], np.float64), np.zeros_like(curve), 0])
+                sums[1] += curve
+                sums[2] += 1
+        self.images += 1
+
+    def summary(self) -> Summary:
+        means = pd.DataFrame([[self.model_name, method, metric, total / n, n]
+                              for (method, metric), (total, n) in self.metric_sums.items()],
+                             columns=["model", "method", "metric", "value", "n"])
+        curves = pd.DataFrame([[self.model_name, method, kind, float(f), float(v)]
+                               for (method, kind), (fraction, total, n) in self.curve_sums.items()
+                               for f, v in zip(fraction, total / n)], columns=CURVE_COLUMNS)
+        return Summary(means, curves, self.images, self.rows)
+
+
+class _ShardIndex:
+    """A rank's record of its images under torchrun: per image (in shard order), its target and the
+    cache files of its results, which rank 0 reads back (`_merged`) once every rank is done."""
+
+    def __init__(self, out: Path, ranks: Ranks):
+        self.out, self.path = out, _shard_path(out, ranks.rank, ranks.world)
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = self.path.open("w")
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()
+
+    def add(self, index: int, image_id: str, target: int, per_method: list[tuple[str, list[dict], list]]) -> None:
+        files = [[method, [p.relative_to(self.out).as_posix() for p in paths]] for method, _, paths in per_method]
+        self.file.write(json.dumps({"index": index, "image_id": image_id, "target": target, "results": files}) + "\n")
+
+
+def _merged(out: Path, world: int, n: int, block: int) -> Iterator[tuple]:
+    """Every image's (index, id, target, per-method results) in the set's order, from the ranks' records.
+
+    Each rank's record is in the set's order and the shards are blocks dealt round robin, so reading
+    the record of each image's owner in turn is one pass that holds one image's results at a time."""
+    files = [_shard_path(out, rank, world).open() for rank in range(world)]
+    try:
+        for i in range(n):
+            owner = distributed.owner(i, world, block)
+            line = files[owner].readline()
+            record = json.loads(line) if line else {}
+            if record.get("index") != i:
+                raise RuntimeError(f"rank {owner} of {world} has no record of image {i}; was it stopped?")
+            per_method = [(method, [json.loads((out / p).read_text()) for p in paths], paths)
+                          for method, paths in record["results"]]
+            yield i, record["image_id"], record["target"], per_method
+    finally:
+        for f in files:
+            f.close()
+
+
+def _shard_path(out: Path, rank: int, world: int) -> Path:
+    return out / SHARDS / f"rank{rank}-of-{world}.jsonl"
+
+
+class _Progress:
+    """One bar, on rank 0, over the whole set, with images/s.
+
+    Rank 0 counts its own images times the world size: shards differ by at most one batch, so this is
+    the run's progress, and it needs no collective call (an all_reduce every few batches would have to
+    be made equally often by every rank, which unequal shards do not guarantee)."""
+
+    def __init__(self, total: int, ranks: Ranks, show: bool):
+        self.total, self.world = total, ranks.world
+        self.bar = tqdm(total=total, desc="score", unit="image", disable=not (show and ranks.main))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.close()
+
+    def advance(self, images: int) -> None:
+        self.bar.update(min(images * self.world, self.total - self.bar.n))
+        elapsed = self.bar.format_dict["elapsed"]
+        if elapsed > 0:
+            self.bar.set_postfix_str(f"{self.bar.n / elapsed:.1f} images/s")
+
+    def finish(self) -> None:
+        """Every rank is done: the bar is full."""
+        self.bar.update(self.total - self.bar.n)
+
+
+def _temporary(path: Path) -> Path:
+    """A name beside `path` that no other process (rank) writing the same file uses."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def _write_atomically(path: Path, write) -> None:
+    """`write(binary file)` to a temporary name, then rename it to `path` (atomic on one file system): a
+    killed run never leaves a half-written cache file that a rerun would read as complete."""
+    temporary = _temporary(path)
+    with temporary.open("wb") as f:
+        write(f)
+    os.replace(temporary, path)
+
+
 def _localization_rows(maps: torch.Tensor, boxes: list, settings: dict) -> list[list]:
     """Pointing game, energy pointing game and CAM box localization rows for each map."""
     tolerance, threshold = settings["tolerance"], settings["box_threshold"]
@@ -301,14 +493,3 @@ def _row(metric: str, value, params: dict) -> list:
     return [metric, None if math.isnan(v) else v, json.dumps(params, sort_keys=True)]
 
 
-def mean_curve_table(curves: list[tuple], model_name: str) -> pd.DataFrame:
-    """Mean deletion / insertion curve per method as long rows (curves.csv, read by the report)."""
-    rows = []
-    by_key: dict[tuple[str, str], list] = {}
-    for method, kind, fraction, curve in curves:
-        by_key.setdefault((method, kind), []).append((fraction, curve))
-    for (method, kind), pairs in by_key.items():
-        fraction = pairs[0][0]
-        mean = np.mean([c for _, c in pairs], axis=0)
-        rows += [[model_name, method, kind, float(f), float(v)] for f, v in zip(fraction, mean)]
-    return pd.DataFrame(rows, columns=CURVE_COLUMNS)

@@ -110,6 +110,18 @@ def score_test_network() -> nn.Module:
     )
 
 
+def score_network_that_dies() -> nn.Module:
+    """`score_test_network` (same weights, so the same cache keys) whose process exits abruptly after
+    DIE_AFTER_FORWARDS forward passes when its RANK is DIE_ON_RANK: a rank killed mid-run."""
+    import os
+
+    network = score_test_network()
+    if os.environ.get("DIE_ON_RANK") is not None and os.environ.get("DIE_ON_RANK") == os.environ.get("RANK"):
+        calls = iter(range(int(os.environ["DIE_AFTER_FORWARDS"]), -1, -1))
+        network.register_forward_pre_hook(lambda module, args: None if next(calls) else os._exit(1))
+    return network
+
+
 def write_voc_set(root, sizes=((90, 60), (64, 80))) -> tuple:
     """Random photos with PASCAL VOC XML (1-based inclusive corners) in root/images, root/annotations."""
     from PIL import Image

@@ -1,4 +1,8 @@
-"""`camstudy explain`: saliency maps (.npy) and overlays (.png) for a set of images and methods."""
+"""`camstudy explain`: saliency maps (.npy) and overlays (.png) for a set of images and methods.
+
+Under torchrun each rank explains its shard of the images (`study.distributed`) and writes their files;
+rank 0 gathers the maps and draws the grid of all of them.
+"""
 from __future__ import annotations
 
 import argparse
@@ -14,7 +18,9 @@ from study.outputs import safe_name
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
-    parser.add_argument("--images", default="bundled", help="'bundled', an image folder, or voc:IMAGES:ANNOTATIONS")
+    parser.add_argument("--images", default="bundled",
+                        help="'bundled', an image folder, voc:IMAGES:ANNOTATIONS, or "
+                             "imagenet:VAL_FOLDER:LOC_val_solution.csv:LOC_synset_mapping.txt")
     parser.add_argument("--methods", default="gradcam", help="comma-separated, e.g. gradcam,scorecam,rise")
     parser.add_argument("--target", choices=("top1", "label"), default="top1",
                         help="explain the model's top-1 class, or the image's labelled class where known")
@@ -24,23 +30,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from study import load_model
-    from study.explainers import explain, min_max, reduce_guided, resolve_method
-    from study.images import image_set
+    from study import distributed, load_model
+    from study.images import image_refs
     from study.layers import resolve_layer
-    from study.render import grid_figure, picture
+    from study.render import grid_figure
 
     methods = parse_methods(args.methods)
-    items = image_set(args.images)
-    model = load_model(args.model, weights=args.weights, device=args.device)
-    layer = args.target_layer or model.target_layer
-    if args.target_layer:
-        layer = resolve_layer(model, _in_classifier(args.target_layer, model))
+    refs = image_refs(args.images)
+    with distributed.launched(args.device) as device:
+        model = load_model(args.model, weights=args.weights, device=device)
+        layer = args.target_layer or model.target_layer
+        if args.target_layer:
+            layer = resolve_layer(model, _in_classifier(args.target_layer, model))
+        mine = distributed.current().shard(len(refs))
+        args.out.mkdir(parents=True, exist_ok=True)
+        explained = _explain_shard([refs[i].load() for i in mine], model, layer, methods, args) if mine else None
+        shards = distributed.gather((mine, explained))
+    if shards is None:
+        return 0
+    order = [i for indices, _ in shards for i in indices]
+    targets = torch.cat([e[0] for _, e in shards if e is not None])[np.argsort(order)]
+    shown_maps = {m: torch.cat([e[1][m] for _, e in shards if e is not None])[np.argsort(order)] for m in methods}
+    items = [ref.load() for ref in refs]
+    photos = [item.image.resize(model.input_size[::-1]) for item in items]
+    grid_figure(photos, shown_maps, titles=[item.image_id for item in items]).savefig(args.out / "grid.png", dpi=110)
+    names = [model.categories[t] for t in targets.tolist()]
+    print(f"wrote {len(items)} images x {len(methods)} methods to {args.out} "
+          f"(targets: {', '.join(f'{i.image_id}={n}' for i, n in zip(items, names))}); overview: {args.out / 'grid.png'}")
+    return 0
+
+
+def _explain_shard(items, model, layer, methods, args) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Explain `items` with every method, write each image's .npy and .png; return the targets and the maps
+    as shown (guided methods: RGB) on the CPU, for the grid."""
+    from study.explainers import explain, min_max, reduce_guided, resolve_method
+    from study.render import picture
+
     x = model.preprocess([item.image for item in items])
     targets = _targets(args.target, model, x, items)
-    args.out.mkdir(parents=True, exist_ok=True)
-    photos = [item.image.resize(model.input_size[::-1]) for item in items]
-    all_maps, shown_maps = {}, {}
+    shown_maps = {}
     for method in tqdm(methods, desc="explain", unit="method"):
         options = dict(target_layer=layer, batch_size=args.batch_size, seed=args.seed, amp=args.amp)
         if resolve_method(method).guided:   # one pass: the RGB map is shown, its reduction saved
@@ -48,17 +76,13 @@ def run(args) -> int:
             maps = min_max(reduce_guided(shown))
         else:
             maps = shown = explain(method, model, x, targets, **options).cpu()
-        all_maps[method], shown_maps[method] = maps, shown
+        shown_maps[method] = shown
         for i, item in enumerate(items):
             folder = args.out / safe_name(item.image_id)
             folder.mkdir(exist_ok=True)
             np.save(folder / f"{safe_name(method)}.npy", maps[i].numpy())
             picture(item.image, shown[i]).save(folder / f"{safe_name(method)}.png")
-    grid_figure(photos, shown_maps, titles=[item.image_id for item in items]).savefig(args.out / "grid.png", dpi=110)
-    names = [model.categories[t] for t in targets.tolist()]
-    print(f"wrote {len(items)} images x {len(methods)} methods to {args.out} "
-          f"(targets: {', '.join(f'{i.image_id}={n}' for i, n in zip(items, names))}); overview: {args.out / 'grid.png'}")
-    return 0
+    return targets, shown_maps
 
 
 def _in_classifier(path: str, model) -> str:

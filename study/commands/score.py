@@ -1,6 +1,8 @@
 """`camstudy score`: faithfulness, localization and sanity metrics into faithfulness.csv and plots.
 
-The work is done by `study.scoring.score`; this module only turns arguments into its call.
+The work is done by `study.scoring.write_scores`; this module only turns arguments into its call.
+Under torchrun (`torchrun --nproc_per_node=N --no-python camstudy score ...`) every rank runs this and
+`study.distributed.launched` joins them into one process group for the call.
 """
 from __future__ import annotations
 
@@ -13,7 +15,11 @@ from study.commands._common import add_model_arguments, parse_methods
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
-    parser.add_argument("--images", default="bundled", help="'bundled', an image folder, or voc:IMAGES:ANNOTATIONS")
+    parser.add_argument("--images", default="bundled",
+                        help="'bundled', an image folder, voc:IMAGES:ANNOTATIONS, or "
+                             "imagenet:VAL_FOLDER:LOC_val_solution.csv:LOC_synset_mapping.txt")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="DataLoader processes decoding images (default 0: in the scoring process)")
     parser.add_argument("--methods", default=None, help="comma-separated method names (default: all built-in methods)")
     parser.add_argument("--max-images", type=int, default=None, help="score only the first N images")
     parser.add_argument("--target", choices=("label", "top1"), default="label",
@@ -45,22 +51,24 @@ def parse_options(texts: list[str]) -> dict[str, dict]:
 
 
 def run(args) -> int:
-    from study import load_model
-    from study.images import image_set
+    from study import distributed, load_model
+    from study.images import image_refs
     from study.outputs import FAITHFULNESS_FILE
-    from study.scoring import check_methods, score
+    from study.scoring import check_methods, write_scores
 
     methods = parse_methods(args.methods) if args.methods else None
     options = parse_options(args.option)
     check_methods(methods, options)  # a misspelt option fails before the model and images are loaded
     if args.max_images is not None and args.max_images < 1:
         raise ValueError(f"--max-images must be at least 1; got {args.max_images}")
-    items = image_set(args.images)[: args.max_images]
-    model = load_model(args.model, weights=args.weights, device=args.device)
-    table = score(model, items, methods, args.out, target=args.target, step=args.step, batch_size=args.batch_size,
-                  amp=args.amp, seed=args.seed, explainer_options=options, sanity=args.sanity,
-                  plots=not args.no_plots)
-    summary = table.groupby(["method", "metric"])["value"].mean().unstack("metric")
-    print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
-    print(f"wrote {len(table)} rows for {len(items)} images to {args.out / FAITHFULNESS_FILE}")
+    refs = image_refs(args.images)[: args.max_images]
+    with distributed.launched(args.device) as device:
+        model = load_model(args.model, weights=args.weights, device=device)
+        summary = write_scores(model, refs, methods, args.out, target=args.target, step=args.step,
+                               batch_size=args.batch_size, workers=args.workers, amp=args.amp, seed=args.seed,
+                               explainer_options=options, sanity=args.sanity, plots=not args.no_plots)
+    if summary is not None:
+        means = summary.means.pivot(index="method", columns="metric", values="value")
+        print(means.to_string(float_format=lambda v: f"{v:.3f}"))
+        print(f"wrote {summary.rows} rows for {summary.images} images to {args.out / FAITHFULNESS_FILE}")
     return 0

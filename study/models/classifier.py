@@ -57,13 +57,18 @@ class Classifier(nn.Module):
             images = [images]
         if len(images) == 0:
             raise ValueError("preprocess needs at least one image")
-        width, height = self.input_size[1], self.input_size[0]
-        arrays = [np.asarray(_as_rgb(im).resize((width, height), Image.BILINEAR)) for im in images]
-        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+        return torch.stack([resized_pixels(im, self.input_size) for im in images])
 
     def preprocess(self, images: Sequence[ImageLike] | ImageLike) -> torch.Tensor:
         """Images -> normalised float Tensor[B,3,H,W] on the model's device."""
-        pixels = self.to_pixels(images).to(self.device, torch.float32) / 255.0
+        return self.from_pixels(self.to_pixels(images))
+
+    def from_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """`to_pixels` output (uint8 Tensor[B,3,H,W], e.g. from DataLoader workers) -> the model's input.
+
+        Split from `preprocess` so that decoding and resizing can happen in worker processes and only
+        this arithmetic in the process that owns the device; a pinned batch is copied asynchronously."""
+        pixels = pixels.to(self.device, non_blocking=True).to(torch.float32) / 255.0
         return ((pixels - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
 
     def predict(self, x: torch.Tensor, k: int = 5) -> list[list[tuple[str, float]]]:
@@ -72,6 +77,13 @@ class Classifier(nn.Module):
             probs = self(x.to(self.device)).float().softmax(1)
         values, indices = probs.topk(k, dim=1)
         return [[(self.categories[i], float(v)) for v, i in zip(vs, ids)] for vs, ids in zip(values, indices)]
+
+
+def resized_pixels(image: ImageLike, input_size: tuple[int, int]) -> torch.Tensor:
+    """One image as the uint8 Tensor[3,H,W] a classifier of `input_size` (H, W) takes: squashed, not cropped."""
+    height, width = input_size
+    array = np.asarray(_as_rgb(image).resize((width, height), Image.BILINEAR))
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
 
 def _as_rgb(image: ImageLike) -> Image.Image:

@@ -202,12 +202,23 @@ def _plan(config: StudyConfig, items: Sequence[Any], predictions: tasks.Predicti
             u, c = plans.cell(j, len(main_units), len(conditions))
             trial(position, task, kind, main_units[u], conditions[c], "main", j)
         for n, role in enumerate(extras[position]):
-            cond = conditions[n % len(conditions)]
-            spec = kind.spec(task, units[-1], cond, categories[cond.model])
-            if role == "attention":
-                spec = spec.as_attention_check(rng)
-            trial(position, task, kind, units[-1], cond, role, None, spec)
+            # Between subjects, each condition gets its own copy of a practice or attention trial (the
+            # plan keeps the participant's), so no one practises on a method they are not assigned.
+            for cond in _extra_conditions(task, conditions, n):
+                spec = kind.spec(task, units[-1], cond, categories[cond.model])
+                if role == "attention":
+                    spec = spec.as_attention_check(rng)
+                trial(position, task, kind, units[-1], cond, role, n, spec)
     return plan
+
+
+def _extra_conditions(task, conditions: list[tasks.Condition], n: int) -> list[tasks.Condition]:
+    """The condition(s) of the n-th practice or attention trial of a task: one, cycling through the
+    conditions (within subjects), or the n-th of each method's conditions (between subjects)."""
+    if task.design == "within":
+        return [conditions[n % len(conditions)]]
+    by_method = [[c for c in conditions if c.method == m] for m in task.methods]
+    return [own[n % len(own)] for own in by_method]
 
 
 def _extra_trials(config: StudyConfig) -> list[list[str]]:

@@ -69,6 +69,8 @@ class TaskConfig:
     composites: int = 8                    # class_discrimination: composite pairs to make
     top_k: int = 4                         # distinction: classes shown
     confidence_points: int = 0             # distinction / agreement: 4 or 5 (0 = not asked)
+    design: str = "within"                 # "within": every participant sees every method (Latin square);
+                                           # "between": each participant sees only their condition's method
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,13 @@ class StudyConfig:
     root: Path = field(default=Path("."), compare=False)
     source: str = field(default="", repr=False, compare=False)
     hash: str = field(default="", compare=False)   # config_hash of the parsed TOML
+
+    @property
+    def conditions(self) -> tuple[str, ...]:
+        """The between-subject conditions (the methods of the between tasks, which share them), or ()
+        for a study whose every task is within subjects."""
+        between = [t for t in self.tasks if t.design == "between"]
+        return between[0].methods if between else ()
 
     def resolve(self, relative: str) -> Path:
         """A path from the config, resolved inside `root` (ValueError if it would leave it)."""
@@ -145,11 +154,12 @@ def parse_config(text: str, root: Path = Path("."), filename: str = "study.toml"
 
 _TOP_KEYS = {
     "name", "seed", "models", "images", "methods", "practice_trials", "attention_checks",
-    "answers_per_cell", "allow_anonymous", "allow_browser_change", "signed_links", "on_withdraw",
+    "answers_per_cell", "design", "allow_anonymous", "allow_browser_change", "signed_links", "on_withdraw",
     "completion_code", "redirect_url", "database_url",
     "text", "exclusion", "tasks", "questionnaire",
 }
-_TASK_KEYS = {"type", "methods", "trials"}     # every task's; a task type adds its own (most: "model")
+DESIGNS = ("within", "between")
+_TASK_KEYS = {"type", "methods", "trials", "design"}     # every task's; a task type adds its own (most: "model")
 _KEY_RE = re.compile(r'^\s*("[^"]*"|[A-Za-z0-9_\-]+)\s*=')
 _TABLE_RE = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_\-.]+)\s*\]\]?")
 
@@ -249,7 +259,14 @@ class _Validator:
         tasks_raw = self.typed(raw, (), "tasks", list)
         if not tasks_raw:
             raise self.fail(("tasks",), "a study needs at least one [[tasks]] table")
-        tasks = tuple(self.task(t, ("tasks", i), models, methods) for i, t in enumerate(tasks_raw))
+        design = self.choice(raw, (), "design", DESIGNS, "within")
+        tasks = tuple(self.task(t, ("tasks", i), models, methods, design) for i, t in enumerate(tasks_raw))
+        between = [(i, t) for i, t in enumerate(tasks) if t.design == "between"]
+        for i, task in between[1:]:
+            if set(task.methods) != set(between[0][1].methods):
+                raise self.fail(("tasks", i, "methods"), "every between-subject task must use the same methods "
+                                f"(the conditions a participant is assigned to); task {between[0][0] + 1} uses "
+                                f"{list(between[0][1].methods)}")
         attention = self.count(raw, (), "attention_checks", 2)
         if attention and not any(TASKS[t.type].hosts_attention_checks for t in tasks):
             hosts = ", ".join(name for name, kind in TASKS.items() if kind.hosts_attention_checks)
@@ -298,7 +315,8 @@ class _Validator:
                 raise self.fail(("images",), str(err)) from None
         return spec
 
-    def task(self, raw: Any, path: tuple, models: tuple[str, ...], methods: tuple[str, ...]) -> TaskConfig:
+    def task(self, raw: Any, path: tuple, models: tuple[str, ...], methods: tuple[str, ...],
+             design: str) -> TaskConfig:
         if not isinstance(raw, dict):
             raise self.fail(path, "must be a table")
         kind = self.typed(raw, path, "type", str)
@@ -313,7 +331,11 @@ class _Validator:
         if model not in models:
             raise self.fail(path + ("model",), f"model {model!r} is not in the study's models {list(models)}")
         options = {"model": model, **plugin.parse_options(self, raw, path, task_methods, models)}
-        return TaskConfig(type=kind, methods=task_methods,
+        design = self.choice(raw, path, "design", DESIGNS, design)
+        if design == "between" and not plugin.between_subjects:
+            raise self.fail(path + ("design",), f"a {kind} task compares methods within one participant; "
+                            "it cannot be between subjects")
+        return TaskConfig(type=kind, methods=task_methods, design=design,
                           trials=self.count(raw, path, "trials", None, low=1), **options)
 
     def text_table(self, raw: Any) -> TextConfig:

@@ -43,8 +43,8 @@ class StudyDesign:
     study_id: int
     seed: int
     blocks: tuple[plans.TaskBlock, ...]
-    practice: tuple[TrialTemplate, ...]
-    attention: tuple[TrialTemplate, ...]
+    practice: tuple[tuple[TrialTemplate, ...], ...]     # groups: one copy, or one per condition
+    attention: tuple[tuple[TrialTemplate, ...], ...]
     trials: Mapping[int, TrialTemplate]
     stimuli: Mapping[int, str]      # stimulus id -> path relative to the study folder
 
@@ -61,22 +61,48 @@ class StudyDesign:
                                      .where(Stimulus.study_id == folder.study_id)).all())
             seed, layout = study.seed, list(study.layout)
         blocks = []
-        for position, block in enumerate(layout):
+        for position, (block, task) in enumerate(zip(layout, folder.config.tasks)):
             main = sorted((t for t in templates if t.role == "main" and t.task_position == position),
                           key=lambda t: t.cell_index)
-            blocks.append(plans.TaskBlock(main, block["units"], block["conditions"], block["per_participant"]))
+            blocks.append(plans.TaskBlock(main, block["units"], block["conditions"], block["per_participant"],
+                                          between=task.design == "between"))
         return cls(folder.path, folder.config, folder.study_id, seed, tuple(blocks),
-                   tuple(t for t in templates if t.role == "practice"),
-                   tuple(t for t in templates if t.role == "attention"),
+                   _groups(templates, "practice"), _groups(templates, "attention"),
                    {t.id: t for t in templates}, stimuli)
+
+    @property
+    def conditions(self) -> list[str]:
+        """The between-subject conditions in their assignment order (empty within subjects)."""
+        return plans.condition_order(self.config.conditions, self.seed)
+
+    def condition_of(self, slot: int) -> str | None:
+        """The condition that Latin-square slot `slot` is assigned (None within subjects)."""
+        order = self.conditions
+        return order[slot % len(order)] if order else None
 
     @property
     def plan_length(self) -> int:
         """Trials in every participant's plan: practice, attention checks and each task's share."""
         return len(self.practice) + len(self.attention) + sum(b.per_participant for b in self.blocks)
 
+    def plan(self, slot: int, seed: int) -> list[plans.PlannedTrial]:
+        """The plan of the participant in `slot` with plan seed `seed`."""
+        return plans.make_plan(self.blocks, self.practice, self.attention, slot, seed,
+                               self.condition_of(slot), max(len(self.conditions), 1))
+
     def trial(self, trial_id: int) -> TrialTemplate:
         return self.trials[trial_id]
 
     def stimulus_path(self, stimulus_id: int) -> Path:
         return self.study_dir / self.stimuli[stimulus_id]
+
+
+def _groups(templates: list[TrialTemplate], role: str) -> tuple[tuple[TrialTemplate, ...], ...]:
+    """Practice or attention trials grouped into the copies of one extra trial (task, number)."""
+    groups: dict[tuple, list[TrialTemplate]] = {}
+    for t in templates:
+        if t.role == role:
+            # Studies built before extras were numbered (cell_index None) have one copy of each.
+            key = (t.task_position, t.cell_index) if t.cell_index is not None else ("built before copies", t.id)
+            groups.setdefault(key, []).append(t)
+    return tuple(tuple(group) for group in groups.values())

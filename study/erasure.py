@@ -1,4 +1,5 @@
-"""Withdrawal and erasure: a participant's data leave the study, and only the fact is kept.
+"""Withdrawal and erasure: a participant's data leave the study, and only the fact is kept (and the
+removal of pilot data before a launch).
 
 Consent texts promise that people may withdraw at any time and have their answers deleted; this
 module is the one place that does it. Erasing removes every row about the person (answers, plan,
@@ -56,6 +57,18 @@ def release(db: Database, study_id: int, external_id: str) -> bool:
                                                    Participant.external_id == external_id)
                          .values(credential_hash=None))
         return done.rowcount > 0
+
+    return db.write(work)
+
+
+def reset_pilot(db: Database, study_id: int) -> int:
+    """Remove every pilot participant and their answers (before the real launch); returns how many."""
+    def work(s: Session) -> int:
+        pilots = s.scalars(select(Participant.id).where(Participant.study_id == study_id,
+                                                        Participant.is_pilot.is_(True))).all()
+        for participant_id in pilots:
+            _delete_rows(s, participant_id)
+        return len(pilots)
 
     return db.write(work)
 

@@ -63,9 +63,9 @@ def load_study(study_dir: str | Path) -> StudyRecords:
             .group_by(Audit.action, Audit.how, Audit.kept).order_by(Audit.action, Audit.how, Audit.kept)).all()
         image_ids = dict(session.execute(select(Image.id, Image.image_id).where(Image.study_id == study.id)).all())
         study_id, config_hash = study.id, study.config_hash
-    external = {p.id: p.external_id for p in people}
+    person = {p.id: p for p in people}
     responses = pd.DataFrame(
-        [_response_row(study_id, external[plan.participant_id], plan, answer) for plan, answer in answered],
+        [_response_row(study_id, person[plan.participant_id], plan, answer) for plan, answer in answered],
         columns=columns("responses"))
     participants = pd.DataFrame([_participant_row(p) for p in people], columns=columns("participants"))
     if len(participants):
@@ -82,25 +82,26 @@ def load_study(study_dir: str | Path) -> StudyRecords:
 
 
 def export_tables(study_dir: str | Path, *, scores_dir: str | Path | None = None,
-                  n_resamples: int = 2000) -> dict[str, pd.DataFrame]:
+                  n_resamples: int = 2000, include_pilot: bool = False) -> dict[str, pd.DataFrame]:
     """Every export table as a DataFrame, keyed responses, participants, faithfulness, summary,
     tests, correlations, questionnaire and codebook, with exclusion flags applied.
 
     Faithfulness scores come from `scores_dir` (a `camstudy score --out` folder) when given,
     else from the study folder itself or its scores/ subfolder when `camstudy score` wrote there.
+    Pilot participants are flagged excluded unless `include_pilot`.
     """
     records = load_study(study_dir)
     faithfulness = read_faithfulness(find_scores(study_dir, scores_dir))
-    return tables_from_records(records, faithfulness, n_resamples=n_resamples)
+    return tables_from_records(records, faithfulness, n_resamples=n_resamples, include_pilot=include_pilot)
 
 
 def tables_from_records(records: StudyRecords, faithfulness: pd.DataFrame, *,
-                        n_resamples: int = 2000) -> dict[str, pd.DataFrame]:
+                        n_resamples: int = 2000, include_pilot: bool = False) -> dict[str, pd.DataFrame]:
     """The export tables from already loaded records (the report reuses this)."""
     exclusion = records.config.exclusion
     responses, participants = analysis.flag_exclusions(
         records.responses, records.participants, min_rt_ms=exclusion.min_rt_ms,
-        max_failed_attention_checks=exclusion.max_failed_attention_checks)
+        max_failed_attention_checks=exclusion.max_failed_attention_checks, exclude_pilot=not include_pilot)
     tables = {
         "responses": responses.sort_values(["study_id", "participant_id", "trial_index"], kind="stable"),
         "participants": participants.sort_values("participant_id", kind="stable"),
@@ -160,10 +161,11 @@ def csv_bytes(table: str, frame: pd.DataFrame) -> bytes:
     return text.to_csv(index=False, lineterminator="\n").encode("utf-8")
 
 
-def write_exports(study_dir: str | Path, out: str | Path, *, scores_dir: str | Path | None = None) -> list[Path]:
+def write_exports(study_dir: str | Path, out: str | Path, *, scores_dir: str | Path | None = None,
+                  include_pilot: bool = False) -> list[Path]:
     """Write every table to `out` as <table>.csv; returns the paths written."""
     out = Path(out)
-    tables = export_tables(study_dir, scores_dir=scores_dir)
+    tables = export_tables(study_dir, scores_dir=scores_dir, include_pilot=include_pilot)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name in TABLES:
@@ -176,10 +178,11 @@ def write_exports(study_dir: str | Path, out: str | Path, *, scores_dir: str | P
 # --- rows and formatting ---------------------------------------------------------------------
 
 
-def _response_row(study_id: int, external_id: str, plan: PlanRow, answer: Response) -> dict:
+def _response_row(study_id: int, person: Participant, plan: PlanRow, answer: Response) -> dict:
     left, right = TASKS[plan.task].shown_methods(plan.method, plan.method_b, plan.display)
     return {
-        "study_id": study_id, "participant_id": plan.participant_id, "external_id": external_id,
+        "study_id": study_id, "participant_id": plan.participant_id, "external_id": person.external_id,
+        "condition": person.condition, "is_pilot": bool(person.is_pilot),
         "trial_index": plan.trial_index, "task": plan.task, "image_id": plan.image_id,
         "model": plan.model, "method": left, "method_b": right, "target_class": plan.target_class,
         "response": answer.response, "correct": answer.correct, "confidence": answer.confidence,
@@ -196,6 +199,7 @@ def _participant_row(person: Participant) -> dict:
         "completed_at": as_utc(person.completed_at), "completion_code": person.completion_code,
         "n_answered": 0, "attention_passed": True, "excluded": False, "user_agent": person.user_agent,
         "consent": {True: "agreed", False: "declined"}.get(person.consented),
+        "condition": person.condition, "is_pilot": bool(person.is_pilot),
         "withdrawn": person.withdrawn_at is not None,
     }
 

@@ -26,6 +26,8 @@ SIM_PREFIX = "SIM-"  # external ids of simulated participants start with this; n
 ID_PARAMS = ("PROLIFIC_PID", "pid")            # what names a participant, first present wins
 CONTEXT_PARAMS = ("STUDY_ID", "SESSION_ID")    # stored beside the id, never used as one
 SIGNATURE_PARAM = "sig"
+PILOT_PARAM = "pilot"                          # a pilot link: the id's pilot signature
+PILOT_ENV = "CAMSTUDY_PILOT"                   # set by `camstudy serve --pilot`: everyone is a pilot
 SECRET_FILE = ".link-secret"
 _VALID_ID = re.compile(r"[\w.@:-]{1,128}")
 
@@ -74,14 +76,30 @@ def verify(secret: bytes, external_id: str, signature: str | None) -> bool:
     return bool(signature) and hmac.compare_digest(sign(secret, external_id), str(signature))
 
 
-def signed_links(study_dir: str | Path, n: int, base_url: str) -> list[str]:
-    """`n` fresh participant links with random ids and their signatures."""
+def pilot_signature(secret: bytes, external_id: str) -> str:
+    """What marks a pilot link: a signature of the id under another name, so no participant can
+    mark themselves a pilot (and no pilot link passes for a real one)."""
+    return sign(secret, f"pilot|{external_id}")
+
+
+def is_pilot_link(secret: bytes, external_id: str, token: str | None) -> bool:
+    return bool(token) and hmac.compare_digest(pilot_signature(secret, external_id), str(token))
+
+
+def signed_links(study_dir: str | Path, n: int, base_url: str, *, pilot: bool = False) -> list[str]:
+    """`n` fresh participant links with random ids and their signatures (and pilot marks)."""
     if n < 1:
         raise ValueError(f"--n must be at least 1, got {n}")
     secret = link_secret(study_dir)
-    ids = [f"P-{secrets.token_hex(5)}" for _ in range(n)]
+    ids = [f"{'PILOT' if pilot else 'P'}-{secrets.token_hex(5)}" for _ in range(n)]
     joiner = "&" if "?" in base_url else "?"
-    return [f"{base_url}{joiner}{urlencode({'pid': i, SIGNATURE_PARAM: sign(secret, i)})}" for i in ids]
+    links = []
+    for i in ids:
+        params = {"pid": i, SIGNATURE_PARAM: sign(secret, i)}
+        if pilot:
+            params[PILOT_PARAM] = pilot_signature(secret, i)
+        links.append(f"{base_url}{joiner}{urlencode(params)}")
+    return links
 
 
 def new_credential() -> tuple[str, str]:

@@ -51,6 +51,8 @@ CODEBOOK: dict[str, list[tuple[str, str, str]]] = {
         ("is_practice", "boolean", "Practice trial with feedback; not analysed."),
         ("is_attention_check", "boolean", "Attention-check trial; decides attention_passed, not analysed otherwise."),
         ("excluded", "boolean", "Left out of the statistics: the participant is excluded, or the answer came faster than the config's exclusion.min_rt_ms."),
+        ("condition", "string", "The participant's between-subject condition (the method they were assigned); empty when every task is within subjects."),
+        ("is_pilot", "boolean", "Answered in a pilot run (camstudy serve --pilot or a pilot link); excluded unless exported with --include-pilot."),
     ],
     "participants": [
         ("participant_id", "integer", "Database id of the participant."),
@@ -65,6 +67,8 @@ CODEBOOK: dict[str, list[tuple[str, str, str]]] = {
         ("excluded", "boolean", "Left out of the statistics: failed attention checks or did not complete."),
         ("user_agent", "text", "Browser user agent at consent; empty for people who declined (nothing else is stored about them)."),
         ("consent", "string", "agreed or declined: the answer on the consent page."),
+        ("condition", "string", "Between-subject condition (method) assigned at consent, balanced across participants; empty within subjects."),
+        ("is_pilot", "boolean", "Took part in a pilot run; excluded from the statistics unless exported with --include-pilot."),
         ("withdrawn", "boolean", "Withdrew during the study and the config keeps such answers (on_withdraw = \"keep\"); always excluded. With the default (\"delete\") nothing of them remains: see withdrawals.csv."),
     ],
     "faithfulness": [

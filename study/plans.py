@@ -50,34 +50,71 @@ def participant_seed(study_seed: int, external_id: str) -> int:
 
 @dataclass(frozen=True)
 class TaskBlock:
-    """The main trials of one task (by cell index) and how many each participant sees."""
-    trials: Sequence[Any]          # storage.Trial rows, trials[j].cell_index == j
+    """The main trials of one task (by cell index), how many each participant sees, and whether each
+    participant sees only their condition's method (`between`)."""
+    trials: Sequence[Any]          # trial templates, trials[j].cell_index == j
     n_units: int
     n_conditions: int
     per_participant: int
+    between: bool = False
 
 
 @dataclass(frozen=True)
 class PlannedTrial:
-    trial: Any                     # a storage.Trial
+    trial: Any                     # a trial template (study.design.TrialTemplate)
     display: dict[str, Any]
     is_practice: bool
     is_attention_check: bool
 
 
-def make_plan(blocks: Sequence[TaskBlock], practice: Sequence[Any], attention: Sequence[Any],
-              slot: int, seed: int) -> list[PlannedTrial]:
-    """Practice first, then each task's block (config order, shuffled within), with the
-    attention checks at random places after the first main trial."""
+def condition_order(conditions: Sequence[str], study_seed: int) -> list[str]:
+    """The between-subject conditions in a seeded random order: slot s is assigned order[s % k], so
+    conditions fill evenly (their counts differ by at most one) in an order nobody chose."""
+    order = list(conditions)
+    random.Random(f"{study_seed}|conditions").shuffle(order)
+    return order
+
+
+def between_cells(block: TaskBlock, method: str, rank: int) -> list[int]:
+    """Cell indices that the `rank`-th participant of a between-subject condition sees in one task:
+    `per_participant` different units, rotated by rank so that the condition's participants cover its
+    units evenly, each in one of the method's cells (rotated too: class discrimination has two)."""
+    by_unit: dict[int, list[int]] = {}
+    for j, trial in enumerate(block.trials):
+        if trial.method == method:
+            by_unit.setdefault(j % block.n_units, []).append(j)
+    units = sorted(by_unit)
+    if not 1 <= block.per_participant <= len(units):
+        raise ValueError(f"trials per participant must be between 1 and the {len(units)} images of the task")
+    chosen = [units[(rank * block.per_participant + i) % len(units)] for i in range(block.per_participant)]
+    return [by_unit[u][(rank + u) % len(by_unit[u])] for u in chosen]
+
+
+def make_plan(blocks: Sequence[TaskBlock], practice: Sequence[Sequence[Any]], attention: Sequence[Sequence[Any]],
+              slot: int, seed: int, condition: str | None = None, n_conditions: int = 1) -> list[PlannedTrial]:
+    """Practice first, then each task's block (config order, shuffled within), with the attention
+    checks at random places after the first main trial.
+
+    `practice` and `attention` are groups of copies of one extra trial: a single copy, or one per
+    condition (between subjects), of which the participant's `condition` is kept.
+    """
     rng = random.Random(seed)
     main: list[PlannedTrial] = []
     for block in blocks:
-        picked = [block.trials[j] for j in slot_cells(slot, block.n_units, block.n_conditions,
-                                                       block.per_participant)]
+        if block.between:
+            cells = between_cells(block, condition, slot // n_conditions)
+        else:
+            cells = slot_cells(slot, block.n_units, block.n_conditions, block.per_participant)
+        picked = [block.trials[j] for j in cells]
         rng.shuffle(picked)
         main += [PlannedTrial(t, t.spec.randomise(rng), False, False) for t in picked]
-    for check in attention:
+    for check in (_own(group, condition) for group in attention):
         position = rng.randint(1, len(main)) if main else 0
         main.insert(position, PlannedTrial(check, check.spec.randomise(rng), False, True))
-    head = [PlannedTrial(t, t.spec.randomise(rng), True, False) for t in practice]
+    head = [PlannedTrial(t, t.spec.randomise(rng), True, False) for t in (_own(g, condition) for g in practice)]
     return head + main
+
+
+def _own(copies: Sequence[Any], condition: str | None) -> Any:
+    """The copy of an extra trial for this participant's condition (the only one within subjects)."""
+    return copies[0] if len(copies) == 1 else next(t for t in copies if t.method == condition)

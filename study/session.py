@@ -11,9 +11,12 @@ No Streamlit here: the UI calls these methods and renders what they return. The 
 from __future__ import annotations
 
 import hmac
+import os
+import random
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cached_property
 from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -24,7 +27,8 @@ from sqlalchemy.orm import Session
 
 from study import erasure, plans
 from study.design import StudyDesign
-from study.identity import BadLink, check_external_id, credential_hash, link_secret, new_credential, verify
+from study.identity import (PILOT_ENV, BadLink, check_external_id, credential_hash, is_pilot_link, link_secret,
+                            new_credential, verify)
 from study.storage import (Event, Participant, PlanRow, QuestionnaireAnswer, Response, Study, as_utc, open_study,
                            utcnow)
 
@@ -90,6 +94,17 @@ class TrialView:
 
 
 @dataclass(frozen=True)
+class _PreviewRow:
+    """The plan-row fields `_view` reads, for a trial no participant was given."""
+    trial_index: int
+    trial_id: int
+    task: str
+    is_practice: bool
+    is_attention_check: bool
+    display: dict
+
+
+@dataclass(frozen=True)
 class AnswerOutcome:
     stored: bool
     duplicate: bool
@@ -105,7 +120,12 @@ class SurveySession:
         folder = open_study(study_dir)
         self.study_dir, self.config, self.db, self.study_id = folder.path, folder.config, folder.database, folder.study_id
         self.design = StudyDesign.load(folder)
-        self._secret = link_secret(self.study_dir) if self.config.signed_links else b""
+        self.pilot_run = bool(os.environ.get(PILOT_ENV))     # `camstudy serve --pilot`
+
+    @cached_property
+    def _secret(self) -> bytes:
+        """The study's link-signing secret, made on first need (signed or pilot links)."""
+        return link_secret(self.study_dir)
 
     @property
     def config_hash(self) -> str:
@@ -155,17 +175,21 @@ class SurveySession:
 
     def consent(self, external_id: str | None, agreed: bool, *, user_agent: str = "",
                 context: dict[str, str] | None = None, credential: str | None = None,
-                signature: str | None = None) -> ParticipantState:
+                signature: str | None = None, pilot: str | bool | None = None) -> ParticipantState:
         """Record the consent page's answer; this is when a participant's row is made.
 
-        Agreeing assigns the next free Latin-square slot, writes the plan and issues the resume
-        credential (returned in the state, for the browser to keep). A refusal stores the id and
-        the refusal only (no time, no user agent) and ends the participant. Answering again the
+        Agreeing assigns the next free Latin-square slot (and with it the between-subject condition),
+        writes the plan and issues the resume credential (returned in the state, for the browser to
+        keep). A pilot participant (`pilot`: True, or a pilot link's token; everyone in a pilot run)
+        is marked as such and holds no slot of the real participants': pilots take the slots in turn
+        among themselves, so a pilot run sees every condition. A refusal stores the id and the refusal
+        only (no time, no user agent) and ends the participant. Answering again the
         same way from the same browser changes nothing; a contradicting answer (declining in one
         tab after agreeing in another) is a ConsentConflict.
         """
         agreed = bool(agreed)
         external_id = self._external_id(external_id, signature)
+        pilot = self._is_pilot(external_id, pilot)
         design = self.design
 
         def work(s: Session) -> tuple[int, str | None]:
@@ -183,6 +207,7 @@ class SurveySession:
             seed = plans.participant_seed(design.seed, external_id)
             token, digest = new_credential() if agreed else (None, None)
             person = Participant(study_id=self.study_id, external_id=external_id, seed=seed, consented=agreed,
+                                 is_pilot=pilot,
                                  started_at=self._now(), link_params=dict(context or {}),
                                  user_agent=(user_agent or "")[:1000] if agreed else "",
                                  consent_at=self._now() if agreed else None, credential_hash=digest)
@@ -191,9 +216,9 @@ class SurveySession:
             if agreed:
                 # Taking the study row's lock first serialises slot assignment (SQLite and PostgreSQL).
                 s.execute(update(Study).where(Study.id == self.study_id).values(consents=Study.consents + 1))
-                person.slot = plans.first_free_slot(self._held_slots(s))
-                for index, planned in enumerate(plans.make_plan(design.blocks, design.practice, design.attention,
-                                                                person.slot, seed)):
+                person.slot = self._pilot_slot(s, person.id) if pilot else plans.first_free_slot(self._held_slots(s))
+                person.condition = design.condition_of(person.slot)
+                for index, planned in enumerate(design.plan(person.slot, seed)):
                     t = planned.trial
                     s.add(PlanRow(participant_id=person.id, trial_index=index, trial_id=t.id, task=t.task,
                                   image_id=t.image_id, model=t.model, model_b=t.model_b, method=t.method,
@@ -331,6 +356,13 @@ class SurveySession:
             raise BadLink("this link is not signed for this study; please use the link you were given")
         return external_id
 
+    def _is_pilot(self, external_id: str, pilot: str | bool | None) -> bool:
+        """A pilot participant: in a pilot run (`serve --pilot`), with a pilot link's token, or `True`
+        from code (tests, the simulator)."""
+        if self.pilot_run or pilot is True:
+            return True
+        return isinstance(pilot, str) and is_pilot_link(self._secret, external_id, pilot)
+
     def _resume(self, s: Session, known, credential: str | None) -> str | None:
         """Let a consented participant continue in this browser, or refuse (LinkInUse).
 
@@ -388,9 +420,15 @@ class SurveySession:
         last_answer = (select(func.max(Response.answered_at))
                        .where(Response.participant_id == Participant.id).scalar_subquery())
         return s.scalars(select(Participant.slot).where(
-            Participant.study_id == self.study_id, Participant.slot.is_not(None),
+            Participant.study_id == self.study_id, Participant.slot.is_not(None), Participant.is_pilot.is_(False),
             or_(Participant.completed_at.is_not(None),
                 func.coalesce(last_answer, Participant.consent_at) >= self._now() - ABANDONED_AFTER))).all()
+
+    def _pilot_slot(self, s: Session, participant_id: int) -> int:
+        """Pilots take slots 0, 1, 2, ... in the order they consent, apart from real participants."""
+        return s.scalar(select(func.count(Participant.id)).where(
+            Participant.study_id == self.study_id, Participant.is_pilot.is_(True), Participant.consented.is_(True),
+            Participant.id < participant_id))
 
     def _counts(self, s: Session, participant_id: int) -> tuple[int, int]:
         """(answered, plan length); every plan has the same length, also before consent."""
@@ -401,6 +439,14 @@ class SurveySession:
         earlier = s.execute(select(Response.correct).where(Response.participant_id == participant_id,
                                                            Response.trial_index == trial_index)).first()
         return None if earlier is None else AnswerOutcome(stored=False, duplicate=True, correct=earlier.correct)
+
+    def preview(self, trial_id: int, seed: int = 0) -> TrialView:
+        """Trial `trial_id` as a participant would see it (one seeded display order), for the admin's
+        preview; nothing is read from or written to any participant's records."""
+        template = self.design.trial(trial_id)
+        row = _PreviewRow(-1, trial_id, template.task, template.role == "practice", template.role == "attention",
+                          template.spec.randomise(random.Random(f"{seed}|{trial_id}")))
+        return self._view(row, self._now())
 
     def _view(self, row, shown_at: datetime) -> TrialView:
         spec = self.design.trial(row.trial_id).spec

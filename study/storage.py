@@ -158,7 +158,9 @@ class Participant(_OfStudy, Base):
     consent, so people who leave at the consent page hold no share of the cells. `credential_hash`
     is the sha256 of the resume credential the consenting browser keeps (None once the admin
     releases the id); `link_params` holds the link's STUDY_ID / SESSION_ID beside the id;
-    `withdrawn_at` is set when a withdrawal keeps the answers (`on_withdraw = "keep"`).
+    `withdrawn_at` is set when a withdrawal keeps the answers (`on_withdraw = "keep"`); `condition` is
+    the method a between-subject participant is assigned (None within subjects); `is_pilot` marks
+    pilot runs, left out of the analysis by default.
     """
     __tablename__ = "participants"
     __table_args__ = (UniqueConstraint("study_id", "external_id"),)
@@ -174,6 +176,8 @@ class Participant(_OfStudy, Base):
     credential_hash: Mapped[str | None] = mapped_column(String(64))
     link_params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     withdrawn_at: Mapped[datetime | None]
+    condition: Mapped[str | None] = mapped_column(String(50))
+    is_pilot: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class PlanRow(_AnswerSlot, _Shows, Base):
@@ -239,12 +243,13 @@ class Audit(_OfStudy, Base):
 
 
 def _participant_protection(connection: Connection) -> None:
-    """Version 2: resume credentials, link parameters, withdrawal (participants) and the audit table."""
-    for column, kind in (("credential_hash", "VARCHAR(64)"), ("link_params", "JSON"),
-                         ("withdrawn_at", "TIMESTAMP WITH TIME ZONE"
-                          if connection.dialect.name == "postgresql" else "DATETIME")):
+    """Version 2: resume credentials, link parameters, withdrawal, between-subject conditions and pilot
+    runs (participants), and the audit table."""
+    moment = "TIMESTAMP WITH TIME ZONE" if connection.dialect.name == "postgresql" else "DATETIME"
+    for column, kind in (("credential_hash", "VARCHAR(64)"), ("link_params", "JSON"), ("withdrawn_at", moment),
+                         ("condition", "VARCHAR(50)"), ("is_pilot", "BOOLEAN")):
         connection.exec_driver_sql(f"ALTER TABLE participants ADD COLUMN {column} {kind}")
-    connection.exec_driver_sql("UPDATE participants SET link_params = '{}'")
+    connection.exec_driver_sql("UPDATE participants SET link_params = '{}', is_pilot = FALSE")
     Base.metadata.create_all(connection, tables=[Audit.__table__])
 
 

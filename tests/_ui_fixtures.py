@@ -80,6 +80,7 @@ class FakeSurveySession:
     def __init__(self, image_dir: Path, config=None):
         self.config = config or make_config()
         self.config_hash = "f" * 64
+        self.pilot_run = False
         self.people: list[_Person] = []
         self.lock = threading.Lock()
         image_dir.mkdir(parents=True, exist_ok=True)
@@ -131,14 +132,27 @@ class FakeSurveySession:
         for i, (task, n, options, confidence, answer, practice, attention) in enumerate(TRIALS):
             if i in person.answers:
                 continue
-            shown = person.shown.setdefault(i, datetime.now(timezone.utc))
-            return SimpleNamespace(
-                trial_index=i, task=task, is_practice=practice, is_attention_check=attention,
-                prompt_md=f"**{task}**: how well does it highlight the *cat*?",
-                images=self.images[:n], captions=[f"Map {chr(65 + k)}" for k in range(n)],
-                options=options, confidence_options=confidence,
-                feedback_md="The cat is on the left." if practice else None, shown_at=shown)
+            return self._view(i, person.shown.setdefault(i, datetime.now(timezone.utc)))
         return None
+
+    def _view(self, i, shown):
+        task, n, options, confidence, _answer, practice, attention = TRIALS[i]
+        return SimpleNamespace(
+            trial_index=i, task=task, is_practice=practice, is_attention_check=attention,
+            prompt_md=f"**{task}**: how well does it highlight the *cat*?",
+            images=self.images[:n], captions=[f"Map {chr(65 + k)}" for k in range(n)],
+            options=options, confidence_options=confidence,
+            feedback_md="The cat is on the left." if practice else None, shown_at=shown)
+
+    @property
+    def design(self):
+        """The trials' templates, as the admin's preview lists them."""
+        return SimpleNamespace(trials={i: SimpleNamespace(id=i, task=t[0], role="main", image_id="img", method="gradcam",
+                                                           method_b=None, model="m", model_b=None, task_position=0)
+                                       for i, t in enumerate(TRIALS)})
+
+    def preview(self, trial_id):
+        return self._view(trial_id, datetime.now(timezone.utc))
 
     def answer(self, pid, trial_index, response, rt_ms, confidence=None):
         with self.lock:

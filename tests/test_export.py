@@ -19,9 +19,9 @@ from study.storage import Response, open_database
 DESIGN_COLUMNS = {
     "responses": "study_id, participant_id, external_id, trial_index, task, image_id, model, method, "
                  "method_b, target_class, response, correct, confidence, rating, rt_ms, shown_at, "
-                 "answered_at, is_practice, is_attention_check, excluded",
+                 "answered_at, is_practice, is_attention_check, excluded, condition, is_pilot",
     "participants": "participant_id, external_id, seed, consent_at, started_at, completed_at, "
-                    "completion_code, n_answered, attention_passed, excluded, user_agent, consent, withdrawn",
+                    "completion_code, n_answered, attention_passed, excluded, user_agent, consent, condition, is_pilot, withdrawn",
     "faithfulness": "image_id, model, method, target_class, metric, value, params",
 }
 

@@ -57,8 +57,8 @@ def fake_trial(name, spec=None):
 def test_plans_put_practice_first_tasks_in_order_and_checks_inside():
     blocks = [plans.TaskBlock([fake_trial(f"a{j}") for j in range(8)], 4, 2, 4),
               plans.TaskBlock([fake_trial(f"b{j}") for j in range(6)], 3, 2, 2)]
-    practice = [fake_trial("practice")]
-    checks = [fake_trial("check1"), fake_trial("check2")]
+    practice = [[fake_trial("practice")]]
+    checks = [[fake_trial("check1")], [fake_trial("check2")]]
     plan = plans.make_plan(blocks, practice, checks, slot=1, seed=7)
     names = [p.trial.name for p in plan]
     assert names[0] == "practice" and plan[0].is_practice

@@ -259,4 +259,6 @@ def test_admin_dashboard_after_the_right_password(fake, monkeypatch, source):
                                                          ("Excluded", "1"), ("Withdrawn or erased", "0"),
                                                          ("Opened, not answered", "3")]
     assert len(at.get("vega_lite_chart")) == 1
+    assert at.selectbox(key="preview-trial").value == 0        # any trial can be previewed
+    assert "Preview a trial" in [e.label for e in at.expander]
     assert len(at.get("progress")) == len({t[0] for t in TRIALS})

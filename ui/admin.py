@@ -21,6 +21,7 @@ from study import erasure
 from study.admin_login import LoginLocked
 from study.export import export_tables, write_exports
 from ui import context
+from ui.tasks_view import trial_form
 
 EXPORT_DIR = "export"
 
@@ -111,8 +112,14 @@ def _dashboard(s) -> None:
              help="Views of the consent page by people who have not answered it (counted, not stored)")
     _progress(context.monitor().cell_progress())
     _results(tables["summary"])
+    pilot = people["is_pilot"].fillna(False).astype(bool) if len(people) else pd.Series(dtype=bool)
     st.subheader("Participants")
-    st.dataframe(people, hide_index=True, width="stretch")
+    st.dataframe(people[~pilot], hide_index=True, width="stretch")
+    if pilot.any():
+        st.subheader("Pilot participants")
+        st.caption("Left out of the results above; `camstudy reset-pilot STUDY` removes them before the launch.")
+        st.dataframe(people[pilot], hide_index=True, width="stretch")
+    _preview(s)
     _participant_requests(s)
     st.subheader("Exports")
     st.caption("The CSV files, their codebook and analysis are written into the study folder on the "
@@ -123,6 +130,19 @@ def _dashboard(s) -> None:
     if st.button("Sign out"):
         del st.session_state["admin_ok"]
         st.rerun()
+
+
+def _preview(s) -> None:
+    """Any trial of any task exactly as a participant sees it; nothing is recorded."""
+    with st.expander("Preview a trial"):
+        trials = sorted(s.design.trials.values(), key=lambda t: (t.task_position, t.role != "main", t.id))
+        labels = {t.id: f"{t.task} · {t.role} · {t.image_id} · {t.method}" + (f" vs {t.method_b}" if t.method_b else "")
+                  + (f" · {t.model} / {t.model_b}" if t.model_b else "") for t in trials}
+        chosen = st.selectbox("Trial", list(labels), format_func=labels.__getitem__, key="preview-trial")
+        if chosen is not None:
+            st.caption("As a participant sees it (one of its shuffled orders). Answers here are not recorded.")
+            if trial_form(s.preview(chosen)) is not None:
+                st.info("Preview only: nothing was recorded.")
 
 
 def _participant_requests(s) -> None:

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 import streamlit as st
 
-from study.identity import SIGNATURE_PARAM, BadLink, context_from, external_id_from
+from study.identity import PILOT_PARAM, SIGNATURE_PARAM, BadLink, context_from, external_id_from
 from study.session import MAX_RT_MS, AlreadyCompleted, ConsentConflict, LinkInUse
 from ui import context
 from ui.tasks_view import submit_key, trial_form
@@ -86,6 +86,8 @@ def _enter(s) -> None:
 
 def _consent(s) -> None:
     st.title(s.config.name)
+    if s.pilot_run or st.query_params.get(PILOT_PARAM):
+        st.warning("Pilot run: your answers are marked as a pilot and left out of the study's results.")
     st.markdown(s.config.text.consent_md)
     agree, decline = st.columns(2)
     if agree.button("I agree to take part", type="primary", width="stretch"):
@@ -99,7 +101,7 @@ def _answer_consent(s, agreed: bool) -> None:
     _, signature = _link()
     try:
         p = s.consent(state.external, agreed, signature=signature, context=context_from(st.query_params),
-                      user_agent=st.context.headers.get("User-Agent", ""),
+                      user_agent=st.context.headers.get("User-Agent", ""), pilot=st.query_params.get(PILOT_PARAM),
                       credential=st.context.cookies.get(_cookie_name(s, state.external)))
     except ConsentConflict as conflict:
         state.conflict = str(conflict)

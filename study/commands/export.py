@@ -8,11 +8,13 @@ from study.commands._common import add_study_arguments
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_study_arguments(parser, out_help="folder for the CSV files (created if missing)")
+    parser.add_argument("--include-pilot", action="store_true",
+                        help="analyse pilot participants too (they are flagged excluded by default)")
 
 
 def run(args: argparse.Namespace) -> int:
     from study.export import write_exports
 
-    for path in write_exports(args.study_dir, args.out, scores_dir=args.scores):
+    for path in write_exports(args.study_dir, args.out, scores_dir=args.scores, include_pilot=args.include_pilot):
         print(path)
     return 0

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import ui
+from study.identity import PILOT_ENV
 from study.session import SurveySession
 
 APP = Path(ui.__file__).with_name("app.py")
@@ -36,6 +37,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--port", type=int, default=8501, help="port (default 8501)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    parser.add_argument("--pilot", action="store_true",
+                        help="a pilot run: everyone who takes part is marked is_pilot (left out of the analysis; "
+                             "`camstudy reset-pilot` removes them)")
 
 
 def command(study_dir: Path, port: int, host: str) -> list[str]:
@@ -53,8 +57,9 @@ def run(args) -> None:
     env = dict(os.environ)
     root = str(APP.parent.parent)  # `ui` importable when run from a source tree
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    env[PILOT_ENV] = "1" if args.pilot else ""
     print(f"camstudy serve: http://{host_for_url(args.host)}:{args.port}/  "
-          f"(admin page: /admin)", flush=True)
+          f"(admin page: /admin){'  PILOT RUN: participants are marked is_pilot' if args.pilot else ''}", flush=True)
     cmd = command(study_dir, args.port, args.host)
     os.execve(cmd[0], cmd, env)
 

@@ -77,6 +77,7 @@ class TaskType:
     name = ""
     option_keys: frozenset[str] = frozenset({"model"})   # config keys beyond type, methods and trials
     hosts_attention_checks = False              # can a trial be turned into an instructed-response check
+    between_subjects = True                     # can each participant see one method only (design = "between")
     measures: tuple[Measure, ...] = ()
     codebook = ""                               # what `response` holds for this task (codebook.csv)
 

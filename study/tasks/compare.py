@@ -11,6 +11,7 @@ class Compare(TaskType):
     name = "compare"
     option_keys = TaskType.option_keys | {"pairs"}
     codebook = f"the preferred method's name, or {SAME!r}"
+    between_subjects = False      # its trials show two methods to the same person
     # Its measures (share preferred, vote score) come from study.analysis.vote_scores.
 
     def parse_options(self, check, raw, path, methods, models):

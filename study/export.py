@@ -196,7 +196,7 @@ def _participant_row(person: Participant) -> dict:
         "completed_at": as_utc(person.completed_at), "completion_code": person.completion_code,
         "n_answered": 0, "attention_passed": True, "excluded": False, "user_agent": person.user_agent,
         "consent": {True: "agreed", False: "declined"}.get(person.consented),
-        "withdrawn": person.withdrawn_at is not None,
+        "withdrawn": person.withdrawn_at is not None, "language": person.language,
     }
 
 

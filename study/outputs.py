@@ -66,6 +66,7 @@ CODEBOOK: dict[str, list[tuple[str, str, str]]] = {
         ("user_agent", "text", "Browser user agent at consent; empty for people who declined (nothing else is stored about them)."),
         ("consent", "string", "agreed or declined: the answer on the consent page."),
         ("withdrawn", "boolean", "Withdrew during the study and the config keeps such answers (on_withdraw = \"keep\"); always excluded. With the default (\"delete\") nothing of them remains: see withdrawals.csv."),
+        ("language", "string", "Language the survey was shown in (en, de, ...: ?lang= in the link, else the browser's language if the study has it, else the config's default); empty for people who declined."),
     ],
     "faithfulness": [
         ("image_id", "string", "Id of the image scored."),

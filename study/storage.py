@@ -158,7 +158,8 @@ class Participant(_OfStudy, Base):
     consent, so people who leave at the consent page hold no share of the cells. `credential_hash`
     is the sha256 of the resume credential the consenting browser keeps (None once the admin
     releases the id); `link_params` holds the link's STUDY_ID / SESSION_ID beside the id;
-    `withdrawn_at` is set when a withdrawal keeps the answers (`on_withdraw = "keep"`).
+    `withdrawn_at` is set when a withdrawal keeps the answers (`on_withdraw = "keep"`); `language`
+    is the one the survey was taken in (chosen at consent; None for a refusal or an older row).
     """
     __tablename__ = "participants"
     __table_args__ = (UniqueConstraint("study_id", "external_id"),)
@@ -174,6 +175,7 @@ class Participant(_OfStudy, Base):
     credential_hash: Mapped[str | None] = mapped_column(String(64))
     link_params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     withdrawn_at: Mapped[datetime | None]
+    language: Mapped[str | None] = mapped_column(String(8))
 
 
 class PlanRow(_AnswerSlot, _Shows, Base):
@@ -239,8 +241,8 @@ class Audit(_OfStudy, Base):
 
 
 def _participant_protection(connection: Connection) -> None:
-    """Version 2: resume credentials, link parameters, withdrawal (participants) and the audit table."""
-    for column, kind in (("credential_hash", "VARCHAR(64)"), ("link_params", "JSON"),
+    """Version 2: resume credentials, link parameters, withdrawal, language (participants) and the audit table."""
+    for column, kind in (("credential_hash", "VARCHAR(64)"), ("link_params", "JSON"), ("language", "VARCHAR(8)"),
                          ("withdrawn_at", "TIMESTAMP WITH TIME ZONE"
                           if connection.dialect.name == "postgresql" else "DATETIME")):
         connection.exec_driver_sql(f"ALTER TABLE participants ADD COLUMN {column} {kind}")

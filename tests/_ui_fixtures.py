@@ -25,6 +25,7 @@ from types import SimpleNamespace
 import pandas as pd
 from PIL import Image
 
+from study.config import QuestionItem, TextConfig
 from study.identity import BadLink, check_external_id
 from study.session import AlreadyCompleted, ConsentConflict
 
@@ -50,16 +51,24 @@ TRIALS = [
 ]
 
 
+TEXTS = {"en": TextConfig(consent_md="We ask you to judge **heatmaps**.",
+                          instructions_md="Each question shows a picture.",
+                          debrief_md="Thanks for helping our research."),
+         "de": TextConfig(consent_md="Wir bitten Sie, **Heatmaps** zu beurteilen.",
+                          instructions_md="Jede Frage zeigt ein Bild.",
+                          debrief_md="Danke, dass Sie unsere Forschung unterstützen.")}
+
+
 def make_config(allow_anonymous=False, redirect="https://app.prolific.com/submissions/complete?cc={code}"):
+    """A config in English (the default) and German, as study.config makes it."""
     return SimpleNamespace(
-        name="Which explanation helps?",
-        text=SimpleNamespace(consent_md="We ask you to judge **heatmaps**.",
-                             instructions_md="Each question shows a picture.",
-                             debrief_md="Thanks for helping our research."),
+        name="Which explanation helps?", language="en", languages=tuple(TEXTS), text=TEXTS["en"],
+        text_in=lambda language: TEXTS.get(language, TEXTS["en"]),
         completion_code="C0DE42", redirect_url=redirect, allow_anonymous=allow_anonymous, on_withdraw="delete",
-        questionnaire=[SimpleNamespace(key="age", label="Your age group",
-                                       options=["18-29", "30-49", "50+"]),
-                       SimpleNamespace(key="comments", label="Any comments?", options=None)])
+        questionnaire=[QuestionItem(key="age", label="Your age group", options=["18-29", "30-49", "50+"],
+                                    labels={"de": "Ihre Altersgruppe"},
+                                    option_labels={"de": ["18-29 Jahre", "30-49 Jahre", "50+ Jahre"]}),
+                       QuestionItem(key="comments", label="Any comments?", labels={"de": "Anmerkungen?"})])
 
 
 @dataclass
@@ -72,6 +81,7 @@ class _Person:
     questionnaire: dict | None = None
     credential: str | None = None
     withdrawn: bool = False
+    language: str | None = None
 
 
 class FakeSurveySession:
@@ -113,14 +123,16 @@ class FakeSurveySession:
         return SimpleNamespace(participant_id=pid if p.consented else None, external_id=p.external_id,
                                consented=p.consented, completed=p.completed,
                                n_done=len(p.answers), n_total=len(TRIALS), credential=p.credential,
-                               completion_code=self.config.completion_code if p.completed else None)
+                               completion_code=self.config.completion_code if p.completed else None,
+                               language=p.language)
 
-    def consent(self, external_id, agreed, **_link):
+    def consent(self, external_id, agreed, language=None, **_link):
         person = next(p for p in self.people if p.external_id == external_id)
         if person.consented and not agreed:
             raise ConsentConflict("you already agreed to take part (in another tab or window)")
         person.consented = agreed
         person.credential = "cred" if agreed else None
+        person.language = person.language or (language if agreed else None)
         return self._state(self.people.index(person))
 
     def withdraw(self, pid):
@@ -134,7 +146,8 @@ class FakeSurveySession:
             shown = person.shown.setdefault(i, datetime.now(timezone.utc))
             return SimpleNamespace(
                 trial_index=i, task=task, is_practice=practice, is_attention_check=attention,
-                prompt_md=f"**{task}**: how well does it highlight the *cat*?",
+                prompt_md=(f"**{task}**: wie gut hebt sie die *Katze* hervor?" if person.language == "de"
+                           else f"**{task}**: how well does it highlight the *cat*?"),
                 images=self.images[:n], captions=[f"Map {chr(65 + k)}" for k in range(n)],
                 options=options, confidence_options=confidence,
                 feedback_md="The cat is on the left." if practice else None, shown_at=shown)

@@ -302,6 +302,31 @@ label = "Anything you would like to tell us? (optional)"
 '''
 
 
+# STUDY_TOML in English and German: [text.de] and the questionnaire's German wording.
+GERMAN_TEXT = '''
+[text.de]
+consent_md = "Sie sind eingeladen, *visuelle Erklärungen* eines Bildklassifikators zu beurteilen."
+instructions_md = "Rote und gelbe Bereiche zeigen, worauf sich der Klassifikator am meisten gestützt hat."
+debrief_md = "Diese Studie vergleicht Erklärungsmethoden wie Grad-CAM mit CAM."
+'''
+GERMAN_QUESTIONNAIRE = {
+    'label = "Your age group"\n': 'label_de = "Ihre Altersgruppe"\n'
+                                   'options_de = ["18-29", "30-44", "45-59", "60 oder älter", "Keine Angabe"]\n',
+    'label = "Have you worked with machine learning before?"\n':
+        'label_de = "Haben Sie schon mit maschinellem Lernen gearbeitet?"\n'
+        'options_de = ["Nie", "Ein wenig", "Regelmäßig"]\n',
+    'label = "Anything you would like to tell us? (optional)"\n':
+        'label_de = "Möchten Sie uns noch etwas mitteilen? (optional)"\n',
+}
+
+
+def bilingual(toml: str) -> str:
+    """A study config in English with its German translation added."""
+    for english, german in GERMAN_QUESTIONNAIRE.items():
+        toml = toml.replace(english, english + german)
+    return toml + GERMAN_TEXT
+
+
 class SketchRenderer:
     """A build-time renderer without a network: the labels are the "predictions" and each map
     is a soft blob on the target's box (elsewhere for classes the photo does not show). Builds
@@ -339,10 +364,11 @@ class SketchRenderer:
         return pictures
 
 
-def build_study_folder(out: Path, real_maps: bool = False) -> Path:
+def build_study_folder(out: Path, real_maps: bool = False, german: bool = False) -> Path:
     """The 20-trial study of STUDY_TOML (2 practice, 16 main trials over all six task types, 2
     attention checks). `real_maps` renders real Grad-CAM/CAM maps (minutes on 2 busy cores);
-    `trust` then compares the default model with an alias of itself."""
+    `trust` then compares the default model with an alias of itself. `german` adds the study's
+    German texts (`bilingual`)."""
     from study.build import ExplainerRenderer, build_study
 
     class AliasRenderer(ExplainerRenderer):
@@ -351,7 +377,7 @@ def build_study_folder(out: Path, real_maps: bool = False) -> Path:
 
     out.mkdir(parents=True, exist_ok=True)
     config = out.parent / f"{out.name}.toml"
-    config.write_text(STUDY_TOML)
+    config.write_text(bilingual(STUDY_TOML) if german else STUDY_TOML)
     build_study(config, out, progress=False,
                 renderer=AliasRenderer(seed=7) if real_maps else SketchRenderer())
     return out

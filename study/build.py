@@ -21,6 +21,9 @@ from sqlalchemy import func, select
 
 from study import plans, tasks
 from study.config import CONFIG_FILE, StudyConfig, load_config
+from study.languages import names_in, read_class_names
+from study.messages import speaker
+from study.tasks.spec import specs_to_json
 from study.storage import (SCHEMA_VERSION, Database, Event, Image, Model, Participant, Response, Stimulus,
                            Study, Trial, open_database)
 
@@ -94,7 +97,7 @@ class _Plan:
     """Everything the build writes, before it touches the database."""
     items: dict[str, Any]
     stimuli: dict[tuple, tuple[str, int | None, tasks.MapRequest]]   # key -> path, target, request
-    trials: list[dict[str, Any]]
+    trials: list[dict[str, Any]]     # "spec" holds {language: TrialSpec}
     layout: list[dict[str, Any]]
 
 
@@ -162,6 +165,7 @@ def _plan(config: StudyConfig, items: Sequence[Any], predictions: tasks.Predicti
     rng = random.Random(config.seed)
     plan = _Plan(items={i.image_id: i for i in items}, stimuli={}, trials=[], layout=[])
     extras = _extra_trials(config)
+    wording = _Wording(config, categories)
 
     def stimulus_ids(unit: tasks.Unit, cond: tasks.Condition, kind: tasks.TaskType) -> list[tuple]:
         keys = []
@@ -172,15 +176,14 @@ def _plan(config: StudyConfig, items: Sequence[Any], predictions: tasks.Predicti
                 keys.append(key)
         return keys
 
-    def trial(position, task, kind, unit, cond, role, cell_index, spec=None):
+    def trial(position, task, kind, unit, cond, role, cell_index, specs=None):
         plan.items.setdefault(unit.item.image_id, unit.item)
         keys = stimulus_ids(unit, cond, kind)
-        names = categories[cond.model]
         plan.trials.append({
             "task": task.type, "role": role, "task_position": position, "cell_index": cell_index,
             "image_id": unit.item.image_id, "model": cond.model, "model_b": cond.model_b,
             "method": cond.method, "method_b": cond.method_b, "target_class": kind.target(unit, cond),
-            "stimulus_keys": keys, "spec": spec or kind.spec(task, unit, cond, names)})
+            "stimulus_keys": keys, "spec": specs or wording.specs(kind, task, unit, cond)})
 
     for position, task in enumerate(config.tasks):
         kind = tasks.TASKS[task.type]
@@ -205,10 +208,10 @@ def _plan(config: StudyConfig, items: Sequence[Any], predictions: tasks.Predicti
             # Between subjects, each condition gets its own copy of a practice or attention trial (the
             # plan keeps the participant's), so no one practises on a method they are not assigned.
             for cond in _extra_conditions(task, conditions, n):
-                spec = kind.spec(task, units[-1], cond, categories[cond.model])
+                specs = wording.specs(kind, task, units[-1], cond)
                 if role == "attention":
-                    spec = spec.as_attention_check(rng)
-                trial(position, task, kind, units[-1], cond, role, n, spec)
+                    specs = wording.attention_checks(specs, rng)
+                trial(position, task, kind, units[-1], cond, role, n, specs)
     return plan
 
 
@@ -219,6 +222,30 @@ def _extra_conditions(task, conditions: list[tasks.Condition], n: int) -> list[t
         return [conditions[n % len(conditions)]]
     by_method = [[c for c in conditions if c.method == m] for m in task.methods]
     return [own[n % len(own)] for own in by_method]
+
+
+class _Wording:
+    """A trial's spec in each of the study's languages: the task plugin's wording from the
+    message catalogue, class names from the language's CSV where the config gives one."""
+
+    def __init__(self, config: StudyConfig, categories: dict[str, list[str]]):
+        overrides = {lang: read_class_names(config.resolve(path)) for lang, path in config.class_names.items()}
+        self.languages = config.languages
+        self.say = {lang: speaker(lang) for lang in self.languages}
+        self.names = {(model, lang): names_in(names, overrides.get(lang, {}))
+                      for model, names in categories.items() for lang in self.languages}
+
+    def specs(self, kind: tasks.TaskType, task, unit: tasks.Unit, cond: tasks.Condition) -> dict[str, tasks.TrialSpec]:
+        return {lang: kind.spec(task, unit, cond, self.names[cond.model, lang], say=self.say[lang])
+                for lang in self.languages}
+
+    def attention_checks(self, specs: dict[str, tasks.TrialSpec], rng: random.Random) -> dict[str, tasks.TrialSpec]:
+        """Every language's check asks for the same option: each draws from the same rng state."""
+        state, checks = rng.getstate(), {}
+        for lang, spec in specs.items():
+            rng.setstate(state)
+            checks[lang] = spec.as_attention_check(rng, self.say[lang])
+        return checks
 
 
 def _extra_trials(config: StudyConfig) -> list[list[str]]:
@@ -280,7 +307,9 @@ def _write(session, config: StudyConfig, plan: _Plan, predictions: dict[str, dic
     session.flush()
     for trial in plan.trials:
         fields = {k: v for k, v in trial.items() if k != "stimulus_keys"}
-        fields["spec"] = trial["spec"].with_stimuli(stimulus_ids[k].id for k in trial["stimulus_keys"]).to_json()
+        ids = [stimulus_ids[k].id for k in trial["stimulus_keys"]]
+        fields["spec"] = specs_to_json({lang: spec.with_stimuli(ids) for lang, spec in trial["spec"].items()},
+                                       config.language)
         session.add(Trial(study_id=study.id, **fields))
     session.add(Event(study_id=study.id, kind="built", detail={"config_hash": config.hash,
                                                                  "n_trials": len(plan.trials),

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from study import languages as _languages
 from study.tasks import TASKS
 
 # The explainer names of DESIGN.md. Kept here so that reading a config (the survey does it on
@@ -48,6 +49,16 @@ class QuestionItem:
     key: str
     label: str
     options: list[str] | None = None
+    # Other languages' wording (study.languages): {lang: label}, {lang: option labels}.
+    labels: dict[str, str] = field(default_factory=dict, compare=False)
+    option_labels: dict[str, list[str]] = field(default_factory=dict, compare=False)
+
+    def label_in(self, language: str) -> str:
+        return self.labels.get(language, self.label)
+
+    def options_in(self, language: str) -> list[tuple[str, str]]:
+        """(value stored, label shown) per option: values are the default language's options."""
+        return list(zip(self.options or [], self.option_labels.get(language, self.options or [])))
 
 
 @dataclass(frozen=True)
@@ -95,6 +106,10 @@ class StudyConfig:
     completion_code: str | None = None
     redirect_url: str | None = None
     database_url: str | None = None
+    # --- languages (study.languages) ---
+    language: str = "en"                   # the language of [text] and the questionnaire's labels
+    texts: dict[str, TextConfig] = field(default_factory=dict)     # every language, the default first
+    class_names: dict[str, str] = field(default_factory=dict)      # language -> CSV in the study folder
     root: Path = field(default=Path("."), compare=False)
     source: str = field(default="", repr=False, compare=False)
     hash: str = field(default="", compare=False)   # config_hash of the parsed TOML
@@ -105,6 +120,14 @@ class StudyConfig:
         for a study whose every task is within subjects."""
         between = [t for t in self.tasks if t.design == "between"]
         return between[0].methods if between else ()
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """The study's languages, the default first."""
+        return tuple(self.texts) or (self.language,)
+
+    def text_in(self, language: str) -> TextConfig:
+        return self.texts.get(language, self.text)
 
     def resolve(self, relative: str) -> Path:
         """A path from the config, resolved inside `root` (ValueError if it would leave it)."""
@@ -157,6 +180,7 @@ _TOP_KEYS = {
     "answers_per_cell", "design", "allow_anonymous", "allow_browser_change", "signed_links", "on_withdraw",
     "completion_code", "redirect_url", "database_url",
     "text", "exclusion", "tasks", "questionnaire",
+    "language", "class_names",
 }
 DESIGNS = ("within", "between")
 _TASK_KEYS = {"type", "methods", "trials", "design"}     # every task's; a task type adds its own (most: "model")
@@ -271,6 +295,8 @@ class _Validator:
         if attention and not any(TASKS[t.type].hosts_attention_checks for t in tasks):
             hosts = ", ".join(name for name, kind in TASKS.items() if kind.hosts_attention_checks)
             raise self.fail(("attention_checks",), f"attention checks need a task to take their form from ({hosts})")
+        language, texts = _languages.texts(self, raw)
+        texts = {lang: TextConfig(**text) for lang, text in texts.items()}
         config = StudyConfig(
             name=name,
             seed=self.typed(raw, (), "seed", int, 0),
@@ -278,8 +304,8 @@ class _Validator:
             images=images,
             methods=methods,
             tasks=tasks,
-            text=self.text_table(raw.get("text")),
-            questionnaire=self.questionnaire(raw.get("questionnaire", [])),
+            text=texts[language],
+            questionnaire=self.questionnaire(raw.get("questionnaire", []), tuple(texts)),
             exclusion=self.exclusion(raw.get("exclusion", {})),
             practice_trials=self.count(raw, (), "practice_trials", 2),
             attention_checks=attention,
@@ -291,6 +317,9 @@ class _Validator:
             completion_code=self.completion_code(raw),
             redirect_url=self.redirect(raw),
             database_url=self.database_url(raw),
+            language=language,
+            texts=texts,
+            class_names=_languages.class_name_files(self, raw, tuple(texts), lambda p: inside(self.root, p)),
             root=self.root,
             source=self.text,
             hash=config_hash(raw),
@@ -338,27 +367,22 @@ class _Validator:
         return TaskConfig(type=kind, methods=task_methods, design=design,
                           trials=self.count(raw, path, "trials", None, low=1), **options)
 
-    def text_table(self, raw: Any) -> TextConfig:
-        keys = {"consent_md", "instructions_md", "debrief_md"}
-        self.table(raw, ("text",), keys, keys)
-        for key in sorted(keys):
-            self.typed(raw, ("text",), key, str)
-        return TextConfig(**raw)
-
-    def questionnaire(self, raw: Any) -> list[QuestionItem]:
+    def questionnaire(self, raw: Any, languages: tuple[str, ...] = ("en",)) -> list[QuestionItem]:
         if not isinstance(raw, list):
             raise self.fail(("questionnaire",), "must be an array of tables ([[questionnaire]])")
         items, seen = [], set()
         for i, item in enumerate(raw):
             path = ("questionnaire", i)
-            self.table(item, path, {"key", "label", "options"}, {"key", "label"})
+            self.table(item, path, {"key", "label", "options"} | _languages.question_keys(languages), {"key", "label"})
             key = self.typed(item, path, "key", str)
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key) or key in seen:
                 raise self.fail(path + ("key",), f"must be a unique identifier, got {key!r}")
             seen.add(key)
             options = self.strings(item, path, "options") if "options" in item else None
+            labels, option_labels = _languages.question_wording(self, item, path, languages, options)
             items.append(QuestionItem(key=key, label=self.typed(item, path, "label", str),
-                                      options=list(options) if options else None))
+                                      options=list(options) if options else None,
+                                      labels=labels, option_labels=option_labels))
         return items
 
     def exclusion(self, raw: Any) -> ExclusionConfig:

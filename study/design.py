@@ -7,7 +7,7 @@ simulator share one `StudyDesign` instead of each querying the trial tables.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select
@@ -16,6 +16,7 @@ from study import plans
 from study.config import StudyConfig
 from study.storage import Stimulus, Study, StudyFolder, Trial
 from study.tasks import TrialSpec
+from study.tasks.spec import specs_from_json
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,12 @@ class TrialTemplate:
     method: str
     method_b: str | None
     target_class: int | None
-    spec: TrialSpec
+    spec: TrialSpec                                  # in the study's default language: scoring uses it
+    specs: Mapping[str, TrialSpec] = field(default_factory=dict)   # every language's wording
+
+    def spec_in(self, language: str | None) -> TrialSpec:
+        """The trial worded in `language` (the default language's where it has none)."""
+        return self.specs.get(language, self.spec)
 
 
 @dataclass(frozen=True)
@@ -54,9 +60,12 @@ class StudyDesign:
         with folder.database.read() as s:
             study = s.get(Study, folder.study_id)
             rows = s.scalars(select(Trial).where(Trial.study_id == folder.study_id).order_by(Trial.id)).all()
-            templates = [TrialTemplate(t.id, t.task, t.role, t.task_position, t.cell_index, t.image_id, t.model,
-                                       t.model_b, t.method, t.method_b, t.target_class, TrialSpec.from_json(t.spec))
-                         for t in rows]
+            templates = []
+            for t in rows:
+                specs = specs_from_json(t.spec, folder.config.language)
+                templates.append(TrialTemplate(t.id, t.task, t.role, t.task_position, t.cell_index, t.image_id,
+                                               t.model, t.model_b, t.method, t.method_b, t.target_class,
+                                               specs[folder.config.language], specs))
             stimuli = dict(s.execute(select(Stimulus.id, Stimulus.path)
                                      .where(Stimulus.study_id == folder.study_id)).all())
             seed, layout = study.seed, list(study.layout)

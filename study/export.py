@@ -200,7 +200,7 @@ def _participant_row(person: Participant) -> dict:
         "n_answered": 0, "attention_passed": True, "excluded": False, "user_agent": person.user_agent,
         "consent": {True: "agreed", False: "declined"}.get(person.consented),
         "condition": person.condition, "is_pilot": bool(person.is_pilot),
-        "withdrawn": person.withdrawn_at is not None,
+        "withdrawn": person.withdrawn_at is not None, "language": person.language,
     }
 
 

@@ -70,6 +70,7 @@ CODEBOOK: dict[str, list[tuple[str, str, str]]] = {
         ("condition", "string", "Between-subject condition (method) assigned at consent, balanced across participants; empty within subjects."),
         ("is_pilot", "boolean", "Took part in a pilot run; excluded from the statistics unless exported with --include-pilot."),
         ("withdrawn", "boolean", "Withdrew during the study and the config keeps such answers (on_withdraw = \"keep\"); always excluded. With the default (\"delete\") nothing of them remains: see withdrawals.csv."),
+        ("language", "string", "Language the survey was shown in (en, de, ...: ?lang= in the link, else the browser's language if the study has it, else the config's default); empty for people who declined."),
     ],
     "faithfulness": [
         ("image_id", "string", "Id of the image scored."),

@@ -73,6 +73,7 @@ class ParticipantState:
     n_total: int
     completion_code: str | None
     credential: str | None = None
+    language: str | None = None      # the survey's language, chosen at consent
 
 
 @dataclass(frozen=True)
@@ -171,11 +172,12 @@ class SurveySession:
             p = self._participant(s, participant_id)
             done, total = self._counts(s, participant_id)
             return ParticipantState(p.id, p.external_id, p.consented, p.completed_at is not None,
-                                    done, total, p.completion_code)
+                                    done, total, p.completion_code, language=p.language)
 
     def consent(self, external_id: str | None, agreed: bool, *, user_agent: str = "",
                 context: dict[str, str] | None = None, credential: str | None = None,
-                signature: str | None = None, pilot: str | bool | None = None) -> ParticipantState:
+                signature: str | None = None, pilot: str | bool | None = None,
+                language: str | None = None) -> ParticipantState:
         """Record the consent page's answer; this is when a participant's row is made.
 
         Agreeing assigns the next free Latin-square slot (and with it the between-subject condition),
@@ -185,9 +187,12 @@ class SurveySession:
         among themselves, so a pilot run sees every condition. A refusal stores the id and the refusal
         only (no time, no user agent) and ends the participant. Answering again the
         same way from the same browser changes nothing; a contradicting answer (declining in one
-        tab after agreeing in another) is a ConsentConflict.
+        tab after agreeing in another) is a ConsentConflict. `language` is the one the survey is
+        shown in (one of the study's; None or another: the default), kept for the trials' wording
+        and the export; a later answer from another tab does not change it.
         """
         agreed = bool(agreed)
+        language = language if language in self.config.languages else self.config.language
         external_id = self._external_id(external_id, signature)
         pilot = self._is_pilot(external_id, pilot)
         design = self.design
@@ -210,7 +215,8 @@ class SurveySession:
                                  is_pilot=pilot,
                                  started_at=self._now(), link_params=dict(context or {}),
                                  user_agent=(user_agent or "")[:1000] if agreed else "",
-                                 consent_at=self._now() if agreed else None, credential_hash=digest)
+                                 consent_at=self._now() if agreed else None, credential_hash=digest,
+                                 language=language if agreed else None)
             s.add(person)
             s.flush()
             if agreed:
@@ -246,7 +252,7 @@ class SurveySession:
     def next_trial(self, participant_id: int) -> TrialView | None:
         """The first unanswered trial in plan order (None when all are answered)."""
         with self.db.read() as s:
-            self._consented(s, participant_id)
+            language = self._consented(s, participant_id).language
             row = s.execute(
                 select(*_VIEW_COLUMNS).outerjoin(Response, (Response.participant_id == PlanRow.participant_id)
                                           & (Response.trial_index == PlanRow.trial_index))
@@ -261,7 +267,7 @@ class SurveySession:
                           .values(shown_at=self._now()))
                 return s.scalar(select(PlanRow.shown_at).where(PlanRow.id == row.id))
             shown_at = self.db.write(work)
-        return self._view(row, as_utc(shown_at))
+        return self._view(row, as_utc(shown_at), language)
 
     def answer(self, participant_id: int, trial_index: int, response: str, rt_ms: int,
                confidence: str | None = None) -> AnswerOutcome:
@@ -396,7 +402,7 @@ class SurveySession:
         """The participant's row (plain columns: cheap, and never an object to mutate by accident)."""
         p = s.execute(select(Participant.id, Participant.study_id, Participant.external_id, Participant.seed,
                              Participant.consented, Participant.completed_at, Participant.completion_code,
-                             Participant.withdrawn_at)
+                             Participant.withdrawn_at, Participant.language)
                       .where(Participant.id == participant_id)).first()
         if p is None or p.study_id != self.study_id:
             raise LookupError(f"no participant {participant_id} in this study")
@@ -440,16 +446,16 @@ class SurveySession:
                                                            Response.trial_index == trial_index)).first()
         return None if earlier is None else AnswerOutcome(stored=False, duplicate=True, correct=earlier.correct)
 
-    def preview(self, trial_id: int, seed: int = 0) -> TrialView:
+    def preview(self, trial_id: int, seed: int = 0, language: str | None = None) -> TrialView:
         """Trial `trial_id` as a participant would see it (one seeded display order), for the admin's
         preview; nothing is read from or written to any participant's records."""
         template = self.design.trial(trial_id)
         row = _PreviewRow(-1, trial_id, template.task, template.role == "practice", template.role == "attention",
                           template.spec.randomise(random.Random(f"{seed}|{trial_id}")))
-        return self._view(row, self._now())
+        return self._view(row, self._now(), language)
 
-    def _view(self, row, shown_at: datetime) -> TrialView:
-        spec = self.design.trial(row.trial_id).spec
+    def _view(self, row, shown_at: datetime, language: str | None) -> TrialView:
+        spec = self.design.trial(row.trial_id).spec_in(language)
         stimuli, captions, options = spec.view(row.display)
         return TrialView(
             trial_index=row.trial_index, trial_id=row.trial_id, task=row.task, is_practice=row.is_practice,

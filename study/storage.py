@@ -160,7 +160,8 @@ class Participant(_OfStudy, Base):
     releases the id); `link_params` holds the link's STUDY_ID / SESSION_ID beside the id;
     `withdrawn_at` is set when a withdrawal keeps the answers (`on_withdraw = "keep"`); `condition` is
     the method a between-subject participant is assigned (None within subjects); `is_pilot` marks
-    pilot runs, left out of the analysis by default.
+    pilot runs, left out of the analysis by default; `language` is the one the survey was taken in
+    (chosen at consent; None for a refusal or an older row).
     """
     __tablename__ = "participants"
     __table_args__ = (UniqueConstraint("study_id", "external_id"),)
@@ -178,6 +179,7 @@ class Participant(_OfStudy, Base):
     withdrawn_at: Mapped[datetime | None]
     condition: Mapped[str | None] = mapped_column(String(50))
     is_pilot: Mapped[bool] = mapped_column(Boolean, default=False)
+    language: Mapped[str | None] = mapped_column(String(8))
 
 
 class PlanRow(_AnswerSlot, _Shows, Base):
@@ -243,11 +245,11 @@ class Audit(_OfStudy, Base):
 
 
 def _participant_protection(connection: Connection) -> None:
-    """Version 2: resume credentials, link parameters, withdrawal, between-subject conditions and pilot
-    runs (participants), and the audit table."""
+    """Version 2: resume credentials, link parameters, withdrawal, between-subject conditions, pilot
+    runs and language (participants), and the audit table."""
     moment = "TIMESTAMP WITH TIME ZONE" if connection.dialect.name == "postgresql" else "DATETIME"
     for column, kind in (("credential_hash", "VARCHAR(64)"), ("link_params", "JSON"), ("withdrawn_at", moment),
-                         ("condition", "VARCHAR(50)"), ("is_pilot", "BOOLEAN")):
+                         ("condition", "VARCHAR(50)"), ("is_pilot", "BOOLEAN"), ("language", "VARCHAR(8)")):
         connection.exec_driver_sql(f"ALTER TABLE participants ADD COLUMN {column} {kind}")
     connection.exec_driver_sql("UPDATE participants SET link_params = '{}', is_pilot = FALSE")
     Base.metadata.create_all(connection, tables=[Audit.__table__])

@@ -25,6 +25,7 @@ from types import SimpleNamespace
 import pandas as pd
 from PIL import Image
 
+from study.config import QuestionItem, TextConfig
 from study.identity import BadLink, check_external_id
 from study.session import AlreadyCompleted, ConsentConflict
 
@@ -50,16 +51,24 @@ TRIALS = [
 ]
 
 
+TEXTS = {"en": TextConfig(consent_md="We ask you to judge **heatmaps**.",
+                          instructions_md="Each question shows a picture.",
+                          debrief_md="Thanks for helping our research."),
+         "de": TextConfig(consent_md="Wir bitten Sie, **Heatmaps** zu beurteilen.",
+                          instructions_md="Jede Frage zeigt ein Bild.",
+                          debrief_md="Danke, dass Sie unsere Forschung unterstützen.")}
+
+
 def make_config(allow_anonymous=False, redirect="https://app.prolific.com/submissions/complete?cc={code}"):
+    """A config in English (the default) and German, as study.config makes it."""
     return SimpleNamespace(
-        name="Which explanation helps?",
-        text=SimpleNamespace(consent_md="We ask you to judge **heatmaps**.",
-                             instructions_md="Each question shows a picture.",
-                             debrief_md="Thanks for helping our research."),
+        name="Which explanation helps?", language="en", languages=tuple(TEXTS), text=TEXTS["en"],
+        text_in=lambda language: TEXTS.get(language, TEXTS["en"]),
         completion_code="C0DE42", redirect_url=redirect, allow_anonymous=allow_anonymous, on_withdraw="delete",
-        questionnaire=[SimpleNamespace(key="age", label="Your age group",
-                                       options=["18-29", "30-49", "50+"]),
-                       SimpleNamespace(key="comments", label="Any comments?", options=None)])
+        questionnaire=[QuestionItem(key="age", label="Your age group", options=["18-29", "30-49", "50+"],
+                                    labels={"de": "Ihre Altersgruppe"},
+                                    option_labels={"de": ["18-29 Jahre", "30-49 Jahre", "50+ Jahre"]}),
+                       QuestionItem(key="comments", label="Any comments?", labels={"de": "Anmerkungen?"})])
 
 
 @dataclass
@@ -72,6 +81,7 @@ class _Person:
     questionnaire: dict | None = None
     credential: str | None = None
     withdrawn: bool = False
+    language: str | None = None
 
 
 class FakeSurveySession:
@@ -114,14 +124,16 @@ class FakeSurveySession:
         return SimpleNamespace(participant_id=pid if p.consented else None, external_id=p.external_id,
                                consented=p.consented, completed=p.completed,
                                n_done=len(p.answers), n_total=len(TRIALS), credential=p.credential,
-                               completion_code=self.config.completion_code if p.completed else None)
+                               completion_code=self.config.completion_code if p.completed else None,
+                               language=p.language)
 
-    def consent(self, external_id, agreed, **_link):
+    def consent(self, external_id, agreed, language=None, **_link):
         person = next(p for p in self.people if p.external_id == external_id)
         if person.consented and not agreed:
             raise ConsentConflict("you already agreed to take part (in another tab or window)")
         person.consented = agreed
         person.credential = "cred" if agreed else None
+        person.language = person.language or (language if agreed else None)
         return self._state(self.people.index(person))
 
     def withdraw(self, pid):
@@ -132,14 +144,15 @@ class FakeSurveySession:
         for i, (task, n, options, confidence, answer, practice, attention) in enumerate(TRIALS):
             if i in person.answers:
                 continue
-            return self._view(i, person.shown.setdefault(i, datetime.now(timezone.utc)))
+            return self._view(i, person.shown.setdefault(i, datetime.now(timezone.utc)), person.language)
         return None
 
-    def _view(self, i, shown):
+    def _view(self, i, shown, language=None):
         task, n, options, confidence, _answer, practice, attention = TRIALS[i]
         return SimpleNamespace(
             trial_index=i, task=task, is_practice=practice, is_attention_check=attention,
-            prompt_md=f"**{task}**: how well does it highlight the *cat*?",
+            prompt_md=(f"**{task}**: wie gut hebt sie die *Katze* hervor?" if language == "de"
+                       else f"**{task}**: how well does it highlight the *cat*?"),
             images=self.images[:n], captions=[f"Map {chr(65 + k)}" for k in range(n)],
             options=options, confidence_options=confidence,
             feedback_md="The cat is on the left." if practice else None, shown_at=shown)
@@ -303,6 +316,31 @@ label = "Anything you would like to tell us? (optional)"
 '''
 
 
+# STUDY_TOML in English and German: [text.de] and the questionnaire's German wording.
+GERMAN_TEXT = '''
+[text.de]
+consent_md = "Sie sind eingeladen, *visuelle Erklärungen* eines Bildklassifikators zu beurteilen."
+instructions_md = "Rote und gelbe Bereiche zeigen, worauf sich der Klassifikator am meisten gestützt hat."
+debrief_md = "Diese Studie vergleicht Erklärungsmethoden wie Grad-CAM mit CAM."
+'''
+GERMAN_QUESTIONNAIRE = {
+    'label = "Your age group"\n': 'label_de = "Ihre Altersgruppe"\n'
+                                   'options_de = ["18-29", "30-44", "45-59", "60 oder älter", "Keine Angabe"]\n',
+    'label = "Have you worked with machine learning before?"\n':
+        'label_de = "Haben Sie schon mit maschinellem Lernen gearbeitet?"\n'
+        'options_de = ["Nie", "Ein wenig", "Regelmäßig"]\n',
+    'label = "Anything you would like to tell us? (optional)"\n':
+        'label_de = "Möchten Sie uns noch etwas mitteilen? (optional)"\n',
+}
+
+
+def bilingual(toml: str) -> str:
+    """A study config in English with its German translation added."""
+    for english, german in GERMAN_QUESTIONNAIRE.items():
+        toml = toml.replace(english, english + german)
+    return toml + GERMAN_TEXT
+
+
 class SketchRenderer:
     """A build-time renderer without a network: the labels are the "predictions" and each map
     is a soft blob on the target's box (elsewhere for classes the photo does not show). Builds
@@ -340,10 +378,11 @@ class SketchRenderer:
         return pictures
 
 
-def build_study_folder(out: Path, real_maps: bool = False) -> Path:
+def build_study_folder(out: Path, real_maps: bool = False, german: bool = False) -> Path:
     """The 20-trial study of STUDY_TOML (2 practice, 16 main trials over all six task types, 2
     attention checks). `real_maps` renders real Grad-CAM/CAM maps (minutes on 2 busy cores);
-    `trust` then compares the default model with an alias of itself."""
+    `trust` then compares the default model with an alias of itself. `german` adds the study's
+    German texts (`bilingual`)."""
     from study.build import ExplainerRenderer, build_study
 
     class AliasRenderer(ExplainerRenderer):
@@ -352,7 +391,7 @@ def build_study_folder(out: Path, real_maps: bool = False) -> Path:
 
     out.mkdir(parents=True, exist_ok=True)
     config = out.parent / f"{out.name}.toml"
-    config.write_text(STUDY_TOML)
+    config.write_text(bilingual(STUDY_TOML) if german else STUDY_TOML)
     build_study(config, out, progress=False,
                 renderer=AliasRenderer(seed=7) if real_maps else SketchRenderer())
     return out

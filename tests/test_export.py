@@ -21,7 +21,8 @@ DESIGN_COLUMNS = {
                  "method_b, target_class, response, correct, confidence, rating, rt_ms, shown_at, "
                  "answered_at, is_practice, is_attention_check, excluded, condition, is_pilot",
     "participants": "participant_id, external_id, seed, consent_at, started_at, completed_at, "
-                    "completion_code, n_answered, attention_passed, excluded, user_agent, consent, condition, is_pilot, withdrawn",
+                    "completion_code, n_answered, attention_passed, excluded, user_agent, consent, condition, is_pilot, "
+                    "withdrawn, language",   # language: issue 13, item 3 (the brief), beyond DESIGN.md
     "faithfulness": "image_id, model, method, target_class, metric, value, params",
 }
 

@@ -157,7 +157,7 @@ def test_admin_sign_in_locks_for_everyone_after_ten_failures(study):
 def test_a_round_one_database_is_migrated_in_place(study):
     database = study / "study.db"
     with sqlite3.connect(database) as raw:
-        for column in ("credential_hash", "link_params", "withdrawn_at", "condition", "is_pilot"):
+        for column in ("credential_hash", "link_params", "withdrawn_at", "condition", "is_pilot", "language"):
             raw.execute(f"ALTER TABLE participants DROP COLUMN {column}")
         raw.execute("DROP TABLE audit")
         raw.execute("UPDATE schema_version SET version = 1")

@@ -8,6 +8,7 @@ temporary folder.
 from __future__ import annotations
 
 import os
+import re
 from urllib.parse import urlparse
 from pathlib import Path
 
@@ -26,6 +27,9 @@ pytestmark = [
 PASSWORD = "correct horse battery staple"
 SCREENSHOTS = os.environ.get("CAMSTUDY_SCREENSHOTS")
 LAPTOP = {"width": 1366, "height": 768}
+# The opening words of every task's prompt in German (study.messages).
+GERMAN_QUESTION = re.compile(r"Das Bild enthält|Welche Karte|Wie gut hebt|Beide Modelle|Dies sind die|Das Modell sagt|"
+                             r"Diese Frage prüft")
 PHONE = {"width": 390, "height": 844}
 
 
@@ -247,3 +251,40 @@ def test_admin_sign_in_locks_for_everyone_after_ten_failures(server, browser):
     assert fresh.get_by_text("Results per method").count() == 0
     for tab in (*tabs, fresh):
         tab.context.close()
+
+
+@pytest.fixture(scope="module")
+def german_server(tmp_path_factory):
+    folder = build_study_folder(tmp_path_factory.mktemp("ui-de") / "study", german=True)
+    s = Server(folder).start()
+    yield s
+    s.stop()
+
+
+def test_the_german_survey_from_consent_to_a_stored_answer(german_server, browser, page):
+    page.goto(link(german_server.url, "P-de") + "&lang=de")
+    page.get_by_text("visuelle Erklärungen").wait_for()
+    page.get_by_role("button", name="Ich bin einverstanden und nehme teil").click()
+    page.get_by_role("button", name="Beginnen").wait_for()
+    settle(page)
+    page.get_by_text("Die ersten Fragen sind Übungsfragen").wait_for()
+    page.get_by_role("button", name="Beginnen").click()
+    page.get_by_text(re.compile(r"^Frage 1 von \d+$")).wait_for()
+    settle(page)
+    form = page.locator(FORM)
+    assert form.get_by_text(GERMAN_QUESTION).count() >= 1          # the trial's own wording is German
+    assert form.get_by_text("Ihre Antwort").count() == 1
+    assert page.get_by_role("button", name="Weiter").count() == 1
+    assert page.get_by_role("button", name="Next").count() == 0
+    answer(page, 1, keyboard=True)
+    page.get_by_role("button", name="Fortfahren").or_(page.get_by_text(re.compile(r"^Frage 2 von"))).first.wait_for()
+    assert answers_of(german_server.study_dir, "P-de") == [0]
+    from study.export import export_tables
+    people = export_tables(german_server.study_dir, n_resamples=10)["participants"]
+    assert people.loc[people.external_id == "P-de", "language"].tolist() == ["de"]
+    # Without ?lang=, a browser that prefers German gets German; others the default, English.
+    for locale, button in (("de-DE", "Ich bin einverstanden und nehme teil"), ("fr-FR", "I agree to take part")):
+        other = browser.new_context(locale=locale).new_page()
+        other.goto(link(german_server.url, f"P-{locale}"))
+        other.get_by_role("button", name=button).wait_for()
+        other.context.close()

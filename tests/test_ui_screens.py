@@ -262,3 +262,49 @@ def test_admin_dashboard_after_the_right_password(fake, monkeypatch, source):
     assert at.selectbox(key="preview-trial").value == 0        # any trial can be previewed
     assert "Preview a trial" in [e.label for e in at.expander]
     assert len(at.get("progress")) == len({t[0] for t in TRIALS})
+
+
+def test_lang_de_shows_the_survey_in_german_from_consent_to_the_questionnaire(fake):
+    at = open_app(PROLIFIC_PID="p1", lang="de")
+    assert "**Heatmaps** zu beurteilen" in texts(at)
+    assert {b.label for b in at.button} >= {"Ich bin einverstanden und nehme teil", "Ich bin nicht einverstanden"}
+    click(at, "Ich bin einverstanden und nehme teil")
+    assert fake.people[0].language == "de"
+    assert at.header[0].value == "Anleitung" and "Jede Frage zeigt ein Bild." in texts(at)
+    assert "Von der Studie zurücktreten" in [b.label for b in at.button]
+    click(at, "Beginnen")
+    assert "Frage 1 von 8" in at.get("progress")[0].proto.text
+    assert "Übungsfrage" in texts(at) and "wie gut hebt sie die *Katze* hervor" in at.markdown[0].value
+    assert at.radio[0].label == "Ihre Antwort"
+    click(at, "Weiter")
+    assert "Bitte wählen Sie eine Antwort" in texts(at)
+    at.radio[0].set_value("5")
+    click(at, "Weiter")
+    assert at.success[0].value == "Richtig!"
+    click(at, "Fortfahren")
+    for index in range(1, len(TRIALS)):
+        fake.answer(0, index, TRIALS[index][2][0][0], rt_ms=1000)
+    at.run()
+    assert at.header[0].value == "Fast geschafft"
+    assert [r.label for r in at.radio] == ["Ihre Altersgruppe"]
+    assert at.radio[0].options == ["18-29 Jahre", "30-49 Jahre", "50+ Jahre"]
+    at.radio[0].set_value("30-49")       # the default language's option is what is stored
+    at = click(at, "Abschließen")
+    assert fake.people[0].questionnaire == {"age": "30-49"}
+    assert "Vielen Dank!" in texts(at) and "Ihr Abschlusscode" in texts(at)
+    assert at.get("link_button")[0].proto.label == "Zurück zur Studienplattform"
+
+
+def test_a_resumed_participant_keeps_their_language_and_unknown_ones_fall_back(fake):
+    click(click(open_app(PROLIFIC_PID="p1", lang="de"), "Ich bin einverstanden und nehme teil"), "Beginnen")
+    again = open_app(PROLIFIC_PID="p1")            # no ?lang= now: still German
+    assert again.header[0].value == "Anleitung"
+    other = open_app(PROLIFIC_PID="p2", lang="xx")
+    assert "I agree to take part" in [b.label for b in other.button]
+
+
+def test_refusal_pages_speak_german_too(fake):
+    at = open_app(lang="de")
+    assert "Bitte verwenden Sie Ihren Studienlink" in texts(at)
+    at = click(open_app(PROLIFIC_PID="p1", lang="de"), "Ich bin nicht einverstanden")
+    assert "Sie haben sich gegen eine Teilnahme entschieden" in texts(at)

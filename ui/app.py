@@ -9,6 +9,7 @@ import streamlit as st
 from PIL import Image
 
 from ui import admin, participant
+from ui.language import t
 
 log = logging.getLogger("camstudy.ui")
 
@@ -20,8 +21,7 @@ def _guarded(render):
             render()
         except Exception:  # st.rerun/st.stop are BaseExceptions and pass through
             log.exception("page failed")
-            st.error("Sorry, something went wrong on our side. Your answers so far are saved; "
-                     "please reload this page in a moment.")
+            st.error(t("error.unexpected"))
     page.__name__ = render.__module__.rsplit(".", 1)[-1]
     return page
 

@@ -17,15 +17,17 @@ import streamlit as st
 
 from study.identity import PILOT_PARAM, SIGNATURE_PARAM, BadLink, context_from, external_id_from
 from study.session import MAX_RT_MS, AlreadyCompleted, ConsentConflict, LinkInUse
-from ui import context
+from ui import context, language
+from ui.language import t
 from ui.tasks_view import submit_key, trial_form
 
 CREDENTIAL_DAYS = 90      # how long a browser keeps its resume credential
 
 
-def _say(kind: str, title: str, body: str) -> None:
-    st.header(title)
-    getattr(st, kind)(body)
+def _say(kind: str, page: str, body: str | None = None) -> None:
+    """A page with only a heading and a notice: the strings `<page>.title` and `<page>.body`."""
+    st.header(t(f"{page}.title"))
+    getattr(st, kind)(t(body or f"{page}.body"))
 
 
 def _cookie_name(s, external_id: str) -> str:
@@ -56,6 +58,7 @@ def _enter(s) -> None:
     """Read the link once, resume the participant or meet a new one, choose the first screen."""
     state = st.session_state
     external, signature = _link()
+    language.choose(s.config)
     try:
         p = s.enter(external, signature=signature,
                     credential=st.context.cookies.get(_cookie_name(s, external)) if external else None)
@@ -81,18 +84,19 @@ def _enter(s) -> None:
         state.phase = "consent"
         return
     state.pid = p.participant_id
+    language.choose(s.config, p.language)
     state.phase = "instructions" if p.n_done == 0 else "trials"
 
 
 def _consent(s) -> None:
     st.title(s.config.name)
     if s.pilot_run or st.query_params.get(PILOT_PARAM):
-        st.warning("Pilot run: your answers are marked as a pilot and left out of the study's results.")
-    st.markdown(s.config.text.consent_md)
+        st.warning(language.t("consent.pilot"))
+    st.markdown(s.config.text_in(language.current()).consent_md)
     agree, decline = st.columns(2)
-    if agree.button("I agree to take part", type="primary", width="stretch"):
+    if agree.button(t("consent.agree"), type="primary", width="stretch"):
         _answer_consent(s, True)
-    if decline.button("I do not agree", width="stretch"):
+    if decline.button(t("consent.decline"), width="stretch"):
         _answer_consent(s, False)
 
 
@@ -102,9 +106,9 @@ def _answer_consent(s, agreed: bool) -> None:
     try:
         p = s.consent(state.external, agreed, signature=signature, context=context_from(st.query_params),
                       user_agent=st.context.headers.get("User-Agent", ""), pilot=st.query_params.get(PILOT_PARAM),
-                      credential=st.context.cookies.get(_cookie_name(s, state.external)))
-    except ConsentConflict as conflict:
-        state.conflict = str(conflict)
+                      credential=st.context.cookies.get(_cookie_name(s, state.external)),
+                      language=language.current())
+    except ConsentConflict:
         state.phase = "conflict"
     except LinkInUse:
         state.phase = "in_use"
@@ -112,21 +116,21 @@ def _answer_consent(s, agreed: bool) -> None:
         state.phase = "closed"
     else:
         state.pid = p.participant_id
+        language.choose(s.config, p.language)
         _keep_credential(s, state.external, p.credential)
         state.phase = "instructions" if agreed else "declined"
     st.rerun()
 
 
 def _instructions(s) -> None:
-    st.header("Instructions")
-    st.markdown(s.config.text.instructions_md)
+    st.header(t("instructions.title"))
+    st.markdown(s.config.text_in(language.current()).instructions_md)
     example = context.monitor().example()
     if example is not None:
         path, name = example
-        context.show_stimulus(st, path, width=300, alt=f"An example explanation map for {name}",
-                              caption=f"An example: the map for “{name}”. The red area is what the model "
-                                      f"relied on most to decide “{name}”.")
-    st.info("The first questions are practice: after each one you will see the right answer.")
+        context.show_stimulus(st, path, width=300, alt=t("instructions.example_alt", name=name),
+                              caption=t("instructions.example_caption", name=name))
+    st.info(t("instructions.practice"))
     # This page also draws a form and a (disabled) radio, on purpose. Streamlit's browser side
     # loads each kind of widget's code the first time one is drawn. Had the first trial been
     # where the radio and the form first appear, they would be mounted a moment after its page
@@ -135,10 +139,9 @@ def _instructions(s) -> None:
     # empty ("Please choose an answer"). Seen for 9 of 20 tabs at question 1 under load, never
     # later; a plain Start button made it worse (the form's code then loads at question 1 too).
     with st.form("start", border=False):
-        st.radio("You answer each question by choosing one option, then Next (or with the "
-                 "keys 1, 2, 3 … and Enter):", ["one option", "another option"], index=None,
-                 horizontal=True, disabled=True, key="example-choice")
-        if st.form_submit_button("Start", type="primary"):
+        st.radio(t("instructions.how_to_answer"), [t("instructions.one_option"), t("instructions.another_option")],
+                 index=None, horizontal=True, disabled=True, key="example-choice")
+        if st.form_submit_button(t("instructions.start"), type="primary"):
             st.session_state.phase = "trials"
             st.rerun()
 
@@ -152,10 +155,6 @@ def _rt_ms(shown_at: datetime) -> int:
     return min(max(elapsed, 0), MAX_RT_MS)
 
 
-ALREADY_ANSWERED = ("That question had already been answered in another tab or window, so this answer "
-                    "was not stored again. Here is the next question.")
-
-
 def _answered_elsewhere(next_index: int) -> bool:
     """Whether this tab just sent an answer to a question another tab had answered meanwhile: its
     Next was clicked, but the server has moved on to a later question (that answer's form is gone,
@@ -165,15 +164,15 @@ def _answered_elsewhere(next_index: int) -> bool:
 
 
 def _feedback(fb: dict) -> None:
-    st.header("Practice")
+    st.header(t("feedback.title"))
     if fb["correct"] is True:
-        st.success("Correct!")
+        st.success(t("feedback.correct"))
     elif fb["correct"] is False:
-        st.error("Not quite.")
+        st.error(t("feedback.wrong"))
     if fb["feedback_md"]:
         st.markdown(fb["feedback_md"])
     with st.form(f"feedback-{fb['trial_index']}", border=False):
-        if st.form_submit_button("Continue", type="primary"):
+        if st.form_submit_button(t("feedback.continue"), type="primary"):
             del st.session_state["feedback"]
             st.rerun()
 
@@ -188,21 +187,21 @@ def _trials(s) -> None:
         state.phase = "questionnaire"
         st.rerun()
     if _answered_elsewhere(trial.trial_index):
-        state.notice = ALREADY_ANSWERED
+        state.notice = t("trial.already_answered")
     state.showing = trial.trial_index
     if "notice" in state:
         st.info(state.pop("notice"))
     done, total = s.progress(state.pid)
-    st.progress(done / max(total, 1), text=f"Question {done + 1} of {total}")
+    st.progress(done / max(total, 1), text=t("trial.progress", n=done + 1, total=total))
     if trial.is_practice:
-        st.caption("Practice question")
+        st.caption(t("trial.practice"))
     submission = trial_form(trial)
     if submission is None:
         return
     outcome = s.answer(state.pid, trial.trial_index, submission.response,
                        rt_ms=_rt_ms(trial.shown_at), confidence=submission.confidence)
     if outcome.duplicate:   # answered meanwhile in another tab of this browser: say so, move on
-        state.notice = ALREADY_ANSWERED
+        state.notice = t("trial.already_answered")
     elif trial.is_practice:
         state.feedback = {"trial_index": trial.trial_index, "correct": outcome.correct,
                           "feedback_md": trial.feedback_md}
@@ -210,17 +209,18 @@ def _trials(s) -> None:
 
 
 def _questionnaire(s) -> None:
-    st.header("Almost done")
-    st.markdown("A few short questions about you and the task. You may skip any of them.")
-    answers = {}
+    st.header(t("questionnaire.title"))
+    st.markdown(t("questionnaire.intro"))
+    answers, lang = {}, language.current()
     with st.form("questionnaire", border=False):
         for item in s.config.questionnaire:
-            if item.options:
-                answers[item.key] = st.radio(item.label, item.options, index=None,
-                                             key=f"q-{item.key}")
+            if item.options:   # the default language's option is stored, this language's shown
+                labels = dict(item.options_in(lang))
+                answers[item.key] = st.radio(item.label_in(lang), list(labels), format_func=labels.__getitem__,
+                                             index=None, key=f"q-{item.key}")
             else:
-                answers[item.key] = st.text_input(item.label, key=f"q-{item.key}")
-        finished = st.form_submit_button("Finish", type="primary")
+                answers[item.key] = st.text_input(item.label_in(lang), key=f"q-{item.key}")
+        finished = st.form_submit_button(t("questionnaire.finish"), type="primary")
     if finished:
         code = s.complete(st.session_state.pid, {k: v for k, v in answers.items() if v})
         st.session_state.code = code
@@ -230,44 +230,35 @@ def _questionnaire(s) -> None:
 
 
 def _done(s, again: bool = False) -> None:
-    if again:   # the link was opened again after finishing (a reload of the last page, say)
-        st.header("You have already completed this study")
-        st.success("This participant link has already been used to complete the study, and "
-                   "your answers are saved. Here is your completion code again.")
-    else:
-        st.header("Thank you!")
-        st.success("You have completed the study. Your answers are saved.")
-    if s.config.text.debrief_md:
-        st.markdown(s.config.text.debrief_md)
-    st.markdown("**Your completion code**")
+    page = "done_again" if again else "done"   # again: the link was opened after finishing (a reload)
+    st.header(t(f"{page}.title"))
+    st.success(t(f"{page}.body"))
+    debrief = s.config.text_in(language.current()).debrief_md
+    if debrief:
+        st.markdown(debrief)
+    st.markdown(f"**{t('done.code')}**")
     st.code(st.session_state.code, language=None)
     if st.session_state.redirect:
-        st.link_button("Return to the study platform", st.session_state.redirect,
-                       type="primary")
+        st.link_button(t("done.return"), st.session_state.redirect, type="primary")
 
 
 def _withdraw_offer() -> None:
     """The way out, under every screen between consent and the end."""
     st.divider()
-    if st.button("Withdraw from the study", type="tertiary", key="withdraw"):
+    if st.button(t("withdraw.offer"), type="tertiary", key="withdraw"):
         st.session_state.before_withdrawal = st.session_state.phase
         st.session_state.phase = "confirm_withdrawal"
         st.rerun()
 
 
 def _confirm_withdrawal(s) -> None:
-    st.header("Withdraw from the study?")
-    if s.config.on_withdraw == "delete":
-        st.markdown("If you withdraw, the study ends now and **all your answers are deleted**. "
-                    "You do not have to give a reason.")
-    else:
-        st.markdown("If you withdraw, the study ends now. Your answers so far are kept, marked as "
-                    "withdrawn, as the information page said. You do not have to give a reason.")
+    st.header(t("withdraw.title"))
+    st.markdown(t(f"withdraw.body_{s.config.on_withdraw}"))
     stay, leave = st.columns(2)
-    if stay.button("Continue the study", width="stretch"):
+    if stay.button(t("withdraw.stay"), width="stretch"):
         st.session_state.phase = st.session_state.pop("before_withdrawal")
         st.rerun()
-    if leave.button("Withdraw", type="primary", width="stretch"):
+    if leave.button(t("withdraw.leave"), type="primary", width="stretch"):
         s.withdraw(st.session_state.pid)
         st.session_state.phase = "withdrawn"
         st.rerun()
@@ -281,27 +272,12 @@ _SCREENS = {
     "done": _done,
     "done_again": lambda s: _done(s, again=True),
     "confirm_withdrawal": _confirm_withdrawal,
-    "withdrawn": lambda s: _say("info", "You have withdrawn", "The study has ended and "
-                                + ("your answers were deleted. " if s.config.on_withdraw == "delete"
-                                   else "your answers are kept, marked as withdrawn. ")
-                                + "Thank you for your time. You can close this tab."),
-    "in_use": lambda s: _say("info", "This link is in use in another browser",
-                             "This participant link was opened in another browser, where the study "
-                             "continues. Please go back to that browser. If you cannot, contact the "
-                             "researchers: they can move your link to this browser."),
-    "conflict": lambda s: _say("warning", "You have already agreed to take part",
-                               f"{st.session_state.conflict[:1].upper()}{st.session_state.conflict[1:]}."),
-    "declined": lambda s: _say("info", "Thank you", "You chose not to take part, so the study "
-                               "ends here and none of your answers were recorded. "
-                               "You can close this tab."),
-    "closed": lambda s: _say("info", "This link has already been used",
-                             "This participant link has already been used to take part (or to "
-                             "withdraw), so it "
-                             "cannot start again. Thank you for your interest! "
-                             "You can close this tab."),
-    "bad_link": lambda s: _say("warning", "Please use your study link",
-                               "This page needs the personal link you were given (it carries "
-                               "your participant id). Please open the study from that link."),
+    "withdrawn": lambda s: _say("info", "withdrawn", f"withdrawn.body_{s.config.on_withdraw}"),
+    "in_use": lambda s: _say("info", "in_use"),
+    "conflict": lambda s: _say("warning", "conflict"),
+    "declined": lambda s: _say("info", "declined"),
+    "closed": lambda s: _say("info", "closed"),
+    "bad_link": lambda s: _say("warning", "bad_link"),
 }
 
 

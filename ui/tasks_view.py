@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from ui import context
+from ui.language import t
 from ui.shortcuts import install_shortcuts
 
 
@@ -25,8 +26,8 @@ def _per_row(n_images: int) -> int:
 
 def _alt(index: int, caption: str, n: int) -> str:
     """Alt text of a stimulus: what it is, for screen readers."""
-    where = f"picture {index + 1} of {n}" if n > 1 else "the picture"
-    return f"Explanation map, {where}" + (f" ({caption})" if caption else "")
+    where = t("trial.alt_of", index=index + 1, n=n) if n > 1 else t("trial.alt_one")
+    return where + (f" ({caption})" if caption else "")
 
 
 def show_images(trial) -> None:
@@ -61,20 +62,18 @@ def trial_form(trial) -> Submission | None:
     with st.form(f"trial-{trial.trial_index}", border=False):
         st.markdown(trial.prompt_md)  # the question first: on a phone the maps fill the screen
         show_images(trial)
-        response = _choice("Your answer", trial.options, f"answer-{trial.trial_index}")
+        response = _choice(t("trial.your_answer"), trial.options, f"answer-{trial.trial_index}")
         confidence = None
         if trial.confidence_options:
-            confidence = _choice("How confident are you?", trial.confidence_options,
+            confidence = _choice(t("trial.how_confident"), trial.confidence_options,
                                  f"confidence-{trial.trial_index}")
-        submitted = st.form_submit_button("Next", type="primary", key=submit_key(trial.trial_index))
+        submitted = st.form_submit_button(t("trial.next"), type="primary", key=submit_key(trial.trial_index))
     # Hidden on touch screens (style.css), which have no keys to press.
-    st.markdown('<p class="keyboard-hint">Keyboard: press 1, 2, 3 … to choose, Enter to continue.</p>',
-                unsafe_allow_html=True)
+    st.markdown(f'<p class="keyboard-hint">{t("trial.keyboard_hint")}</p>', unsafe_allow_html=True)
     install_shortcuts()
     if not submitted:
         return None
     if response is None or (trial.confidence_options and confidence is None):
-        st.warning("Please choose an answer" + (" and your confidence" if trial.confidence_options
-                                                 else "") + " before continuing.")
+        st.warning(t("trial.choose_with_confidence" if trial.confidence_options else "trial.choose"))
         return None
     return Submission(response, confidence)

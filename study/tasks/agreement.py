@@ -1,7 +1,7 @@
 """HIVE: the model's prediction and its map; is the prediction correct?"""
 from __future__ import annotations
 
-from study.tasks.base import CONFIDENCE, Measure, TaskType, Unit, confidence_points, labelled
+from study.tasks.base import ENGLISH, Measure, TaskType, Unit, confidence_options, confidence_points, labelled
 from study.tasks.spec import TrialSpec
 
 
@@ -22,10 +22,9 @@ class Agreement(TaskType):
             units.append(Unit(item, (top,), answer=int(top in item.labels)))
         return units
 
-    def spec(self, task, unit, cond, names):
-        name = names[unit.classes[0]]
+    def spec(self, task, unit, cond, names, say=ENGLISH):
         answer = "yes" if unit.answer else "no"
-        return TrialSpec(f"The model predicts **{name}**. Looking at the explanation, is the prediction correct?",
-                         (("yes", "Yes, it is correct"), ("no", "No, it is wrong")), answer=answer,
-                         confidence_options=CONFIDENCE.get(task.confidence_points, ()),
-                         feedback_md=f"The prediction was {'correct' if unit.answer else 'wrong'}.")
+        return TrialSpec(say("task.agreement.prompt", name=names[unit.classes[0]]),
+                         (("yes", say("task.agreement.yes")), ("no", say("task.agreement.no"))), answer=answer,
+                         confidence_options=confidence_options(task.confidence_points, say),
+                         feedback_md=say("task.agreement.was_right" if unit.answer else "task.agreement.was_wrong"))

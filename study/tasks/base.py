@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from study.messages import DEFAULT_LANGUAGE, Say, speaker
 from study.tasks.spec import Option, TrialSpec
 
 if TYPE_CHECKING:
@@ -24,12 +25,13 @@ if TYPE_CHECKING:
 
     from study.config import TaskConfig
 
-CONFIDENCE: dict[int, tuple[Option, ...]] = {
-    4: (("1", "Not confident"), ("2", "Somewhat confident"), ("3", "Fairly confident"), ("4", "Very confident")),
-    5: (("1", "Not at all confident"), ("2", "Slightly confident"), ("3", "Moderately confident"),
-        ("4", "Quite confident"), ("5", "Completely confident")),
-}
-NO_RIGHT_ANSWER = "There is no right or wrong answer here: we want your own judgement."
+CONFIDENCE_POINTS = (4, 5)       # the confidence scales of the HIVE tasks (labels: study.messages)
+ENGLISH: Say = speaker(DEFAULT_LANGUAGE)
+
+
+def confidence_options(points: int, say: Say) -> tuple[Option, ...]:
+    """The `points`-point confidence scale in `say`'s language; () when none is asked (0)."""
+    return tuple((str(k), say(f"confidence.{points}.{k}")) for k in range(1, points + 1)) if points else ()
 
 
 @dataclass(frozen=True)
@@ -100,8 +102,13 @@ class TaskType:
     def target(self, unit: Unit, cond: Condition) -> int:
         return unit.classes[cond.which]
 
-    def spec(self, task: TaskConfig, unit: Unit, cond: Condition, names: Sequence[str]) -> TrialSpec:
-        """The trial's spec; `stimuli` is filled in by the build once the maps are stored."""
+    def spec(self, task: TaskConfig, unit: Unit, cond: Condition, names: Sequence[str],
+             say: Say = ENGLISH) -> TrialSpec:
+        """The trial's spec; `stimuli` is filled in by the build once the maps are stored.
+
+        `names` are the class names and `say` the catalogue (study.messages) of one language: the
+        build calls this once per language of the study, and the specs must differ only in their
+        wording (same options, answer and order), so that every language is scored alike."""
         raise NotImplementedError
 
     def shown_methods(self, method: str, method_b: str | None, display: dict[str, Any]) -> tuple[str, str | None]:
@@ -117,6 +124,6 @@ def labelled(items: Sequence) -> list:
 def confidence_points(check, raw: dict, path: tuple) -> int:
     """The `confidence_points` key of the HIVE tasks: a 4- or 5-point scale, or 0 (not asked)."""
     points = check.typed(raw, path, "confidence_points", int, 4)
-    if points not in (0, *CONFIDENCE):
+    if points not in (0, *CONFIDENCE_POINTS):
         raise check.fail(path + ("confidence_points",), f"must be 4 or 5 (or 0: not asked), got {points}")
     return points

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import itertools
 
-from study.tasks.base import Condition, Measure, TaskType, Unit, labelled
+from study.tasks.base import ENGLISH, Condition, Measure, TaskType, Unit, labelled
 from study.tasks.spec import TrialSpec
 
 NEITHER = "both_or_neither"
@@ -39,12 +39,11 @@ class ClassDiscrimination(TaskType):
         units = two + [combine(a, b) for a, b in chosen]
         return [Unit(u, (u.labels[0], next(c for c in u.labels if c != u.labels[0]))) for u in units]
 
-    def spec(self, task, unit, cond, names):
+    def spec(self, task, unit, cond, names, say=ENGLISH):
         a, b = unit.classes
         target = unit.classes[cond.which]
-        options = ((str(a), names[a]), (str(b), names[b]), (NEITHER, "Both or neither"))
+        options = ((str(a), names[a]), (str(b), names[b]), (NEITHER, say("task.class_discrimination.neither")))
         return TrialSpec(
-            f"The picture contains **{names[a]}** and **{names[b]}**. "
-            "Which of the two is highlighted by the explanation?",
+            say("task.class_discrimination.prompt", a=names[a], b=names[b]),
             options, answer=str(target), fixed_tail=1, shuffle_options=True,
-            feedback_md=f"The explanation was made for **{names[target]}**.")
+            feedback_md=say("task.class_discrimination.feedback", name=names[target]))

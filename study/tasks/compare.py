@@ -1,7 +1,7 @@
 """Ablation-CAM 6.3: two methods' maps of one image side by side; which highlights the class best?"""
 from __future__ import annotations
 
-from study.tasks.base import NO_RIGHT_ANSWER, Condition, MapRequest, TaskType
+from study.tasks.base import ENGLISH, Condition, MapRequest, TaskType
 from study.tasks.spec import TrialSpec
 
 SAME = "same"
@@ -36,12 +36,12 @@ class Compare(TaskType):
     def maps(self, unit, cond):
         return [MapRequest(unit.item.image_id, cond.model, m, unit.classes) for m in (cond.method, cond.method_b)]
 
-    def spec(self, task, unit, cond, names):
-        name = names[unit.classes[0]]
-        options = ((cond.method, "Left"), (cond.method_b, "Right"), (SAME, "About the same"))
-        return TrialSpec(f"Which map highlights the **{name}** best?", options, linked=2,
-                         position_labels=("Left", "Right"), fixed_tail=1, shuffle_stimuli=True,
-                         captions=("Left", "Right"), feedback_md=NO_RIGHT_ANSWER)
+    def spec(self, task, unit, cond, names, say=ENGLISH):
+        sides = (say("task.left"), say("task.right"))
+        options = ((cond.method, sides[0]), (cond.method_b, sides[1]), (SAME, say("task.compare.same")))
+        return TrialSpec(say("task.compare.prompt", name=names[unit.classes[0]]), options, linked=2,
+                         position_labels=sides, fixed_tail=1, shuffle_stimuli=True,
+                         captions=sides, feedback_md=say("task.no_right_answer"))
 
     def shown_methods(self, method, method_b, display):
         """The stimuli are (method, method_b) in canonical order; `display["order"]` lists which

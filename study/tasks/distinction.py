@@ -1,7 +1,8 @@
 """HIVE: maps of the model's top-k classes, scaled jointly; which is the right class?"""
 from __future__ import annotations
 
-from study.tasks.base import CONFIDENCE, MapRequest, Measure, TaskType, Unit, confidence_points, labelled
+from study.tasks.base import (ENGLISH, MapRequest, Measure, TaskType, Unit, confidence_options, confidence_points,
+                              labelled)
 from study.tasks.spec import TrialSpec
 
 
@@ -30,11 +31,10 @@ class Distinction(TaskType):
     def target(self, unit, cond):
         return unit.answer
 
-    def spec(self, task, unit, cond, names):
+    def spec(self, task, unit, cond, names, say=ENGLISH):
         options = tuple((str(c), names[c]) for c in unit.classes)
-        return TrialSpec("These are the explanations for the model's most likely classes. "
-                         "Which one is the correct class for the image?", options,
+        return TrialSpec(say("task.distinction.prompt"), options,
                          captions=tuple(names[c] for c in unit.classes), linked=len(options),
                          shuffle_stimuli=True, answer=str(unit.answer),
-                         confidence_options=CONFIDENCE.get(task.confidence_points, ()),
-                         feedback_md=f"The image shows **{names[unit.answer]}**.")
+                         confidence_options=confidence_options(task.confidence_points, say),
+                         feedback_md=say("task.distinction.feedback", name=names[unit.answer]))

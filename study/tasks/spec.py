@@ -10,6 +10,8 @@ import random
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from study.messages import DEFAULT_LANGUAGE, Say, speaker
+
 Option = tuple[str, str]     # (value stored, label shown)
 
 
@@ -53,12 +55,13 @@ class TrialSpec:
     def with_stimuli(self, ids) -> TrialSpec:
         return replace(self, stimuli=tuple(ids))
 
-    def as_attention_check(self, rng: random.Random) -> TrialSpec:
-        """The same trial turned into an instructed-response check with a known right answer."""
+    def as_attention_check(self, rng: random.Random, say: Say | None = None) -> TrialSpec:
+        """The same trial turned into an instructed-response check with a known right answer,
+        worded by `say` (study.messages; English by default)."""
+        say = say or speaker(DEFAULT_LANGUAGE)
         value, label = rng.choice(self.options)
-        return replace(self, answer=value, scale=None,
-                       prompt_md=f"This question checks attention: please choose **{label}**, whatever the picture shows.",
-                       feedback_md=f"The instruction asked for **{label}**.")
+        return replace(self, answer=value, scale=None, prompt_md=say("task.attention.prompt", label=label),
+                       feedback_md=say("task.attention.feedback", label=label))
 
     def randomise(self, rng: random.Random) -> dict[str, Any]:
         """A participant's display of the trial: stimulus order and option order."""
@@ -98,3 +101,22 @@ class TrialSpec:
             model_a_on_left = display["order"][0] == 0
             return correct, -int(response) if model_a_on_left else int(response)
         return correct, None
+
+
+def specs_to_json(specs: dict[str, TrialSpec], default: str) -> dict[str, Any]:
+    """A trial's specs in every language as one JSON object: the default language's spec as it
+    always was, plus `translations` ({language: spec}) when there are other languages. A
+    one-language study's rows are therefore exactly what they were before languages existed."""
+    data = specs[default].to_json()
+    others = {lang: spec.to_json() for lang, spec in specs.items() if lang != default}
+    if others:
+        data["translations"] = others
+    return data
+
+
+def specs_from_json(data: dict[str, Any], default: str) -> dict[str, TrialSpec]:
+    """{language: spec} from `specs_to_json`'s object (a spec stored without translations is the
+    default language's only)."""
+    data = dict(data)
+    others = data.pop("translations", {})
+    return {default: TrialSpec.from_json(data), **{lang: TrialSpec.from_json(d) for lang, d in others.items()}}

@@ -1,12 +1,11 @@
 """Grad-CAM 5.3: two models' maps of an image both classify correctly; which is more reliable?"""
 from __future__ import annotations
 
-from study.tasks.base import NO_RIGHT_ANSWER, Condition, MapRequest, Measure, TaskType, Unit, labelled
+from study.tasks.base import ENGLISH, Condition, MapRequest, Measure, TaskType, Unit, labelled
 from study.tasks.spec import TrialSpec
 
-TRUST = (("-2", "Left is much more reliable"), ("-1", "Left is a little more reliable"),
-         ("0", "Equally reliable"), ("1", "Right is a little more reliable"),
-         ("2", "Right is much more reliable"))
+# The -2..+2 scale: each value's message key (study.messages).
+TRUST = (("-2", "left_much"), ("-1", "left_little"), ("0", "equal"), ("1", "right_little"), ("2", "right_much"))
 
 
 class Trust(TaskType):
@@ -37,8 +36,8 @@ class Trust(TaskType):
     def maps(self, unit, cond):
         return [MapRequest(unit.item.image_id, model, cond.method, unit.classes) for model in (cond.model, cond.model_b)]
 
-    def spec(self, task, unit, cond, names):
-        name = names[unit.classes[0]]
-        return TrialSpec(f"Both models classify this image as **{name}**. Based on the explanations, "
-                         "which model seems more reliable?", TRUST, captions=("Left", "Right"),
-                         shuffle_stimuli=True, scale="trust", feedback_md=NO_RIGHT_ANSWER)
+    def spec(self, task, unit, cond, names, say=ENGLISH):
+        options = tuple((value, say(f"task.trust.{key}")) for value, key in TRUST)
+        return TrialSpec(say("task.trust.prompt", name=names[unit.classes[0]]), options,
+                         captions=(say("task.left"), say("task.right")),
+                         shuffle_stimuli=True, scale="trust", feedback_md=say("task.no_right_answer"))

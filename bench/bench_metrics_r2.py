@@ -70,8 +70,9 @@ class GrayInput(torch.nn.Module):
         return self.model(gray.expand(-1, 3, -1, -1))
 
 
-def quantus_rows(model, gray_model, x, gray, maps, reference, targets, masks, args, device):
-    """(name, seconds) of the same work done by Quantus, skipping what fails or is missing."""
+def quantus_rows(model, gray_model, x, gray, maps, reference, targets, masks, args, device, names):
+    """(name, seconds) of the same work done by Quantus for the metrics in `names`, skipping what fails or is
+    missing."""
     try:
         import quantus
     except ImportError:
@@ -105,6 +106,8 @@ def quantus_rows(model, gray_model, x, gray, maps, reference, targets, masks, ar
     }
     seconds = {}
     for name, fn in work.items():
+        if name not in names:
+            continue
         try:
             seconds[name] = timed(fn, device)
             print(f"Quantus {name}: {seconds[name]:.2f} s", flush=True)
@@ -178,8 +181,7 @@ def main(argv=None) -> list[dict]:
     for name, (fn, _, _) in ours.items():
         camstudy[name] = timed(fn, device)
         print(f"camstudy {name}: {camstudy[name]:.2f} s", flush=True)
-    quantus = quantus_rows(model, gray_model, x, gray, maps, reference, targets, masks, args, device)
-    quantus = {name: seconds for name, seconds in quantus.items() if name in ours}
+    quantus = quantus_rows(model, gray_model, x, gray, maps, reference, targets, masks, args, device, set(ours))
     print(f"{args.model} {args.size}x{args.size} on {device}, {args.images} images, {args.samples} perturbations, "
           f"ROAD at {len(args.percentages)} percentages (one channel), deletion lerf {args.regions}x{args.regions} "
           f"regions; raw forward {raw:.1f}, forward+backward {rates['backward']:.1f} images/s")

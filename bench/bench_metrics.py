@@ -8,7 +8,8 @@ at step 224 on 224x224 need 2n+1 = 449 passes per image, one curve n+1 = 225. Th
 is achieved passes per second over raw passes per second (on the CPU, per second of this
 process's CPU time, so that other work on the machine does not skew it). For comparison the same work is done by
 a one-image-at-a-time loop (the RISE reference structure: one forward per step) and by Quantus
-PixelFlipping when Quantus is installed. Models are torchvision's with random init (no downloads).
+PixelFlipping when Quantus is installed. ResNets are torchvision's with random init (no downloads); efficientnet_lite0 is the embedded default with
+its real weights (offline).
 """
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ import time
 
 import torch
 import torch.nn.functional as F
-import torchvision
 
+from bench_explainers import MODELS, load_subject
 from metrics import causal_curves, deletion
 from metrics._model import AMP_DTYPES
 
@@ -95,7 +96,7 @@ def quantus_pixel_flipping(model, x, maps, targets, step: int, device) -> float 
 def main(argv=None) -> list[dict]:
     """Print the table; return its rows (for bench/run_all.py's JSON)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="resnet18", choices=["resnet18", "resnet50"])
+    parser.add_argument("--model", default="resnet18", choices=MODELS)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--amp", default=None, choices=["bf16", "fp16"])
     parser.add_argument("--channels-last", action="store_true")
@@ -108,7 +109,7 @@ def main(argv=None) -> list[dict]:
 
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model = getattr(torchvision.models, args.model)(weights=None).eval().to(device)
+    model = load_subject(args.model, device).model
     x = torch.randn(args.images, 3, args.size, args.size, device=device)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -144,13 +145,15 @@ def main(argv=None) -> list[dict]:
     quantus_s = quantus_pixel_flipping(model, x, maps, targets, args.step, device)
     if quantus_s is not None:
         rows.append(("deletion, Quantus PixelFlipping", args.images, n + 1, quantus_s))
+    peers = {"deletion, one image at a time": "deletion only (ours)",
+             "deletion, Quantus PixelFlipping": "deletion only (ours)"}
     print(f"{'work':34s} {'images/s':>10s} {'passes/s':>10s} {'ratio to raw':>12s}")
     measured = []
     for name, images, passes, seconds in rows:
         rate = images * passes / seconds
         print(f"{name:34s} {images / seconds:10.3f} {rate:10.1f} {rate / raw:12.3f}")
         measured.append({"row": name, "images_per_s": images / seconds, "ratio_to_limit": rate / raw,
-                         "raw_forward_per_s": raw})
+                         "raw_forward_per_s": raw, "peer_of": peers.get(name)})
     return measured
 
 

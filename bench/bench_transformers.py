@@ -58,14 +58,16 @@ def rows_for(model, x, targets, args) -> list[Row]:
                     cam.activations_and_grads.release()
             return run
 
-        rows.append(Row("pytorch-grad-cam GradCAM", peer(pytorch_grad_cam.GradCAM), 1, "backward"))
+        rows.append(Row("pytorch-grad-cam GradCAM", peer(pytorch_grad_cam.GradCAM), 1, "backward", "gradcam"))
         rows.append(Row("pytorch-grad-cam AblationCAM", peer(pytorch_grad_cam.AblationCAM,
-                                                              ablation_layer=AblationLayerVit()), 1 + dim / args.depth))
-        rows.append(Row("pytorch-grad-cam ScoreCAM", peer(pytorch_grad_cam.ScoreCAM), dim + 1))
+                                                              ablation_layer=AblationLayerVit()), 1 + dim / args.depth,
+                        "forward", "ablationcam"))
+        rows.append(Row("pytorch-grad-cam ScoreCAM", peer(pytorch_grad_cam.ScoreCAM), dim + 1, "forward", "scorecam"))
     return rows
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> list[dict]:
+    """Print the table; return its rows (for bench/run_all.py's JSON)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--images", type=int, default=2)
@@ -78,6 +80,7 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats of the raw passes")
     parser.add_argument("--cpu-time", action="store_true",
                         help="time with this process's CPU time (run with OMP_NUM_THREADS=1), as bench_explainers.py")
+    parser.add_argument("--no-warmup", action="store_true", help="time each row's first call")
     parser.add_argument("--only", default="", help="comma-separated row-name prefixes to run (default: all)")
     args = parser.parse_args(argv)
 
@@ -96,14 +99,18 @@ def main(argv=None) -> None:
     print(f"raw forward: {rates['forward']:.1f} images/s   raw forward+backward: {rates['backward']:.1f} images/s")
     print(f"{'method':34s} {'images/s':>10s} {'fwd-equiv/img':>14s} {'limit passes':>13s} {'ratio to limit':>15s}")
     only = {name for name in args.only.split(",") if name}
+    measured = []
     for row in rows_for(model, x, targets, args):
         if only and not any(row.name.startswith(prefix) for prefix in only):
             continue
-        per_image = timed(row.run, device) / args.images
+        per_image = timed(row.run, device, warmup=not args.no_warmup) / args.images
         limit = f"{row.passes:g} {row.baseline[:3]}"
         ratio = row.passes / rates[row.baseline] / per_image
         print(f"{row.name:34s} {1 / per_image:10.3f} {per_image * rates['forward']:14.1f} {limit:>13s} {ratio:15.2f}",
               flush=True)
+        measured.append({"row": row.name, "images_per_s": 1 / per_image, "ratio_to_limit": ratio,
+                         "raw_forward_per_s": rates["forward"], "peer_of": row.peer_of})
+    return measured
 
 
 if __name__ == "__main__":

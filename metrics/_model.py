@@ -135,9 +135,20 @@ def target_scores(model: nn.Module, inputs: Tensor, targets: Tensor, amp: torch.
 def explained_targets(model: nn.Module, x: Tensor, targets, batch_size: int) -> Tensor:
     """The classes an explainer-driven metric explains: `targets` checked, or each image's top-1,
     as a normal tensor (not an inference-mode one) that explainers may use under autograd."""
+    chosen = check_targets(targets, x.shape[0], x.device)
     with evaluating(model):
-        _, chosen = scores_and_targets(model, x, check_targets(targets, x.shape[0], x.device), batch_size, None)
+        if chosen is None:
+            _, chosen = scores_and_targets(model, x, None, batch_size, None)
+        else:  # one image tells the number of classes: no forward pass over all of x
+            check_target_range(chosen, logits_of(model, x[:1], None).shape[1])
     return chosen.clone()
+
+
+def check_target_range(targets: Tensor, classes: int) -> Tensor:
+    """`targets` unchanged when every class index lies in [0, classes)."""
+    if int(targets.min()) < 0 or int(targets.max()) >= classes:
+        raise ValueError(f"targets must lie in [0, {classes}); got {targets.tolist()}")
+    return targets
 
 
 def check_targets(targets, batch: int, device: torch.device, *, per_image: bool = False) -> Tensor | None:
@@ -169,9 +180,7 @@ def scores_and_targets(
         if targets is None:
             t = logits.argmax(dim=1)
         else:
-            t = targets[start:stop]
-            if int(t.min()) < 0 or int(t.max()) >= logits.shape[1]:
-                raise ValueError(f"targets must lie in [0, {logits.shape[1]}); got {t.tolist()}")
+            t = check_target_range(targets[start:stop], logits.shape[1])
         chosen.append(t)
         probs.append(class_score(logits, t, score))
     return torch.cat(probs), torch.cat(chosen)

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from metrics._maps import maps_at, saliency_rank
 from metrics._model import (
     check_score,
+    check_target_range,
     check_targets,
     checked_inputs,
     chunks,
@@ -114,7 +115,9 @@ def road(
     curve = torch.empty(batch * points, device=device)
     correct = torch.empty(batch * points, device=device, dtype=torch.bool)
     with evaluating(model):
-        _, chosen = scores_and_targets(model, x, check_targets(targets, batch, device), batch_size, amp_dtype)
+        chosen = check_targets(targets, batch, device)
+        if chosen is None:  # the top-1 classes; given targets need no pass on the unperturbed images
+            _, chosen = scores_and_targets(model, x, None, batch_size, amp_dtype)
         for start, stop in chunks(batch * points, batch_size):
             job = torch.arange(start, stop)
             image, point = job // points, job % points
@@ -123,6 +126,8 @@ def road(
             filled += noise * torch.randn(filled.shape, generator=generator, dtype=filled.dtype) * holes[:, None]
             inputs = filled.to(device=device, dtype=x.dtype).contiguous(memory_format=memory_format_of(x))
             logits = logits_of(model, inputs, amp_dtype)
+            if start == 0:
+                check_target_range(chosen, logits.shape[1])
             wanted = chosen[image.to(device)]
             curve[start:stop] = class_score(logits, wanted, score)
             correct[start:stop] = logits.argmax(dim=1) == wanted

@@ -36,13 +36,16 @@ def max_sensitivity(
     n_samples: int = 10,
     seed: int | None = None,
     batch_size: int = 64,
+    maps=None,
 ) -> Tensor:
     """Max-sensitivity of each image's explanation, Tensor[B] on the CPU; see the module docstring.
 
     `explain_fn(model, x, targets) -> maps [B, ...]` (e.g. a closure over `study.explainers.explain`)
     is called once on the images and then on `batch_size` perturbed copies at a time (image-major,
     drawn from a generator on the model's device seeded with `seed`). `targets=None` explains
-    each image's top-1 class. `radius` and `n_samples` default to captum's 0.02 and 10.
+    each image's top-1 class. `radius` and `n_samples` default to captum's 0.02 and 10. `maps`, when
+    given, is explain_fn's output on the unperturbed images, already at hand (a study has computed the
+    maps it evaluates): it is used as e(x) instead of calling explain_fn on x again.
     """
     if radius <= 0:
         raise ValueError(f"radius must be > 0; got {radius!r}")
@@ -50,7 +53,8 @@ def max_sensitivity(
     x, device, batch_size, _ = checked_inputs(model, x, batch_size, None)
     chosen = explained_targets(model, x, targets, batch_size)
     generator = seeded_generator(seed, device)
-    reference = _explained(explain_fn, model, x, chosen)
+    reference = (_explained(explain_fn, model, x, chosen) if maps is None
+                 else _explained(lambda *_: maps, model, x, chosen))
     norm = reference.norm(dim=1)
     norm = torch.where(norm == 0, torch.ones_like(norm), norm)
     worst = torch.full((x.shape[0],), -torch.inf, device=reference.device)

@@ -142,3 +142,8 @@ def test_planted_region_falls_first_under_morf_and_last_under_lerf():
 def test_bad_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         road(tiny_classifier(), torch.randn(1, 3, 8, 8), torch.rand(1, 8, 8), **kwargs)
+
+
+def test_targets_out_of_range_are_named():
+    with pytest.raises(ValueError, match=r"targets must lie in \[0, 5\)"):
+        road(tiny_classifier(), torch.randn(2, 3, 8, 8), torch.rand(2, 8, 8), [0, 7])

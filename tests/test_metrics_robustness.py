@@ -111,3 +111,15 @@ def test_bad_arguments_are_named():
         max_sensitivity(input_gradient, model, x, radius=0)
     with pytest.raises(ValueError, match="n_samples"):
         max_sensitivity(input_gradient, model, x, n_samples=0)
+
+
+def test_max_sensitivity_with_the_maps_at_hand_skips_no_result():
+    model = tiny_classifier(seed=8)
+    x = torch.randn(3, 3, 8, 8)
+    targets = torch.tensor([0, 2, 1])
+    fresh = max_sensitivity(input_gradient, model, x, targets, seed=2, n_samples=3, batch_size=4)
+    given = max_sensitivity(input_gradient, model, x, targets, seed=2, n_samples=3, batch_size=4,
+                            maps=input_gradient(model, x, targets))
+    assert torch.equal(fresh, given)
+    with pytest.raises(ValueError, match="targets must lie"):
+        max_sensitivity(input_gradient, model, x, [0, 9, 1])

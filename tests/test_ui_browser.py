@@ -120,7 +120,16 @@ def test_full_run_from_link_to_completion_code(server, study, browser, page, sho
     requested = []
     page.context.on("request", lambda request: requested.append(request.url))
     camera = Camera(study, shots, "P-full")
-    answered = take_part(page, server.url, "P-full", keyboard_every=2, on_screen=camera)
+
+    def look(page, screen):
+        if screen == "trial" and not hasattr(look, "checked"):
+            look.checked = True
+            images = page.locator('[data-testid="stImage"] img')
+            assert images.count() and all(images.nth(i).get_attribute("alt") for i in range(images.count()))
+            assert page.locator(".keyboard-hint").is_visible()        # a laptop has keys
+        return camera(page, screen)
+
+    answered = take_part(page, server.url, "P-full", keyboard_every=2, on_screen=look)
     assert answered == 20
     assert {f"03-trial-{task}" for task in ("class_discrimination", "compare", "rating", "trust",
                                             "distinction", "agreement")} <= set(camera.taken)
@@ -203,6 +212,8 @@ def test_a_phone_stacks_side_by_side_maps(server, browser, shots):
     maps = phone.locator('[data-testid="stImage"] img')
     take_part(phone, server.url, "P-phone", on_screen=lambda page, screen: screen == "trial" and maps.count() == 2)
     assert maps.count() == 2, "the study has side-by-side trials"
+    assert all(maps.nth(i).get_attribute("alt") for i in range(2)), "stimuli need alt text"
+    assert phone.locator(".keyboard-hint").is_hidden(), "no keyboard hint on a touch screen"
     first, second = maps.nth(0).bounding_box(), maps.nth(1).bounding_box()
     assert second["y"] >= first["y"] + first["height"] - 1, "the two maps should stack on a phone"
     assert first["x"] >= 0 and first["x"] + first["width"] <= PHONE["width"]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from study.digits import DIGIT_SETS
 from study.tasks import TASKS
 
 # The explainer names of DESIGN.md. Kept here so that reading a config (the survey does it on
@@ -64,11 +65,16 @@ class TaskConfig:
     methods: tuple[str, ...]
     model: str
     trials: int | None = None              # per participant; None = one per image
+    images: str | None = None              # the task's own image set; None = the study's
     pairs: tuple[tuple[str, str], ...] = ()    # compare: method pairs
     models: tuple[str, str] | None = None  # trust: the two models
     composites: int = 8                    # class_discrimination: composite pairs to make
     top_k: int = 4                         # distinction: classes shown
-    confidence_points: int = 0             # distinction / agreement: 4 or 5 (0 = not asked)
+    confidence_points: int = 0             # distinction / agreement / examples: 4 or 5 (0 = not asked)
+    k: int = 4                             # examples: training images shown
+    choices: int = 4                       # examples: classes to choose from
+    l2: float = 1e-4                       # examples: the weight decay the model's last layer was trained with
+    train_images: str | None = None        # examples: the model's training set
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,7 @@ class StudyConfig:
     completion_code: str | None = None
     redirect_url: str | None = None
     database_url: str | None = None
+    weights: dict[str, str] = field(default_factory=dict)   # model name -> weights file, relative to root
     root: Path = field(default=Path("."), compare=False)
     source: str = field(default="", repr=False, compare=False)
     hash: str = field(default="", compare=False)   # config_hash of the parsed TOML
@@ -143,9 +150,9 @@ def parse_config(text: str, root: Path = Path("."), filename: str = "study.toml"
 _TOP_KEYS = {
     "name", "seed", "models", "images", "methods", "practice_trials", "attention_checks",
     "answers_per_cell", "allow_anonymous", "completion_code", "redirect_url", "database_url",
-    "text", "exclusion", "tasks", "questionnaire",
+    "text", "exclusion", "tasks", "questionnaire", "weights",
 }
-_TASK_KEYS = {"type", "methods", "trials"}     # every task's; a task type adds its own (most: "model")
+_TASK_KEYS = {"type", "methods", "trials", "images"}  # every task's; a task type adds its own (most: "model")
 _KEY_RE = re.compile(r'^\s*("[^"]*"|[A-Za-z0-9_\-]+)\s*=')
 _TABLE_RE = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_\-.]+)\s*\]\]?")
 
@@ -241,7 +248,7 @@ class _Validator:
             raise self.fail(("name",), "must not be empty")
         models = self.strings(raw, (), "models", ["efficientnet_lite0"])
         methods = self.strings(raw, (), "methods", allowed=KNOWN_METHODS)
-        images = self.images(raw)
+        images = self.image_set(raw, (), "images")
         tasks_raw = self.typed(raw, (), "tasks", list)
         if not tasks_raw:
             raise self.fail(("tasks",), "a study needs at least one [[tasks]] table")
@@ -267,23 +274,40 @@ class _Validator:
             completion_code=self.completion_code(raw),
             redirect_url=self.redirect(raw),
             database_url=self.database_url(raw),
+            weights=self.weights(raw.get("weights", {}), models),
             root=self.root,
             source=self.text,
             hash=config_hash(raw),
         )
         return config
 
-    def images(self, raw: dict) -> str:
-        spec = self.typed(raw, (), "images", str)
-        paths = spec.split(":")[1:] if spec.startswith("voc:") else ([] if spec in ("bundled", "digits") else [spec])
+    def image_set(self, raw: dict, path: tuple, key: str, default: str | None = None) -> str | None:
+        """An image-set spec (`bundled`, the digits sets, a folder or `voc:...`) whose paths stay inside root."""
+        spec = self.typed(raw, path, key, str, default)
+        if spec is None or spec in ("bundled", *DIGIT_SETS):
+            return spec
+        paths = spec.split(":")[1:] if spec.startswith("voc:") else [spec]
         if spec.startswith("voc:") and len(paths) != 2:
-            raise self.fail(("images",), "a VOC image set is 'voc:<images folder>:<annotations folder>'")
+            raise self.fail(path + (key,), "a VOC image set is 'voc:<images folder>:<annotations folder>'")
+        if spec.startswith("digits:"):
+            raise self.fail(path + (key,), f"unknown digits set {spec!r} (known: {', '.join(DIGIT_SETS)})")
         for relative in paths:
             try:
                 inside(self.root, relative)
             except ValueError as err:
-                raise self.fail(("images",), str(err)) from None
+                raise self.fail(path + (key,), str(err)) from None
         return spec
+
+    def weights(self, raw: Any, models: tuple[str, ...]) -> dict[str, str]:
+        """`[weights]`: a weights file per model (e.g. an ABN checkpoint), relative to the config's folder."""
+        self.table(raw, ("weights",), set(models))
+        for model in raw:
+            self.typed(raw, ("weights",), model, str)
+            try:
+                inside(self.root, raw[model])
+            except ValueError as err:
+                raise self.fail(("weights", model), str(err)) from None
+        return dict(raw)
 
     def task(self, raw: Any, path: tuple, models: tuple[str, ...], methods: tuple[str, ...]) -> TaskConfig:
         if not isinstance(raw, dict):
@@ -295,13 +319,14 @@ class _Validator:
             raise self.fail(path + ("type",), f"unknown task type {kind!r} (known: {', '.join(TASKS)})")
         plugin = TASKS[kind]
         self.table(raw, path, _TASK_KEYS | plugin.option_keys)
-        task_methods = self.strings(raw, path, "methods", list(methods), allowed=KNOWN_METHODS)
+        task_methods = self.strings(raw, path, "methods", list(plugin.default_methods or methods),
+                                    allowed=plugin.method_names or KNOWN_METHODS)
         model = self.typed(raw, path, "model", str, models[0])
         if model not in models:
             raise self.fail(path + ("model",), f"model {model!r} is not in the study's models {list(models)}")
         options = {"model": model, **plugin.parse_options(self, raw, path, task_methods, models)}
-        return TaskConfig(type=kind, methods=task_methods,
-                          trials=self.count(raw, path, "trials", None, low=1), **options)
+        return TaskConfig(type=kind, methods=task_methods, trials=self.count(raw, path, "trials", None, low=1),
+                          images=self.image_set(raw, path, "images"), **options)
 
     def text_table(self, raw: Any) -> TextConfig:
         keys = {"consent_md", "instructions_md", "debrief_md"}

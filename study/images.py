@@ -119,23 +119,23 @@ def voc_images(images_dir: str | Path, annotations_dir: str | Path) -> list[Imag
 
 
 def image_set(spec: str, root: str | Path | None = None) -> list[ImageItem]:
-    """Resolve an image-set spec: `bundled`, `digits` (scikit-learn's, see `study.digits`), a folder, or
-    `voc:<images>:<annotations>`.
+    """Resolve an image-set spec: `bundled`, `digits` / `digits:train` / `digits:test` (scikit-learn's and
+    its fixed split, see `study.digits`), a folder, or `voc:<images>:<annotations>`.
 
     With `root` (a study folder), relative paths are taken inside it and may not leave it.
     """
     if spec == "bundled":
         return bundled_images()
-    if spec == "digits":
+    if spec == "digits" or spec.startswith("digits:"):
         from study.digits import digits_images
 
-        return digits_images()
+        return digits_images(split=spec)
     if spec.startswith("voc:"):
         parts = spec.split(":")
         if len(parts) != 3:
             raise ValueError(f"VOC image sets are written voc:<images folder>:<annotations folder>, got {spec!r}")
-        return voc_images(_inside(parts[1], root), _inside(parts[2], root))
-    return folder_images(_inside(spec, root))
+        return voc_images(resolve_path(parts[1], root), resolve_path(parts[2], root))
+    return folder_images(resolve_path(spec, root))
 
 
 def composite(a: ImageItem, b: ImageItem, size: int = 224) -> ImageItem:
@@ -161,7 +161,8 @@ def composite(a: ImageItem, b: ImageItem, size: int = 224) -> ImageItem:
     )
 
 
-def _inside(path: str, root: str | Path | None) -> Path:
+def resolve_path(path: str, root: str | Path | None) -> Path:
+    """`path`, taken inside `root` when there is one (ValueError if it would leave it)."""
     if root is None:
         return Path(path)
     root = Path(root).resolve()

@@ -91,14 +91,30 @@ def score(
                 curves += group_curves
                 bar.update()
     table = pd.DataFrame(rows, columns=columns("faithfulness"))
-    mean_curves = mean_curve_table(curves, scorer.model_name)
-    scorer.out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(scorer.out / FAITHFULNESS_FILE, index=False)
-    mean_curves.to_csv(scorer.out / CURVES_FILE, index=False)
-    if plots:
-        curves_figure(mean_curves, faithfulness=table).savefig(scorer.out / CURVES_PLOT, dpi=110)
-        table_figure(table).savefig(scorer.out / TABLE_PLOT, dpi=110)
+    _write_scores(scorer.out, table, mean_curve_table(curves, scorer.model_name), plots)
     return table
+
+
+def merge_scores(out: str | Path, folders: Sequence[str | Path], plots: bool = True) -> pd.DataFrame:
+    """One faithfulness.csv and curves.csv (and their plots) in `out` from the score folders of several
+    models (one `score` call each), so an export or report sees them all; returns the merged table."""
+    tables, curves = [], []
+    for folder in folders:
+        read = {"float_precision": "round_trip"}   # the values as written, so a merge never drifts
+        tables.append(pd.read_csv(Path(folder) / FAITHFULNESS_FILE, dtype={"image_id": str, "params": str}, **read))
+        curves.append(pd.read_csv(Path(folder) / CURVES_FILE, **read))
+    table = pd.concat(tables, ignore_index=True)
+    _write_scores(Path(out), table, pd.concat(curves, ignore_index=True), plots)
+    return table
+
+
+def _write_scores(out: Path, table: pd.DataFrame, mean_curves: pd.DataFrame, plots: bool) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / FAITHFULNESS_FILE, index=False)
+    mean_curves.to_csv(out / CURVES_FILE, index=False)
+    if plots:
+        curves_figure(mean_curves, faithfulness=table).savefig(out / CURVES_PLOT, dpi=110)
+        table_figure(table).savefig(out / TABLE_PLOT, dpi=110)
 
 
 SCORE_SETS = frozenset({"batch_size", "seed", "amp"})   # explain() settings score passes to every method

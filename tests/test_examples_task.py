@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from PIL import Image
 
 from _study_fixtures import NAMES, FakeRenderer, build_fake_study, fake_items
 from study.config import ConfigError, parse_config
@@ -133,3 +134,65 @@ def test_a_participant_answer_is_scored_against_the_models_prediction(tmp_path):
                                  500, confidence="3")
         assert outcome.correct == (trial.trial_index % 2 == 0)
         assert template.target_class == int(template.spec.answer)
+
+
+def tiny_digit_classifier(categories):
+    """A linear classifier of 8x8 digits (a last linear layer over features, as influence needs), fitted briefly."""
+    import torch
+    from torch import nn
+
+    from study.models import Classifier
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 16), nn.ReLU(), nn.Linear(16, len(categories)))
+    return Classifier(net, name="tiny", categories=categories, target_layer="network.0", mean=(0.5,) * 3,
+                      std=(0.5,) * 3, input_size=(8, 8))
+
+
+def test_real_example_pictures_never_show_the_image_itself_and_name_the_labels(monkeypatch):
+    import study.render
+    from study.digits import DIGIT_CLASSES
+    from study.example_stimuli import TrainingPool, example_pictures
+    from study.images import image_set
+
+    model = tiny_digit_classifier(DIGIT_CLASSES)
+    pool = TrainingPool.load("digits", None, model)
+    assert len(pool.items) == 1797 and pool.labels[:3].tolist() == [0, 1, 2]
+    tests = image_set("digits")[:3]
+    shown = []
+    monkeypatch.setattr(study.render, "examples_picture", lambda image, examples: shown.append(examples) or image)
+    for method in ("similarity", "influence"):
+        shown.clear()
+        requests = [ExampleRequest(t.image_id, "tiny", method, (t.labels[0],), "digits", 3, 1e-2) for t in tests]
+        pictures = example_pictures(model, pool, tests, requests)
+        assert [len(p) for p in pictures] == [1, 1, 1] and [len(s) for s in shown] == [3, 3, 3]
+        assert all(label in DIGIT_CLASSES for examples in shown for _, label in examples)
+        if method == "similarity":      # without the exclusion each image would be its own nearest neighbour
+            ids = {id(item.image): item.image_id for item in pool.items}
+            for test, examples in zip(tests, shown):
+                assert test.image_id not in {ids[id(picture)] for picture, _ in examples}
+
+
+def test_training_classes_must_be_the_models(tmp_path):
+    from study.example_stimuli import TrainingPool
+
+    for name in ("cat", "dog"):
+        (tmp_path / "train" / name).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "train" / name / "a.png")
+    model = tiny_digit_classifier(["cat", "bird"])
+    with pytest.raises(ValueError, match="classes dog are not classes of model 'tiny'"):
+        TrainingPool.load("train", tmp_path, model)
+    with pytest.raises(FileNotFoundError, match="no class folders"):
+        TrainingPool.load("missing", tmp_path, model)
+
+
+def test_example_pictures_put_the_image_first_and_write_each_label():
+    from study.render import examples_picture
+
+    image = Image.new("RGB", (64, 64), "red")
+    picture = examples_picture(image, [(Image.new("RGB", (32, 16), "blue"), "3")] * 4, cell=64)
+    assert picture.size == (4 + 64 + 16 + 4 * 68, 4 + 64 + 12 + 4)
+    assert picture.getpixel((4 + 32, 4 + 32)) == (255, 0, 0)               # the image on the left
+    assert picture.getpixel((4 + 64 + 16 + 32, 4 + 32)) == (0, 0, 255)     # then the examples
+    label_band = picture.crop((4 + 64 + 16, 4 + 64, 4 + 64 + 16 + 64, 4 + 64 + 12))
+    assert label_band.convert("L").getextrema()[0] < 128                    # with their labels written

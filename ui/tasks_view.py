@@ -17,6 +17,10 @@ class Submission:
     confidence: str | None
 
 
+# Alt text of a picture without a caption (the prompt above it says what it shows).
+NO_CAPTION = "The picture this question is about"
+
+
 def _per_row(n_images: int) -> int:
     # One row keeps the choices in view under the maps on a laptop screen (two rows of HIVE's
     # four maps pushed them below the fold); Streamlit stacks columns on a phone by itself.
@@ -30,7 +34,7 @@ def show_images(trial) -> None:
         cols = st.columns(per_row)
         for col, path, caption in zip(cols, trial.images[start:start + per_row],
                                       captions[start:start + per_row]):
-            context.show_stimulus(col, path, caption=caption or None, width="stretch")
+            context.show_stimulus(col, path, caption=caption or None, alt=caption or NO_CAPTION, width="stretch")
 
 
 def _choice(label: str, options, key: str) -> str | None:

@@ -122,7 +122,9 @@ def build_study(config_path: str | Path, out_dir: str | Path, force_new: bool = 
     """Build (or reuse) the study of `config_path` in `out_dir`; returns the study version's id.
 
     `renderer`, `items` and `combine` default to the real explainers, the config's image set and
-    `study.images.composite`; passing them builds a study from other maps or images.
+    `study.images.composite`; passing them builds a study from other maps or images. A task that
+    names its own `images` draws its units from that set instead (the examples task on a model
+    trained on the digits, say), and its model predicts only the images it is shown.
     """
     config = load_config(config_path)
     out = Path(out_dir)

@@ -16,11 +16,7 @@ name = "t"
 images = "bundled"
 methods = ["gradcam"]
 attention_checks = 0
-
-[text]
-consent_md = "c"
-instructions_md = "i"
-debrief_md = "d"
+text = { consent_md = "c", instructions_md = "i", debrief_md = "d" }
 
 [[tasks]]
 type = "examples"

@@ -29,3 +29,21 @@ def maps_at(maps, batch: int, size: tuple[int, int], device: torch.device) -> Te
     if tuple(m.shape[-2:]) != tuple(size):
         m = F.interpolate(m[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
     return m
+
+
+ORDERS = ("morf", "lerf")
+
+
+def saliency_rank(maps: Tensor, order: str = "morf") -> Tensor:
+    """Rank of every pixel of each map [B,H,W] -> Tensor[B, H*W] int32; 0 is the first pixel moved:
+    the most salient ("morf") or the least salient ("lerf").
+
+    A stable sort, so equal saliency keeps row-major order in both orders."""
+    if order not in ORDERS:
+        raise ValueError(
+            f"order must be 'morf' (most relevant first) or 'lerf' (least relevant first); got {order!r}"
+        )
+    flat = maps.flatten(1)
+    moved_first = torch.argsort(flat, dim=1, descending=order == "morf", stable=True)
+    ranks = torch.arange(flat.shape[1], device=flat.device, dtype=torch.int32).expand_as(moved_first)
+    return torch.empty_like(moved_first, dtype=torch.int32).scatter_(1, moved_first, ranks.contiguous())

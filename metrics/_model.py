@@ -1,7 +1,9 @@
 """Running a classifier the way every metric needs it: on its own device, in eval mode, in chunks.
 
-Metrics score the softmax probability of one target class per input. Scores stay on the model's
-device until the caller is done, so chunked loops never wait on a host round trip.
+Metrics score one target class per input: its softmax probability (the default, single-label
+classifiers), its sigmoid (multi-label classifiers, where classes do not compete) or its raw logit.
+Scores stay on the model's device until the caller is done, so chunked loops never wait on a host
+round trip.
 """
 from __future__ import annotations
 
@@ -35,6 +37,29 @@ def checked_inputs(model: nn.Module, x: Tensor, batch_size: int, amp: str | None
         raise ValueError(f"x must be a batch of preprocessed images [B,C,H,W]; got {tuple(x.shape)}")
     device = model_device(model, x.device)
     return x.to(device), device, check_batch_size(batch_size), check_amp(amp)
+
+
+def chunks(total: int, batch_size: int) -> Iterator[tuple[int, int]]:
+    """(start, stop) of consecutive chunks of at most `batch_size` of `total` jobs: the one place
+    that bounds how many perturbed inputs exist at once."""
+    for start in range(0, total, batch_size):
+        yield start, min(start + batch_size, total)
+
+
+def seeded_generator(seed: int | None, device: torch.device) -> torch.Generator:
+    """A generator on `device`, seeded with `seed`, or from fresh entropy when seed is None."""
+    generator = torch.Generator(device=device)
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    return generator
+
+
+def check_samples(n: int, name: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"{name} must be a positive integer; got {n!r}")
+    return n
 
 
 def check_batch_size(batch_size: int) -> int:
@@ -76,9 +101,43 @@ def logits_of(model: nn.Module, inputs: Tensor, amp: torch.dtype | None) -> Tens
     return logits.float()
 
 
-def target_probability(logits: Tensor, targets: Tensor) -> Tensor:
-    """Softmax probability of each row's target class."""
-    return torch.softmax(logits, dim=1).gather(1, targets[:, None]).squeeze(1)
+SCORES = ("softmax", "sigmoid", "logit")
+
+
+def check_score(score: str) -> str:
+    if score not in SCORES:
+        raise ValueError(f"score must be one of {', '.join(map(repr, SCORES))}; got {score!r}")
+    return score
+
+
+def class_scores(logits: Tensor, score: str = "softmax") -> Tensor:
+    """Every class's score [B,K] from logits [B,K], in float32: "softmax" p_c = exp(y_c) / sum_j exp(y_j)
+    (single-label heads, the papers' choice), "sigmoid" 1 / (1 + exp(-y_c)) (multi-label heads, each
+    class on its own), or "logit" y_c itself."""
+    logits = logits.float()
+    if check_score(score) == "softmax":
+        return torch.softmax(logits, dim=1)
+    return torch.sigmoid(logits) if score == "sigmoid" else logits
+
+
+def class_score(logits: Tensor, targets: Tensor, score: str = "softmax") -> Tensor:
+    """The score of each row's target class (see `class_scores`)."""
+    if check_score(score) == "softmax":
+        return torch.softmax(logits.float(), dim=1).gather(1, targets[:, None]).squeeze(1)
+    return class_scores(logits.gather(1, targets[:, None]), score).squeeze(1)
+
+
+def target_scores(model: nn.Module, inputs: Tensor, targets: Tensor, amp: torch.dtype | None, score: str) -> Tensor:
+    """The model's `score` of each input's target class (one forward pass)."""
+    return class_score(logits_of(model, inputs, amp), targets, score)
+
+
+def explained_targets(model: nn.Module, x: Tensor, targets, batch_size: int) -> Tensor:
+    """The classes an explainer-driven metric explains: `targets` checked, or each image's top-1,
+    as a normal tensor (not an inference-mode one) that explainers may use under autograd."""
+    with evaluating(model):
+        _, chosen = scores_and_targets(model, x, check_targets(targets, x.shape[0], x.device), batch_size, None)
+    return chosen.clone()
 
 
 def check_targets(targets, batch: int, device: torch.device, *, per_image: bool = False) -> Tensor | None:
@@ -99,19 +158,20 @@ def check_targets(targets, batch: int, device: torch.device, *, per_image: bool 
 
 
 def scores_and_targets(
-    model: nn.Module, x: Tensor, targets: Tensor | None, batch_size: int, amp: torch.dtype | None
+    model: nn.Module, x: Tensor, targets: Tensor | None, batch_size: int, amp: torch.dtype | None,
+    score: str = "softmax",
 ) -> tuple[Tensor, Tensor]:
-    """The target's probability on the unperturbed images, and the targets (top-1 where None)."""
+    """The target's score on the unperturbed images, and the targets (top-1 where None)."""
     probs, chosen = [], []
     fmt = memory_format_of(x)
-    for start in range(0, x.shape[0], batch_size):
-        logits = logits_of(model, x[start : start + batch_size].contiguous(memory_format=fmt), amp)
+    for start, stop in chunks(x.shape[0], batch_size):
+        logits = logits_of(model, x[start:stop].contiguous(memory_format=fmt), amp)
         if targets is None:
             t = logits.argmax(dim=1)
         else:
-            t = targets[start : start + batch_size]
+            t = targets[start:stop]
             if int(t.min()) < 0 or int(t.max()) >= logits.shape[1]:
                 raise ValueError(f"targets must lie in [0, {logits.shape[1]}); got {t.tolist()}")
         chosen.append(t)
-        probs.append(target_probability(logits, t))
+        probs.append(class_score(logits, t, score))
     return torch.cat(probs), torch.cat(chosen)

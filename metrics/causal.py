@@ -1,9 +1,13 @@
 """Deletion and insertion, the causal metrics of the RISE paper (Petsiuk et al., 2018).
 
-Pixels are ranked by saliency, highest first (ties keep their row-major order). After k of the
+Pixels are ranked by saliency, highest first ("morf", most relevant first, the paper's order) or
+lowest first ("lerf", least relevant first, the reverse check of Samek et al. 2017 / Rong et al.
+2022: a faithful map's curves then stay high under deletion and rise late under insertion); ties
+keep their row-major order either way. After k of the
 n = ceil(H*W / step) steps, the first min(k*step, H*W) pixels of that ranking have been moved:
 deletion replaces them in the image with the substrate, insertion puts them from the image into
-the substrate. The curve is the softmax probability of the target at the n+1 points and
+the substrate. The curve is the target's score (`score=`: softmax probability by default,
+sigmoid for multi-label models, or the logit) at the n+1 points and
 AUC = (sum(curve) - curve[0]/2 - curve[-1]/2) / n.
 
 Work is batched across images and steps: each image's ranking is held as a rank per pixel, and
@@ -21,15 +25,17 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from metrics._maps import maps_at
+from metrics._maps import maps_at, saliency_rank
 from metrics._model import (
     checked_inputs,
     check_targets,
     evaluating,
     logits_of,
+    check_score,
+    chunks,
     memory_format_of,
     scores_and_targets,
-    target_probability,
+    target_scores,
 )
 from metrics.substrates import SUBSTRATES, substrate as make_substrate
 
@@ -63,16 +69,6 @@ def pixels_moved(n_pixels: int, step: int | None = None, n_steps: int | None = N
     return (torch.arange(n + 1) * step).clamp(max=n_pixels)
 
 
-def saliency_rank(maps: Tensor) -> Tensor:
-    """Rank of every pixel of each map [B,H,W] -> Tensor[B, H*W] int32; 0 is the most salient.
-
-    A stable descending sort, so equal saliency keeps row-major order."""
-    flat = maps.flatten(1)
-    order = torch.argsort(flat, dim=1, descending=True, stable=True)
-    ranks = torch.arange(flat.shape[1], device=flat.device, dtype=torch.int32)
-    return torch.empty_like(order, dtype=torch.int32).scatter_(1, order, ranks.expand_as(order).contiguous())
-
-
 def auc(curve: Tensor) -> Tensor:
     """Trapezoidal area under curves [B, n+1] sampled at n equal intervals of [0, 1]."""
     n = curve.shape[1] - 1
@@ -89,8 +85,9 @@ def _perturbed_scores(
     targets: Tensor,
     batch_size: int,
     amp: torch.dtype | None,
+    score: str,
 ) -> Tensor:
-    """Target probability for every (image, point) pair -> Tensor[B, len(moved)], on the device.
+    """Target score for every (image, point) pair -> Tensor[B, len(moved)], on the device.
 
     Deletion shows the image where rank >= moved and the substrate elsewhere; insertion the reverse.
     Pairs are taken image by image in chunks of `batch_size`; each chunk is written into one reused
@@ -106,8 +103,7 @@ def _perturbed_scores(
     )
     target_of = targets.repeat_interleave(points)
     out = torch.empty(jobs, device=x.device)
-    for start in range(0, jobs, batch_size):
-        stop = min(start + batch_size, jobs)
+    for start, stop in chunks(jobs, batch_size):
         inputs = buffer[: stop - start]
         for image in range(start // points, (stop - 1) // points + 1):
             first, last = max(start, image * points), min(stop, (image + 1) * points)
@@ -115,7 +111,7 @@ def _perturbed_scores(
             shown = rank[image] < steps if insert else rank[image] >= steps
             into = inputs[first - start : last - start]
             torch.where(shown.view(-1, 1, height, width), x[image], fill[image], out=into)
-        out[start:stop] = target_probability(logits_of(model, inputs, amp), target_of[start:stop])
+        out[start:stop] = target_scores(model, inputs, target_of[start:stop], amp, score)
     return out.view(batch, points)
 
 
@@ -129,6 +125,8 @@ def causal_curves(
     n_steps: int | None = None,
     deletion_substrate: str | None = "zeros",
     insertion_substrate: str | None = "blur",
+    order: str = "morf",
+    score: str = "softmax",
     batch_size: int = 256,
     amp: str | None = None,
 ) -> dict[str, CausalCurve]:
@@ -136,13 +134,15 @@ def causal_curves(
 
     Pass `None` as a substrate to skip that metric. Returns {"deletion": ..., "insertion": ...}.
     Maps [B,H,W] (or [B,1,H,W]) of another size than the input are upsampled bilinearly. `amp`
-    ("bf16" / "fp16") runs the model under autocast; probabilities are taken in float32.
+    ("bf16" / "fp16") runs the model under autocast; scores are taken in float32. `order` is "morf"
+    (most salient pixels first, default) or "lerf"; `score` "softmax" (default), "sigmoid" or "logit".
     The model runs in eval mode (restored afterwards) on its own device; x moves there.
     """
     x, device, batch_size, amp_dtype = checked_inputs(model, x, batch_size, amp)
     batch, _, height, width = x.shape
     moved = pixels_moved(height * width, step, n_steps)
-    rank = saliency_rank(maps_at(maps, batch, (height, width), device))
+    rank = saliency_rank(maps_at(maps, batch, (height, width), device), order)
+    check_score(score)
     if deletion_substrate is None and insertion_substrate is None:
         raise ValueError("both substrates are None: nothing to compute")
     kinds = {"deletion": deletion_substrate, "insertion": insertion_substrate}
@@ -152,17 +152,17 @@ def causal_curves(
     on_device: dict[str, Tensor] = {}
     with evaluating(model):
         original, chosen = scores_and_targets(
-            model, x, check_targets(targets, batch, device), batch_size, amp_dtype
+            model, x, check_targets(targets, batch, device), batch_size, amp_dtype, score
         )
         for kind, name in kinds.items():
             if name is None:
                 continue
             fill = make_substrate(name, x)
             if kind == "deletion":
-                rest = _perturbed_scores(model, x, fill, rank, moved[1:], False, chosen, batch_size, amp_dtype)
+                rest = _perturbed_scores(model, x, fill, rank, moved[1:], False, chosen, batch_size, amp_dtype, score)
                 on_device[kind] = torch.cat([original[:, None], rest], dim=1)
             else:
-                rest = _perturbed_scores(model, x, fill, rank, moved[:-1], True, chosen, batch_size, amp_dtype)
+                rest = _perturbed_scores(model, x, fill, rank, moved[:-1], True, chosen, batch_size, amp_dtype, score)
                 on_device[kind] = torch.cat([rest, original[:, None]], dim=1)
     chosen = chosen.cpu()  # the only host round trip, after all the work is queued
     return {
@@ -171,47 +171,27 @@ def causal_curves(
     }
 
 
-def deletion(
-    model: nn.Module,
-    x: Tensor,
-    maps,
-    targets=None,
-    *,
-    step: int | None = None,
-    n_steps: int | None = None,
-    substrate: str = "zeros",
-    batch_size: int = 256,
-    amp: str | None = None,
-) -> CausalCurve:
-    """RISE deletion: the target's probability as the most salient pixels become the substrate.
+def _one_curve(kind: str, default_substrate: str, summary: str):
+    """`deletion` or `insertion`: `causal_curves` for one of the two curves (one place for both signatures)."""
+    def curve(model: nn.Module, x: Tensor, maps, targets=None, *, step: int | None = None,
+              n_steps: int | None = None, substrate: str = default_substrate, order: str = "morf",
+              score: str = "softmax", batch_size: int = 256, amp: str | None = None) -> CausalCurve:
+        substrates = {"deletion_substrate": None, "insertion_substrate": None, f"{kind}_substrate": substrate}
+        return causal_curves(model, x, maps, targets, step=step, n_steps=n_steps, order=order, score=score,
+                             batch_size=batch_size, amp=amp, **substrates)[kind]
+
+    curve.__name__ = curve.__qualname__ = kind
+    curve.__doc__ = summary
+    return curve
+
+
+deletion = _one_curve("deletion", "zeros", """RISE deletion: the target's probability as the most salient pixels become the substrate.
 
     Lower AUC is better. `step` pixels per step (default 224) or `n_steps` steps; substrates
-    "zeros" (default), "blur", "mean"; see `causal_curves` for maps, devices and `amp`.
-    """
-    return causal_curves(
-        model, x, maps, targets, step=step, n_steps=n_steps, deletion_substrate=substrate,
-        insertion_substrate=None, batch_size=batch_size, amp=amp,
-    )["deletion"]
-
-
-def insertion(
-    model: nn.Module,
-    x: Tensor,
-    maps,
-    targets=None,
-    *,
-    step: int | None = None,
-    n_steps: int | None = None,
-    substrate: str = "blur",
-    batch_size: int = 256,
-    amp: str | None = None,
-) -> CausalCurve:
-    """RISE insertion: the target's probability as the most salient pixels enter the substrate.
+    "zeros" (default), "blur", "mean"; see `causal_curves` for `order`, `score`, maps, devices, `amp`.
+    """)
+insertion = _one_curve("insertion", "blur", """RISE insertion: the target's probability as the most salient pixels enter the substrate.
 
     Higher AUC is better. `step` pixels per step (default 224) or `n_steps` steps; substrates
-    "blur" (default), "zeros", "mean"; see `causal_curves` for maps, devices and `amp`.
-    """
-    return causal_curves(
-        model, x, maps, targets, step=step, n_steps=n_steps, deletion_substrate=None,
-        insertion_substrate=substrate, batch_size=batch_size, amp=amp,
-    )["insertion"]
+    "blur" (default), "zeros", "mean"; see `causal_curves` for `order`, `score`, maps, devices, `amp`.
+    """)

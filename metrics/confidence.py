@@ -1,9 +1,11 @@
 """Average Drop and Increase in Confidence (Grad-CAM++, Chattopadhyay et al. 2018; Ablation-CAM).
 
-Y is the softmax probability of the target on the image, O on the image multiplied pointwise by
-its explanation map (in the model's input space, so masked-out pixels go to 0 after
-preprocessing). Per image: drop = 100 * max(0, Y - O) / Y and increase = 100 * [O > Y]; the
-papers' Average Drop % and % Increase in Confidence are their means over images.
+Y is the target's score on the image (`score=`: softmax probability by default, as in the papers;
+sigmoid for multi-label models; or the logit, whose drop in percent has no fixed scale), O its
+score on the image multiplied pointwise by its explanation map (in the model's input space, so
+masked-out pixels go to 0 after preprocessing). Per image: drop = 100 * max(0, Y - O) / Y and
+increase = 100 * [O > Y]; the papers' Average Drop % and % Increase in Confidence are their means
+over images.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from torch import Tensor, nn
 
 from metrics._maps import maps_at
 from metrics._model import (
+    check_score,
     checked_inputs,
     check_targets,
     evaluating,
@@ -40,10 +43,13 @@ class ConfidenceChange:
 
 
 def confidence_change(
-    model: nn.Module, x: Tensor, maps, targets=None, *, batch_size: int = 256, amp: str | None = None
+    model: nn.Module, x: Tensor, maps, targets=None, *, score: str = "softmax", batch_size: int = 256,
+    amp: str | None = None,
 ) -> ConfidenceChange:
-    """Score each image and the image times its map (maps in [0, 1]; other sizes are upsampled)."""
+    """Score each image and the image times its map (maps in [0, 1]; other sizes are upsampled);
+    `score` is "softmax" (default), "sigmoid" or "logit"."""
     x, device, batch_size, amp_dtype = checked_inputs(model, x, batch_size, amp)
+    check_score(score)
     m = maps_at(maps, x.shape[0], tuple(x.shape[-2:]), device)
     if m.min() < -1e-6 or m.max() > 1 + 1e-6:
         raise ValueError(
@@ -52,21 +58,23 @@ def confidence_change(
         )
     with evaluating(model):
         original, chosen = scores_and_targets(
-            model, x, check_targets(targets, x.shape[0], device), batch_size, amp_dtype
+            model, x, check_targets(targets, x.shape[0], device), batch_size, amp_dtype, score
         )
-        explained, _ = scores_and_targets(model, x * m[:, None], chosen, batch_size, amp_dtype)
+        explained, _ = scores_and_targets(model, x * m[:, None], chosen, batch_size, amp_dtype, score)
     return ConfidenceChange(original.cpu(), explained.cpu(), chosen.cpu())
 
 
 def average_drop(
-    model: nn.Module, x: Tensor, maps, targets=None, *, batch_size: int = 256, amp: str | None = None
+    model: nn.Module, x: Tensor, maps, targets=None, *, score: str = "softmax", batch_size: int = 256,
+    amp: str | None = None,
 ) -> Tensor:
     """Per-image drop in confidence, in percent (lower is better); see the module docstring."""
-    return confidence_change(model, x, maps, targets, batch_size=batch_size, amp=amp).drop
+    return confidence_change(model, x, maps, targets, score=score, batch_size=batch_size, amp=amp).drop
 
 
 def increase_in_confidence(
-    model: nn.Module, x: Tensor, maps, targets=None, *, batch_size: int = 256, amp: str | None = None
+    model: nn.Module, x: Tensor, maps, targets=None, *, score: str = "softmax", batch_size: int = 256,
+    amp: str | None = None,
 ) -> Tensor:
     """Per image 100 if the explained image scores higher than the image, else 0 (higher is better)."""
-    return confidence_change(model, x, maps, targets, batch_size=batch_size, amp=amp).increase
+    return confidence_change(model, x, maps, targets, score=score, batch_size=batch_size, amp=amp).increase

@@ -11,6 +11,16 @@ one box each). Every function takes maps [B,H,W] (or [B,1,H,W]) and works on the
 - `box_localization` (CAM, Zhou et al., 2016): keep pixels above `threshold` times the map's
   maximum, take the bounding box of the largest 8-connected component, and its IoU with the
   best-matching box; correct at IoU >= 0.5.
+
+Against a ground-truth mask (BoolTensor[B,H,W]; `box_masks` makes one from the boxes above), as
+in Arras et al., "CLEVR-XAI: A benchmark dataset for the ground truth evaluation of neural network
+explanations", Information Fusion 2022:
+
+- `relevance_mass_accuracy`: R_within / R_total, the share of the map's positive relevance that
+  lies inside the mask. The paper keeps positive relevance only; Quantus sums the signed values
+  (the same for the non-negative maps of every CAM method).
+- `relevance_rank_accuracy`: with K = |mask| pixels in the mask, the share of the K highest-ranked
+  pixels that lie inside it, |top_K ∩ mask| / K (ties go to the first pixel in row-major order).
 """
 from __future__ import annotations
 
@@ -21,7 +31,7 @@ import torch
 from scipy import ndimage
 from torch import Tensor
 
-from metrics._maps import as_maps
+from metrics._maps import as_maps, saliency_rank
 
 
 def box_tensor(boxes, batch: int, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
@@ -48,12 +58,19 @@ def box_tensor(boxes, batch: int, size: tuple[int, int]) -> tuple[Tensor, Tensor
 
 
 def _inside_any_box(boxes: Tensor, valid: Tensor, size: tuple[int, int]) -> Tensor:
-    """BoolTensor[B,H,W]: pixels inside the union of each image's boxes."""
+    """BoolTensor[B,H,W]: pixels inside the union of each image's boxes (padded form)."""
     ys = torch.arange(size[0])[None, None, :, None]
     xs = torch.arange(size[1])[None, None, None, :]
     x0, y0, x1, y1 = (boxes[..., i, None, None] for i in range(4))
     inside = (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1) & valid[..., None, None]
     return inside.any(dim=1)
+
+
+def box_masks(boxes, size: tuple[int, int]) -> Tensor:
+    """BoolTensor[B,H,W]: the union of each image's boxes (x_min, y_min, x_max, y_max, max
+    exclusive, a list per image, as `pointing_game` takes them) on a map of `size` (H, W)."""
+    size = (int(size[0]), int(size[1]))
+    return _inside_any_box(*box_tensor(boxes, len(boxes), size), size)
 
 
 def pointing_game(maps, boxes, tolerance: float = 15) -> Tensor:
@@ -134,3 +151,30 @@ def box_localization(maps, boxes, threshold: float = 0.2) -> BoxLocalization:
     predicted = torch.from_numpy(largest_component_boxes(masks.numpy()))
     iou = box_iou(predicted, gt).masked_fill(~valid, 0).max(dim=1).values.float()
     return BoxLocalization(iou=iou, correct=iou >= 0.5, box=predicted)
+
+
+def _maps_and_masks(maps, masks) -> tuple[Tensor, Tensor]:
+    m = as_maps(maps).cpu()
+    mask = torch.as_tensor(masks).cpu()
+    if mask.dtype != torch.bool:
+        raise ValueError(f"masks must be boolean [B, H, W]; got dtype {mask.dtype}")
+    if mask.shape != m.shape:
+        raise ValueError(f"masks must match the maps' shape {tuple(m.shape)}; got {tuple(mask.shape)}")
+    if not mask.flatten(1).any(dim=1).all():
+        raise ValueError("every mask needs at least one pixel")
+    return m.flatten(1).double(), mask.flatten(1)
+
+
+def relevance_mass_accuracy(maps, masks) -> Tensor:
+    """Tensor[B]: share of each map's positive relevance inside its mask (NaN if it has none)."""
+    m, mask = _maps_and_masks(maps, masks)
+    positive = m.clamp(min=0)
+    return ((positive * mask).sum(dim=1) / positive.sum(dim=1)).float()
+
+
+def relevance_rank_accuracy(maps, masks) -> Tensor:
+    """Tensor[B]: share of each map's |mask| highest pixels that lie inside the mask."""
+    m, mask = _maps_and_masks(maps, masks)
+    rank = saliency_rank(m)
+    size = mask.sum(dim=1, keepdim=True)
+    return ((rank < size) & mask).sum(dim=1).double().div(size[:, 0]).float()

@@ -1,10 +1,19 @@
-"""Model-parameter randomisation test (Adebayo et al., "Sanity Checks for Saliency Maps", 2018).
+"""Sanity checks: does the explanation depend on the model and on the class?
 
-Cascading randomisation, top layer first: at stage i every layer of stages[0..i] has been
-re-initialised; an explanation that depends on the learned weights changes, one that ignores the
-model (an edge detector) does not. The similarity per stage is the Spearman rank correlation
-(average ranks for ties) between each image's map on the original model and on the randomised
-one. The caller's model is never modified: the randomisation happens on a deep copy.
+Model-parameter randomisation (Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018).
+`mode="cascading"`, top layer first: at stage i every layer of stages[0..i] has been
+re-initialised. `mode="independent"`: at stage i only the layers of stage i are re-initialised,
+the rest keep their learned weights (the paper's independent randomisation). An explanation that
+depends on the learned weights changes, one that ignores the model (an edge detector) does not.
+The similarity per stage is the Spearman rank correlation (average ranks for ties) between each
+image's map on the original model and on the randomised one. The caller's model is never
+modified: the randomisation happens on a deep copy.
+
+Random logit (Sixt et al., "When Explanations Lie: Why Many Modified BP Attributions Fail", ICML
+2020): the SSIM (`metrics.ssim`, 2-D, 7x7 windows) between the map for the target class and the
+map for a class drawn uniformly from the others. A class-discriminative explanation gives low
+similarity. Quantus computes the SSIM of the maps flattened to 1-D vectors; camstudy compares them
+as images, as the paper does.
 """
 from __future__ import annotations
 
@@ -16,6 +25,9 @@ import numpy as np
 import torch
 from scipy.stats import rankdata
 from torch import Tensor, nn
+
+from metrics._model import checked_inputs, chunks, evaluating, explained_targets, logits_of
+from metrics.ssim import ssim
 
 ExplainFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
 
@@ -96,18 +108,23 @@ def randomization_sanity(
     *,
     stages: Sequence[str] | None = None,
     seed: int = 0,
+    mode: str = "cascading",
 ) -> SanityResult:
-    """Spearman correlation of maps per cascading-randomisation stage; see the module docstring.
+    """Spearman correlation of maps per randomisation stage; see the module docstring.
 
     `explain_fn(model, x, targets) -> maps [B, ...]` makes the maps (e.g. a closure over
     `study.explainers.explain`); `targets` is passed through unchanged, so fix it (not None) to
     explain the same class on every stage. `stages` are dotted module names, top first
-    (default: `default_stages(model)`).
+    (default: `default_stages(model)`). `mode` is "cascading" (default) or "independent"; stage i
+    is randomised with seed `seed + i` in both.
     """
+    if mode not in ("cascading", "independent"):
+        raise ValueError(f"mode must be 'cascading' or 'independent'; got {mode!r}")
     batch = x.shape[0]
     names = list(default_stages(model) if stages is None else stages)
     randomized = copy.deepcopy(model)
     modules = dict(randomized.named_modules())
+    learned = dict(model.named_modules())
     missing = [n for n in names if n not in modules or n == ""]
     if missing:
         raise LookupError(f"no module named {', '.join(missing)} in the model")
@@ -116,4 +133,53 @@ def randomization_sanity(
     for i, name in enumerate(names):
         randomize_(modules[name], seed + i)
         rho[:, i] = spearman_rows(before, _flat_maps(explain_fn(randomized, x, targets), batch))
+        if mode == "independent":
+            modules[name].load_state_dict(learned[name].state_dict())
     return SanityResult(stages=tuple(names), rho=torch.from_numpy(rho).float())
+
+
+@dataclass(frozen=True)
+class RandomLogitResult:
+    """`similarity` Tensor[B]: SSIM of the target's map and the other class's map; `targets` and
+    `other` LongTensor[B]: the two classes explained."""
+
+    similarity: Tensor
+    targets: Tensor
+    other: Tensor
+
+
+def random_logit(
+    explain_fn: ExplainFn,
+    model: nn.Module,
+    x: Tensor,
+    targets=None,
+    *,
+    seed: int = 0,
+    batch_size: int = 64,
+) -> RandomLogitResult:
+    """Random-logit test of Sixt et al. 2020; see the module docstring.
+
+    `explain_fn(model, x, targets) -> maps [B,H,W]` (at least 7x7) is called on `batch_size`
+    images at a time, for the target and the random other class together (2 x batch_size maps).
+    `targets=None` explains each image's top-1 class. The other class is
+    (target + U{1, ..., K-1}) mod K from a CPU generator seeded with `seed`.
+    """
+    x, device, batch_size, _ = checked_inputs(model, x, batch_size, None)
+    with evaluating(model):
+        classes = logits_of(model, x[:1], None).shape[1]
+    if classes < 2:
+        raise ValueError("the random-logit test needs a model with at least two classes")
+    chosen = explained_targets(model, x, targets, batch_size)
+    shift = torch.randint(1, classes, (x.shape[0],), generator=torch.Generator().manual_seed(seed))
+    other = (chosen.cpu() + shift) % classes
+    similarity = []
+    for start, stop in chunks(x.shape[0], batch_size):
+        n = stop - start
+        pair = torch.cat([chosen[start:stop], other[start:stop].to(device)])
+        maps = torch.as_tensor(explain_fn(model, x[start:stop].repeat(2, 1, 1, 1), pair)).detach().float()
+        if maps.dim() == 4 and maps.shape[1] == 1:
+            maps = maps[:, 0]
+        if maps.shape[0] != 2 * n or maps.dim() != 3:
+            raise ValueError(f"explain_fn must return maps [B, H, W] for its {2 * n} images; got {tuple(maps.shape)}")
+        similarity.append(ssim(maps[:n], maps[n:]).cpu())
+    return RandomLogitResult(similarity=torch.cat(similarity), targets=chosen.cpu(), other=other)

@@ -255,7 +255,7 @@ def flag_exclusions(
     """Set the `excluded` flags (and participants' `attention_passed`) without deleting any row.
 
     A participant is excluded when they failed (answered wrongly) more than
-    `max_failed_attention_checks` attention checks, or did not complete the study; all their
+    `max_failed_attention_checks` attention checks, withdrew, or did not complete the study; all their
     responses are then excluded too. A response is also excluded when it came faster than
     `min_rt_ms` (the config's [exclusion] table). Returns new frames; the inputs are untouched.
     """
@@ -273,6 +273,8 @@ def flag_exclusions(
     n_failed = participants["participant_id"].map(failures).fillna(0)
     participants["attention_passed"] = n_failed <= max_failed_attention_checks
     excluded = ~participants["attention_passed"]
+    if "withdrawn" in participants:     # withdrew, answers kept flagged (on_withdraw = "keep")
+        excluded |= participants["withdrawn"].fillna(False).astype(bool)
     if exclude_incomplete:
         excluded |= participants["completed_at"].isna()
     participants["excluded"] = excluded

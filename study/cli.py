@@ -17,6 +17,8 @@ COMMANDS = {
     "serve": "run the survey (Streamlit) for a study folder",
     "export": "write the tidy CSVs, codebook and statistics of a study",
     "report": "write a self-contained HTML report of a study",
+    "links": "print signed participant links for a study (signed_links = true)",
+    "erase": "delete everything about one participant of a study, on their request",
     "demo": "everything above on the embedded default model and bundled photos",
     "train-abn": "train an Attention Branch Network on digits or a folder of class folders",
 }

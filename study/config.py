@@ -93,6 +93,9 @@ class StudyConfig:
     attention_checks: int = 2
     answers_per_cell: int = 5
     allow_anonymous: bool = False
+    allow_browser_change: bool = False     # a consented id may continue in another browser
+    signed_links: bool = False             # only ids with a valid signature (camstudy links) enter
+    on_withdraw: str = "delete"            # "delete" the answers of who withdraws, or "keep" them flagged
     completion_code: str | None = None
     redirect_url: str | None = None
     database_url: str | None = None
@@ -149,7 +152,8 @@ def parse_config(text: str, root: Path = Path("."), filename: str = "study.toml"
 
 _TOP_KEYS = {
     "name", "seed", "models", "images", "methods", "practice_trials", "attention_checks",
-    "answers_per_cell", "allow_anonymous", "completion_code", "redirect_url", "database_url",
+    "answers_per_cell", "allow_anonymous", "allow_browser_change", "signed_links", "on_withdraw",
+    "completion_code", "redirect_url", "database_url",
     "text", "exclusion", "tasks", "questionnaire", "weights",
 }
 _TASK_KEYS = {"type", "methods", "trials", "images"}  # every task's; a task type adds its own (most: "model")
@@ -271,6 +275,9 @@ class _Validator:
             attention_checks=attention,
             answers_per_cell=self.count(raw, (), "answers_per_cell", 5, low=1),
             allow_anonymous=self.typed(raw, (), "allow_anonymous", bool, False),
+            allow_browser_change=self.typed(raw, (), "allow_browser_change", bool, False),
+            signed_links=self.typed(raw, (), "signed_links", bool, False),
+            on_withdraw=self.choice(raw, (), "on_withdraw", ("delete", "keep"), "delete"),
             completion_code=self.completion_code(raw),
             redirect_url=self.redirect(raw),
             database_url=self.database_url(raw),
@@ -280,6 +287,12 @@ class _Validator:
             hash=config_hash(raw),
         )
         return config
+
+    def choice(self, raw: dict, path: tuple, key: str, allowed: tuple[str, ...], default: str) -> str:
+        value = self.typed(raw, path, key, str, default)
+        if value not in allowed:
+            raise self.fail(path + (key,), f"must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+        return value
 
     def image_set(self, raw: dict, path: tuple, key: str, default: str | None = None) -> str | None:
         """An image-set spec (`bundled`, the digits sets, a folder or `voc:...`) whose paths stay inside root."""

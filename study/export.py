@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from study import analysis
 from study.config import StudyConfig
 from study.outputs import CODEBOOK, FAITHFULNESS_FILE, SCORE_FOLDERS, TABLES, columns
 from study.tasks import TASKS
-from study.storage import (Image, Participant, PlanRow, QuestionnaireAnswer, Response, Stimulus, Study,
+from study.storage import (Audit, Image, Participant, PlanRow, QuestionnaireAnswer, Response, Stimulus, Study,
                            as_utc, open_study)
 
 
@@ -34,6 +34,7 @@ class StudyRecords:
     responses: pd.DataFrame
     participants: pd.DataFrame
     questionnaire: pd.DataFrame
+    withdrawals: pd.DataFrame
     stimuli: pd.DataFrame       # image_id, model, method, target_class, path (relative to the folder)
 
 
@@ -57,6 +58,9 @@ def load_study(study_dir: str | Path) -> StudyRecords:
             .join(Participant, QuestionnaireAnswer.participant_id == Participant.id)
             .where(Participant.study_id == study.id)).all()
         stimuli = session.scalars(select(Stimulus).where(Stimulus.study_id == study.id)).all()
+        withdrawals = session.execute(
+            select(Audit.action, Audit.how, Audit.kept, func.count(Audit.id)).where(Audit.study_id == study.id)
+            .group_by(Audit.action, Audit.how, Audit.kept).order_by(Audit.action, Audit.how, Audit.kept)).all()
         image_ids = dict(session.execute(select(Image.id, Image.image_id).where(Image.study_id == study.id)).all())
         study_id, config_hash = study.id, study.config_hash
     external = {p.id: p.external_id for p in people}
@@ -72,7 +76,9 @@ def load_study(study_dir: str | Path) -> StudyRecords:
     stimulus_frame = pd.DataFrame(
         [(image_ids.get(s.image_ref, ""), s.model, s.method, s.target_class, s.path) for s in stimuli],
         columns=["image_id", "model", "method", "target_class", "path"])
-    return StudyRecords(config, study_id, config_hash, responses, participants, questionnaire, stimulus_frame)
+    withdrawal_frame = pd.DataFrame([tuple(row) for row in withdrawals], columns=columns("withdrawals"))
+    return StudyRecords(config, study_id, config_hash, responses, participants, questionnaire, withdrawal_frame,
+                        stimulus_frame)
 
 
 def export_tables(study_dir: str | Path, *, scores_dir: str | Path | None = None,
@@ -103,6 +109,7 @@ def tables_from_records(records: StudyRecords, faithfulness: pd.DataFrame, *,
         "tests": analysis.method_tests(responses),
         "correlations": analysis.correlate(responses, faithfulness),
         "questionnaire": records.questionnaire.sort_values(["participant_id", "key"], kind="stable"),
+        "withdrawals": records.withdrawals,
     }
     tables = {name: _typed(name, frame) for name, frame in tables.items()}
     tables["codebook"] = codebook()
@@ -188,6 +195,8 @@ def _participant_row(person: Participant) -> dict:
         "consent_at": as_utc(person.consent_at), "started_at": as_utc(person.started_at),
         "completed_at": as_utc(person.completed_at), "completion_code": person.completion_code,
         "n_answered": 0, "attention_passed": True, "excluded": False, "user_agent": person.user_agent,
+        "consent": {True: "agreed", False: "declined"}.get(person.consented),
+        "withdrawn": person.withdrawn_at is not None,
     }
 
 
@@ -201,7 +210,7 @@ def _typed(table: str, frame: pd.DataFrame) -> pd.DataFrame:
         column = frame[name]
         if kind == "datetime":
             typed[name] = pd.to_datetime(column, utc=True)
-        elif kind == "string":
+        elif kind in ("string", "text"):
             typed[name] = column.astype(object).where(column.notna(), None)
         else:
             typed[name] = column.astype(_DTYPES[kind])
@@ -236,5 +245,15 @@ def _string(value) -> str:
     return "" if _missing(value) else str(value)
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _text(value) -> str:
+    """Free text, neutralised: a spreadsheet would run a cell starting with = + - @ (or a tab or
+    carriage return) as a formula; a leading ' makes it show the text instead."""
+    text = _string(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 _FORMATTERS = {"integer": _integer, "float": _float, "boolean": _boolean, "datetime": _datetime,
-               "string": _string}
+               "string": _string, "text": _text}

@@ -1,4 +1,5 @@
-"""What the admin page asks of a running study: progress per cell, and the instructions' example.
+"""What the admin page asks of a running study: progress per cell, link views, and the
+instructions' example.
 
 Read-only queries, kept apart from the participant flow (`study.session`) so neither grows the
 other's concerns; both share one `StudyDesign` and database.
@@ -11,7 +12,7 @@ import pandas as pd
 from sqlalchemy import func, select
 
 from study.design import StudyDesign
-from study.storage import Database, Image, Model, PlanRow, Response, Stimulus
+from study.storage import Database, Event, Image, Model, PlanRow, Response, Stimulus
 
 
 class StudyMonitor:
@@ -40,6 +41,13 @@ class StudyMonitor:
                 return None
             categories = s.scalar(select(Model.categories).where(Model.study_id == study_id, Model.name == model))
         return self.design.study_dir / best.path, categories[best.target_class]
+
+    def link_views(self) -> int:
+        """How often the consent page was shown to people who have not answered it (no row is kept
+        for them, only this count)."""
+        with self.db.read() as s:
+            return s.scalar(select(func.count(Event.id)).where(Event.study_id == self.design.study_id,
+                                                               Event.kind == "viewed"))
 
     def cell_progress(self) -> pd.DataFrame:
         """Answers so far per main-trial cell (task, image, method) against the quota target."""

@@ -56,14 +56,16 @@ CODEBOOK: dict[str, list[tuple[str, str, str]]] = {
         ("participant_id", "integer", "Database id of the participant."),
         ("external_id", "string", f"Id from the link; '{SIM_PREFIX}' marks simulated participants."),
         ("seed", "integer", "Seed of the participant's randomised trial plan."),
-        ("consent_at", "datetime", "When consent was given (ISO 8601, UTC); empty if never."),
-        ("started_at", "datetime", "When the participant entered the survey (ISO 8601, UTC)."),
+        ("consent_at", "datetime", "When consent was given (ISO 8601, UTC); empty if it was not (see consent)."),
+        ("started_at", "datetime", "When the participant answered the consent page (ISO 8601, UTC); people who only opened the link are not listed."),
         ("completed_at", "datetime", "When the participant finished (ISO 8601, UTC); empty if not finished."),
         ("completion_code", "string", "Completion code shown at the end; empty if not finished."),
         ("n_answered", "integer", "Answered trials, practice trials not counted."),
         ("attention_passed", "boolean", "At most exclusion.max_failed_attention_checks attention checks answered wrongly."),
         ("excluded", "boolean", "Left out of the statistics: failed attention checks or did not complete."),
-        ("user_agent", "string", "Browser user agent at entry."),
+        ("user_agent", "text", "Browser user agent at consent; empty for people who declined (nothing else is stored about them)."),
+        ("consent", "string", "agreed or declined: the answer on the consent page."),
+        ("withdrawn", "boolean", "Withdrew during the study and the config keeps such answers (on_withdraw = \"keep\"); always excluded. With the default (\"delete\") nothing of them remains: see withdrawals.csv."),
     ],
     "faithfulness": [
         ("image_id", "string", "Id of the image scored."),
@@ -114,17 +116,23 @@ CODEBOOK: dict[str, list[tuple[str, str, str]]] = {
         ("participant_id", "integer", "Database id of the participant."),
         ("external_id", "string", "Id from the link."),
         ("key", "string", "Questionnaire item key from the config."),
-        ("value", "string", "The answer as given."),
+        ("value", "text", "The answer as given (free text is neutralised for spreadsheets, see codebook type text)."),
+    ],
+    "withdrawals": [
+        ("action", "string", "withdrawn (by the participant, during the study) or erased (on request, by the researchers)."),
+        ("how", "string", "participant, admin page or command line."),
+        ("answers_kept", "boolean", "true when on_withdraw = \"keep\" kept the answers, flagged withdrawn; false when they were deleted."),
+        ("n", "integer", "How many; anonymous counts only: no ids, no times."),
     ],
     "codebook": [
         ("file", "string", "CSV file the column belongs to."),
         ("column", "string", "Column name."),
-        ("type", "string", "integer, float, boolean (true/false), string or datetime (ISO 8601, UTC); empty cell = missing."),
+        ("type", "string", "integer, float, boolean (true/false), string, text (free text typed by a participant or sent by their browser: a value starting with = + - @, a tab or a carriage return gets a leading ' so that spreadsheets show it instead of running it as a formula) or datetime (ISO 8601, UTC); empty cell = missing."),
         ("description", "string", "What the column holds."),
     ],
 }
 TABLES = ("responses", "participants", "faithfulness", "summary", "tests", "correlations",
-          "questionnaire", "codebook")
+          "questionnaire", "withdrawals", "codebook")
 
 
 def columns(table: str) -> list[str]:

@@ -10,9 +10,10 @@ No Streamlit here: the UI calls these methods and renders what they return. The 
 """
 from __future__ import annotations
 
+import hmac
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -21,8 +22,9 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from study import plans
+from study import erasure, plans
 from study.design import StudyDesign
+from study.identity import BadLink, check_external_id, credential_hash, link_secret, new_credential, verify
 from study.storage import (Event, Participant, PlanRow, QuestionnaireAnswer, Response, Study, as_utc, open_study,
                            utcnow)
 
@@ -36,8 +38,8 @@ class AlreadyCompleted(ValueError):
     """This external id has finished the study (or declined consent) and cannot start again.
 
     When the id finished, `completion_code` (and `redirect_url`, where the study has one) say
-    what the participant was given at the end, so a reload can show them again; after a
-    refusal of consent both are None.
+    what the participant was given at the end, so a reload in their own browser can show them
+    again; after a refusal of consent both are None.
     """
 
     def __init__(self, message: str, completion_code: str | None = None,
@@ -46,15 +48,27 @@ class AlreadyCompleted(ValueError):
         self.completion_code, self.redirect_url = completion_code, redirect_url
 
 
+class LinkInUse(ValueError):
+    """The id consented in another browser, and this one does not hold its resume credential."""
+
+
+class ConsentConflict(ValueError):
+    """A consent answer that contradicts the one this id already gave (in another tab, say)."""
+
+
 @dataclass(frozen=True)
 class ParticipantState:
-    participant_id: int
+    """Where a participant stands. `participant_id` is None until they answer the consent page
+    (no row exists before); `credential` is set when this call issued the browser a new resume
+    credential, for it to keep (a cookie)."""
+    participant_id: int | None
     external_id: str
     consented: bool | None
     completed: bool
     n_done: int
     n_total: int
     completion_code: str | None
+    credential: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +105,7 @@ class SurveySession:
         folder = open_study(study_dir)
         self.study_dir, self.config, self.db, self.study_id = folder.path, folder.config, folder.database, folder.study_id
         self.design = StudyDesign.load(folder)
+        self._secret = link_secret(self.study_dir) if self.config.signed_links else b""
 
     @property
     def config_hash(self) -> str:
@@ -98,36 +113,38 @@ class SurveySession:
 
     # --- participants -------------------------------------------------------------------------
 
-    def enter(self, external_id: str | None, user_agent: str = "") -> ParticipantState:
-        """Create the participant or resume them by external id (AlreadyCompleted if they finished)."""
-        external_id = self._external_id(external_id)
+    def enter(self, external_id: str | None, *, credential: str | None = None,
+              signature: str | None = None) -> ParticipantState:
+        """Who opens the link: a new person (no row yet: the consent page comes next), or a
+        participant resumed by their id and the resume credential their browser keeps.
 
-        def work(s: Session) -> int:
+        Raises BadLink (no usable id, or a missing or wrong signature under `signed_links`),
+        LinkInUse (the id consented in another browser; unless `allow_browser_change`), or
+        AlreadyCompleted. A view by someone who has not consented is counted, nothing more.
+        """
+        external_id = self._external_id(external_id, signature)
+
+        def work(s: Session) -> tuple[int | None, str | None]:
             known = s.execute(select(Participant.id, Participant.completed_at, Participant.consented,
-                                     Participant.completion_code)
+                                     Participant.completion_code, Participant.credential_hash,
+                                     Participant.withdrawn_at)
                               .where(Participant.study_id == self.study_id,
                                      Participant.external_id == external_id)).first()
-            if known is not None:
-                if known.completed_at is not None:
-                    raise AlreadyCompleted(f"participant {external_id!r} has already completed this study",
-                                           known.completion_code,
-                                           self._redirect(known.completion_code, external_id))
-                if known.consented is False:
-                    raise AlreadyCompleted(f"participant {external_id!r} has already taken part in this study")
-                return known.id
-            person = Participant(study_id=self.study_id, external_id=external_id,
-                                 seed=plans.participant_seed(self.design.seed, external_id),
-                                 user_agent=(user_agent or "")[:1000], started_at=self._now())
-            s.add(person)
-            s.flush()
-            s.add(Event(study_id=self.study_id, participant_id=person.id, kind="entered", detail={}))
-            return person.id
+            if known is None:
+                s.add(Event(study_id=self.study_id, kind="viewed", detail={}, at=self._now()))
+                return None, None
+            if known.consented is False or known.withdrawn_at is not None:
+                raise AlreadyCompleted(f"participant {external_id!r} has already taken part in this study")
+            issued = self._resume(s, known, credential)
+            if known.completed_at is not None:
+                raise AlreadyCompleted(f"participant {external_id!r} has already completed this study",
+                                       known.completion_code, self._redirect(known.completion_code, external_id))
+            return known.id, issued
 
-        try:
-            participant_id = self.db.write(work)
-        except IntegrityError:      # the same id entered at the same moment elsewhere: resume it
-            participant_id = self.db.write(work)
-        return self.state(participant_id)
+        participant_id, issued = self.db.write(work)
+        if participant_id is None:
+            return ParticipantState(None, external_id, None, False, 0, self.design.plan_length, None)
+        return replace(self.state(participant_id), credential=issued)
 
     def state(self, participant_id: int) -> ParticipantState:
         with self.db.read() as s:
@@ -136,37 +153,68 @@ class SurveySession:
             return ParticipantState(p.id, p.external_id, p.consented, p.completed_at is not None,
                                     done, total, p.completion_code)
 
-    def consent(self, participant_id: int, agreed: bool) -> None:
-        """Record consent. Agreeing assigns the next free Latin-square slot and writes the plan;
-        a refusal is stored and ends the participant."""
+    def consent(self, external_id: str | None, agreed: bool, *, user_agent: str = "",
+                context: dict[str, str] | None = None, credential: str | None = None,
+                signature: str | None = None) -> ParticipantState:
+        """Record the consent page's answer; this is when a participant's row is made.
+
+        Agreeing assigns the next free Latin-square slot, writes the plan and issues the resume
+        credential (returned in the state, for the browser to keep). A refusal stores the id and
+        the refusal only (no time, no user agent) and ends the participant. Answering again the
+        same way from the same browser changes nothing; a contradicting answer (declining in one
+        tab after agreeing in another) is a ConsentConflict.
+        """
         agreed = bool(agreed)
+        external_id = self._external_id(external_id, signature)
         design = self.design
 
-        def work(s: Session) -> None:
-            p = self._participant(s, participant_id)
-            if p.consented is not None:
-                if p.consented == agreed:
-                    return
-                raise ValueError(f"participant {p.external_id!r} already {'gave' if p.consented else 'refused'} consent")
-            slot = None
+        def work(s: Session) -> tuple[int, str | None]:
+            known = s.execute(select(Participant.id, Participant.consented, Participant.credential_hash,
+                                     Participant.completed_at, Participant.withdrawn_at)
+                              .where(Participant.study_id == self.study_id,
+                                     Participant.external_id == external_id)).first()
+            if known is not None:
+                if known.consented is False or known.withdrawn_at is not None:
+                    raise AlreadyCompleted(f"participant {external_id!r} has already taken part in this study")
+                if not agreed:
+                    raise ConsentConflict("you already agreed to take part (in another tab or window); to stop "
+                                          "now, use “Withdraw from the study”")
+                return known.id, self._resume(s, known, credential)
+            seed = plans.participant_seed(design.seed, external_id)
+            token, digest = new_credential() if agreed else (None, None)
+            person = Participant(study_id=self.study_id, external_id=external_id, seed=seed, consented=agreed,
+                                 started_at=self._now(), link_params=dict(context or {}),
+                                 user_agent=(user_agent or "")[:1000] if agreed else "",
+                                 consent_at=self._now() if agreed else None, credential_hash=digest)
+            s.add(person)
+            s.flush()
             if agreed:
                 # Taking the study row's lock first serialises slot assignment (SQLite and PostgreSQL).
                 s.execute(update(Study).where(Study.id == self.study_id).values(consents=Study.consents + 1))
-                slot = plans.first_free_slot(self._held_slots(s))
+                person.slot = plans.first_free_slot(self._held_slots(s))
                 for index, planned in enumerate(plans.make_plan(design.blocks, design.practice, design.attention,
-                                                                slot, p.seed)):
+                                                                person.slot, seed)):
                     t = planned.trial
-                    s.add(PlanRow(participant_id=p.id, trial_index=index, trial_id=t.id, task=t.task,
+                    s.add(PlanRow(participant_id=person.id, trial_index=index, trial_id=t.id, task=t.task,
                                   image_id=t.image_id, model=t.model, model_b=t.model_b, method=t.method,
                                   method_b=t.method_b, target_class=t.target_class,
                                   is_practice=planned.is_practice, is_attention_check=planned.is_attention_check,
                                   display=planned.display))
-            s.execute(update(Participant).where(Participant.id == p.id)
-                      .values(consented=agreed, consent_at=self._now(), slot=slot))
-            s.add(Event(study_id=self.study_id, participant_id=p.id,
-                        kind="consented" if agreed else "declined", detail={"slot": slot}))
+            s.add(Event(study_id=self.study_id, participant_id=person.id, at=self._now(),
+                        kind="consented" if agreed else "declined", detail={"slot": person.slot}))
+            return person.id, token
 
-        self.db.write(work)
+        try:
+            participant_id, issued = self.db.write(work)
+        except IntegrityError:      # the same id consented at the same moment elsewhere
+            participant_id, issued = self.db.write(work)
+        return replace(self.state(participant_id), credential=issued)
+
+    def withdraw(self, participant_id: int) -> None:
+        """The participant withdraws: per the config's `on_withdraw`, their answers are deleted
+        ("delete", the default) or kept flagged as withdrawn ("keep"); the session ends."""
+        erasure.withdraw(self.db, self.study_id, participant_id, keep=self.config.on_withdraw == "keep",
+                         now=self._now)
 
     # --- trials -------------------------------------------------------------------------------
 
@@ -272,15 +320,32 @@ class SurveySession:
 
     # --- helpers ------------------------------------------------------------------------------
 
-    def _external_id(self, external_id: str | None) -> str:
+    def _external_id(self, external_id: str | None, signature: str | None) -> str:
+        """The checked id of a link; a fresh anonymous one where the config allows links without."""
         if external_id is None or not str(external_id).strip():
             if not self.config.allow_anonymous:
-                raise ValueError("this study needs a participant id in the link (PROLIFIC_PID or pid)")
+                raise BadLink("this study needs a participant id in the link (PROLIFIC_PID or pid)")
             return "anon-" + secrets.token_hex(8)
-        external_id = str(external_id).strip()
-        if len(external_id) > 200 or not external_id.isprintable():
-            raise ValueError("a participant id must be at most 200 printable characters")
+        external_id = check_external_id(str(external_id).strip())
+        if self.config.signed_links and not verify(self._secret, external_id, signature):
+            raise BadLink("this link is not signed for this study; please use the link you were given")
         return external_id
+
+    def _resume(self, s: Session, known, credential: str | None) -> str | None:
+        """Let a consented participant continue in this browser, or refuse (LinkInUse).
+
+        The browser must hold the credential issued at consent, unless the config allows changing
+        browsers or the admin released the id; the first browser to come back after a release
+        is issued a new credential (returned), which binds the id to it again."""
+        if known.credential_hash is None or self.config.allow_browser_change:
+            if known.credential_hash is not None:
+                return None
+            token, digest = new_credential()
+            s.execute(update(Participant).where(Participant.id == known.id).values(credential_hash=digest))
+            return token
+        if credential is None or not hmac.compare_digest(credential_hash(credential), known.credential_hash):
+            raise LinkInUse("this link is in use in another browser")
+        return None
 
     def _questionnaire(self, answers: dict[str, str]) -> dict[str, str]:
         items = {q.key: q for q in self.config.questionnaire}
@@ -298,7 +363,8 @@ class SurveySession:
     def _participant(self, s: Session, participant_id: int):
         """The participant's row (plain columns: cheap, and never an object to mutate by accident)."""
         p = s.execute(select(Participant.id, Participant.study_id, Participant.external_id, Participant.seed,
-                             Participant.consented, Participant.completed_at, Participant.completion_code)
+                             Participant.consented, Participant.completed_at, Participant.completion_code,
+                             Participant.withdrawn_at)
                       .where(Participant.id == participant_id)).first()
         if p is None or p.study_id != self.study_id:
             raise LookupError(f"no participant {participant_id} in this study")
@@ -308,6 +374,8 @@ class SurveySession:
         p = self._participant(s, participant_id)
         if p.consented is not True:
             raise ValueError(f"participant {p.external_id!r} has not given consent")
+        if p.withdrawn_at is not None:
+            raise ValueError(f"participant {p.external_id!r} has withdrawn from the study")
         return p
 
     def _held_slots(self, s: Session) -> list[int]:

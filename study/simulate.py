@@ -57,8 +57,7 @@ def simulate_participants(study_dir: str | Path, n: int, accuracy: dict[str, flo
 def run_participant(session: SurveySession, external_id: str, accuracy: dict[str, float],
                     rng: random.Random, clock: SimulatedClock | None = None) -> ParticipantState:
     """One simulated participant, from entering the link to the completion code."""
-    state = session.enter(external_id, user_agent="camstudy-simulator")
-    session.consent(state.participant_id, True)
+    state = session.consent(external_id, True, user_agent="camstudy-simulator")
     while (trial := session.next_trial(state.participant_id)) is not None:
         response = choose(session, trial, accuracy, rng)
         confidence = rng.choice(trial.confidence_options)[0] if trial.confidence_options else None

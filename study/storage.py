@@ -32,7 +32,7 @@ from sqlalchemy.pool import QueuePool
 
 from study.config import CONFIG_FILE, StudyConfig, load_config
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 30_000
 T = TypeVar("T")
 
@@ -78,23 +78,25 @@ class Study(Base):
     layout: Mapped[list[Any]] = mapped_column(default=list)
 
 
-class Model(Base):
+class _OfStudy:
+    """A row that belongs to one study version (every table but the study's own hangs off one)."""
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+
+
+class Model(_OfStudy, Base):
     """A classifier used by the study, by its `study.load_model` name."""
     __tablename__ = "models"
     __table_args__ = (UniqueConstraint("study_id", "name"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
-    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
     name: Mapped[str] = mapped_column(String(100))
     n_classes: Mapped[int]
     categories: Mapped[list[Any]]
 
 
-class Image(Base):
+class Image(_OfStudy, Base):
     """A stimulus image (a photo, or a side-by-side composite) with labels and boxes."""
     __tablename__ = "images"
     __table_args__ = (UniqueConstraint("study_id", "image_id"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
-    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
     image_id: Mapped[str] = mapped_column(String(200))
     source: Mapped[str] = mapped_column(String(500))
     width: Mapped[int]
@@ -104,12 +106,10 @@ class Image(Base):
     predictions: Mapped[dict[str, Any]]      # model name -> [[class, probability], ...] top 5
 
 
-class Stimulus(Base):
+class Stimulus(_OfStudy, Base):
     """A rendered explanation: PNG path relative to the study folder plus how it was made."""
     __tablename__ = "stimuli"
     __table_args__ = (UniqueConstraint("study_id", "path"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
-    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
     image_ref: Mapped[int] = mapped_column(ForeignKey("images.id"))
     model: Mapped[str] = mapped_column(String(100))
     method: Mapped[str] = mapped_column(String(50))
@@ -118,38 +118,50 @@ class Stimulus(Base):
     meta: Mapped[dict[str, Any]]
 
 
-class Trial(Base):
-    """A trial template: one cell (task x image x condition) or a practice / attention item.
-
-    `cell_index` is the cell's position in its task's Latin-square enumeration (main trials
-    only); `spec` is what the task plugin needs to show and score it (see study.tasks).
-    """
-    __tablename__ = "trials"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+class _Shows:
+    """What a trial shows: its task, image, model(s), method(s) and class (a trial template, and the
+    plan rows that copy it so that exports need one join)."""
     task: Mapped[str] = mapped_column(String(50))
-    role: Mapped[str] = mapped_column(String(20))          # "main" | "practice" | "attention"
-    task_position: Mapped[int]                              # index of the task in the config
-    cell_index: Mapped[int | None]
     image_id: Mapped[str] = mapped_column(String(200))
     model: Mapped[str] = mapped_column(String(100))
     model_b: Mapped[str | None] = mapped_column(String(100))
     method: Mapped[str] = mapped_column(String(50))
     method_b: Mapped[str | None] = mapped_column(String(50))
     target_class: Mapped[int | None]
+
+
+class _AnswerSlot:
+    """One trial of one participant: (participant, trial_index) is unique, so a replay is a no-op."""
+    __table_args__ = (UniqueConstraint("participant_id", "trial_index"),)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    trial_index: Mapped[int]
+
+
+class Trial(_OfStudy, _Shows, Base):
+    """A trial template: one cell (task x image x condition) or a practice / attention item.
+
+    `cell_index` is the cell's position in its task's Latin-square enumeration (main trials
+    only); `spec` is what the task plugin needs to show and score it (see study.tasks).
+    """
+    __tablename__ = "trials"
+    role: Mapped[str] = mapped_column(String(20))          # "main" | "practice" | "attention"
+    task_position: Mapped[int]                              # index of the task in the config
+    cell_index: Mapped[int | None]
     spec: Mapped[dict[str, Any]]
 
 
-class Participant(Base):
-    """Someone who entered the survey, with the seed and Latin-square slot of their plan.
+class Participant(_OfStudy, Base):
+    """Someone who answered the consent page, with the seed and Latin-square slot of their plan.
 
-    `consented` is None until answered; False ends the participant. The slot (and the plan) are
-    given at consent, so people who leave at the consent page do not hold a share of the cells.
+    The row is made at consent: a refusal keeps only the id and the refusal (`consented` False, no
+    time, no user agent), so the same link cannot start again. The slot (and the plan) are given at
+    consent, so people who leave at the consent page hold no share of the cells. `credential_hash`
+    is the sha256 of the resume credential the consenting browser keeps (None once the admin
+    releases the id); `link_params` holds the link's STUDY_ID / SESSION_ID beside the id;
+    `withdrawn_at` is set when a withdrawal keeps the answers (`on_withdraw = "keep"`).
     """
     __tablename__ = "participants"
     __table_args__ = (UniqueConstraint("study_id", "external_id"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
-    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
     external_id: Mapped[str] = mapped_column(String(200))
     seed: Mapped[int]
     slot: Mapped[int | None]
@@ -159,9 +171,12 @@ class Participant(Base):
     completed_at: Mapped[datetime | None]
     completion_code: Mapped[str | None] = mapped_column(String(100))
     user_agent: Mapped[str] = mapped_column(Text, default="")
+    credential_hash: Mapped[str | None] = mapped_column(String(64))
+    link_params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    withdrawn_at: Mapped[datetime | None]
 
 
-class PlanRow(Base):
+class PlanRow(_AnswerSlot, _Shows, Base):
     """One trial of one participant's plan, in presentation order, with its randomised display.
 
     The trial's descriptive columns are copied from `Trial` so that exports need one join.
@@ -169,25 +184,15 @@ class PlanRow(Base):
     time the trial is shown.
     """
     __tablename__ = "plan_rows"
-    __table_args__ = (UniqueConstraint("participant_id", "trial_index"),)
     id: Mapped[int] = mapped_column(primary_key=True)
-    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
-    trial_index: Mapped[int]
     trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id"))
-    task: Mapped[str] = mapped_column(String(50))
-    image_id: Mapped[str] = mapped_column(String(200))
-    model: Mapped[str] = mapped_column(String(100))
-    model_b: Mapped[str | None] = mapped_column(String(100))
-    method: Mapped[str] = mapped_column(String(50))
-    method_b: Mapped[str | None] = mapped_column(String(50))
-    target_class: Mapped[int | None]
     is_practice: Mapped[bool] = mapped_column(Boolean)
     is_attention_check: Mapped[bool] = mapped_column(Boolean)
     display: Mapped[dict[str, Any]]
     shown_at: Mapped[datetime | None]
 
 
-class Response(Base):
+class Response(_AnswerSlot, Base):
     """An answer, written the moment it is given; UNIQUE(participant, trial) makes replays no-ops.
 
     `response` is the option value as shown; `rating` is its numeric reading (Likert 1..5, or
@@ -195,10 +200,7 @@ class Response(Base):
     tasks without a right answer.
     """
     __tablename__ = "responses"
-    __table_args__ = (UniqueConstraint("participant_id", "trial_index"),)
     id: Mapped[int] = mapped_column(primary_key=True)
-    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
-    trial_index: Mapped[int]
     plan_row_id: Mapped[int] = mapped_column(ForeignKey("plan_rows.id"))
     response: Mapped[str] = mapped_column(String(100))
     correct: Mapped[bool | None] = mapped_column(Boolean)
@@ -218,20 +220,37 @@ class QuestionnaireAnswer(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
-class Event(Base):
+class Event(_OfStudy, Base):
     """An append-only log of what happened (entered, consented, completed, rebuilt, ...)."""
     __tablename__ = "events"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
     participant_id: Mapped[int | None] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column(default=utcnow)
     kind: Mapped[str] = mapped_column(String(50))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
+class Audit(_OfStudy, Base):
+    """When and how a participant's data were withdrawn or erased, never what or whose."""
+    __tablename__ = "audit"
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    action: Mapped[str] = mapped_column(String(20))     # "withdrawn" | "erased"
+    how: Mapped[str] = mapped_column(String(50))        # "participant" | "admin page" | "command line"
+    kept: Mapped[bool] = mapped_column(Boolean, default=False)   # answers kept, flagged withdrawn
+
+
+def _participant_protection(connection: Connection) -> None:
+    """Version 2: resume credentials, link parameters, withdrawal (participants) and the audit table."""
+    for column, kind in (("credential_hash", "VARCHAR(64)"), ("link_params", "JSON"),
+                         ("withdrawn_at", "TIMESTAMP WITH TIME ZONE"
+                          if connection.dialect.name == "postgresql" else "DATETIME")):
+        connection.exec_driver_sql(f"ALTER TABLE participants ADD COLUMN {column} {kind}")
+    connection.exec_driver_sql("UPDATE participants SET link_params = '{}'")
+    Base.metadata.create_all(connection, tables=[Audit.__table__])
+
+
 # Each entry upgrades the schema by one version inside one transaction: MIGRATIONS[0] takes a
 # version-1 database to version 2, and so on. SCHEMA_VERSION == len(MIGRATIONS) + 1.
-MIGRATIONS: list[Callable[[Connection], None]] = []
+MIGRATIONS: list[Callable[[Connection], None]] = [_participant_protection]
 
 
 class SchemaTooNew(ValueError):

@@ -99,3 +99,66 @@ class PlantedNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+
+class PlantedBlock(nn.Module):
+    """A transformer block whose attention only lets each token see itself: x + attn(norm1(x)).
+
+    Tokens come as feature pairs (a, -a), so each token's mean is 0 and norm1 (a LayerNorm) only divides it
+    by its norm: a feature that is 0 before norm1 stays 0 after it, and the class groups stay apart.
+    """
+
+    def __init__(self, dim: int, tokens: int):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, 1, bias=False, batch_first=True)
+        with torch.no_grad():  # values and output projection are the identity; queries and keys do not matter
+            self.attn.in_proj_weight[2 * dim:] = torch.eye(dim)
+            self.attn.out_proj.weight.copy_(torch.eye(dim))
+        self.register_buffer("mask", torch.full((tokens, tokens), float("-inf")).fill_diagonal_(0.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm1(x)
+        return x + self.attn(h, h, h, attn_mask=self.mask, need_weights=False)[0]
+
+
+class PlantedViT(nn.Module):
+    """PlantedNet as a vision transformer: a class token, GRID x GRID patch tokens, one block, and a head
+    on the mean patch token (logits [B,3]; class c's logit depends only on the patch tokens in box c).
+
+    Patch embedding: zero-sum filters (blind to flat colour), absolute value (texture energy), gated so
+    that class c's features are non-zero only on the patches of box c, then paired as (a, -a); the head
+    reads the features a only (were it to read both, zeroing either twin would lower the logit alike, and
+    Ablation-CAM's sum w_k A_k would cancel each pair). Tokens are
+    [B, 1 + GRID*GRID, D]: one prefix token, then the patches row by row, as in ViT.
+    """
+
+    def __init__(self, size: int = 64, channels_per_class: int = 4, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        k = len(CELL_BOXES) * channels_per_class
+        patch = size // GRID
+        self.patch_embed = nn.Conv2d(3, k, patch, stride=patch, bias=False)
+        weight = torch.randn(k, 3, patch, patch, generator=g)
+        self.patch_embed.weight.data = weight - weight.mean((1, 2, 3), keepdim=True)
+        self.gate = RegionGate(channels_per_class)  # [k, GRID, GRID]
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, 2 * k))
+        self.blocks = nn.Sequential(PlantedBlock(2 * k, 1 + GRID * GRID))
+        self.head = nn.Linear(2 * k, NUM_CLASSES)
+        with torch.no_grad():
+            pooled = self.blocks(self.tokens(planted_images(8, size, seed=seed + 1)))[:, 1:].mean((0, 1))
+        weight = torch.zeros(NUM_CLASSES, 2 * k)  # only the features a count; their twins -a only centre the tokens
+        for c in range(len(CELL_BOXES)):
+            ch = slice(c * channels_per_class, (c + 1) * channels_per_class)
+            weight[c, ch] = CLASS_LOGIT / (channels_per_class * pooled[ch])
+        self.head.weight.data = weight
+        self.head.bias.data = torch.tensor([0.0, 0.0, BACKGROUND_LOGIT])
+        self.eval()
+
+    def tokens(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.gate(self.patch_embed(x).abs()).flatten(2).transpose(1, 2)  # [B, GRID*GRID, k]
+        patches = torch.cat([a, -a], 2)
+        return torch.cat([self.cls_token.expand(x.shape[0], -1, -1), patches], 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.tokens(x))[:, 1:].mean(1))

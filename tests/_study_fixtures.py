@@ -72,6 +72,7 @@ answers_per_cell = 3
 allow_anonymous = {anonymous}
 completion_code = "DONE-1"
 redirect_url = "https://example.org/done?cc={{code}}&p={{pid}}"
+{extra}
 
 [text]
 consent_md = "consent"
@@ -122,8 +123,8 @@ def write_config(folder: Path, tasks: str = ALL_TASKS, practice: int = 2, attent
                  anonymous: bool = False, extra: str = "") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "config.toml"
-    path.write_text(textwrap.dedent(BASE.format(practice=practice, attention=attention,
-                                                anonymous=str(anonymous).lower())) + extra + tasks)
+    path.write_text(textwrap.dedent(BASE.format(practice=practice, attention=attention, extra=extra,
+                                                anonymous=str(anonymous).lower())) + tasks)
     return path
 
 

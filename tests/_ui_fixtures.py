@@ -25,7 +25,8 @@ from types import SimpleNamespace
 import pandas as pd
 from PIL import Image
 
-from study.session import AlreadyCompleted
+from study.identity import BadLink, check_external_id
+from study.session import AlreadyCompleted, ConsentConflict
 
 LIKERT = [(str(i), str(i)) for i in range(1, 6)]
 TRUST = [("-2", "A much more"), ("-1", "A a bit more"), ("0", "Same"), ("1", "B a bit more"),
@@ -55,7 +56,7 @@ def make_config(allow_anonymous=False, redirect="https://app.prolific.com/submis
         text=SimpleNamespace(consent_md="We ask you to judge **heatmaps**.",
                              instructions_md="Each question shows a picture.",
                              debrief_md="Thanks for helping our research."),
-        completion_code="C0DE42", redirect_url=redirect, allow_anonymous=allow_anonymous,
+        completion_code="C0DE42", redirect_url=redirect, allow_anonymous=allow_anonymous, on_withdraw="delete",
         questionnaire=[SimpleNamespace(key="age", label="Your age group",
                                        options=["18-29", "30-49", "50+"]),
                        SimpleNamespace(key="comments", label="Any comments?", options=None)])
@@ -69,6 +70,8 @@ class _Person:
     answers: dict = field(default_factory=dict)
     shown: dict = field(default_factory=dict)
     questionnaire: dict | None = None
+    credential: str | None = None
+    withdrawn: bool = False
 
 
 class FakeSurveySession:
@@ -86,12 +89,13 @@ class FakeSurveySession:
             Image.new("RGB", (64, 64), colour).save(path)
             self.images.append(path)
 
-    def enter(self, external_id, user_agent=""):
+    def enter(self, external_id, *, credential=None, signature=None):
         with self.lock:
             if external_id is None:
                 if not self.config.allow_anonymous:
-                    raise ValueError("an external id is required")
+                    raise BadLink("an external id is required")
                 external_id = f"anon-{len(self.people) + 1}"
+            check_external_id(external_id)
             person = next((p for p in self.people if p.external_id == external_id), None)
             if person is None:
                 person = _Person(external_id)
@@ -100,19 +104,27 @@ class FakeSurveySession:
                 index = self.people.index(person)
                 raise AlreadyCompleted(external_id, self.config.completion_code,
                                        self.redirect_url(index))
-            if person.consented is False:
+            if person.consented is False or person.withdrawn:
                 raise AlreadyCompleted(external_id)
             return self._state(self.people.index(person))
 
     def _state(self, pid):
         p = self.people[pid]
-        return SimpleNamespace(participant_id=pid, external_id=p.external_id,
+        return SimpleNamespace(participant_id=pid if p.consented else None, external_id=p.external_id,
                                consented=p.consented, completed=p.completed,
-                               n_done=len(p.answers), n_total=len(TRIALS),
+                               n_done=len(p.answers), n_total=len(TRIALS), credential=p.credential,
                                completion_code=self.config.completion_code if p.completed else None)
 
-    def consent(self, pid, agreed):
-        self.people[pid].consented = agreed
+    def consent(self, external_id, agreed, **_link):
+        person = next(p for p in self.people if p.external_id == external_id)
+        if person.consented and not agreed:
+            raise ConsentConflict("you already agreed to take part (in another tab or window)")
+        person.consented = agreed
+        person.credential = "cred" if agreed else None
+        return self._state(self.people.index(person))
+
+    def withdraw(self, pid):
+        self.people[pid].withdrawn = True
 
     def next_trial(self, pid):
         person = self.people[pid]
@@ -158,9 +170,19 @@ class FakeSurveySession:
     def example(self):
         return self.images[0], "tabby cat"
 
+    def link_views(self):
+        return 3
+
     def cell_progress(self):
         return pd.DataFrame({"task": [t[0] for t in TRIALS], "image_id": "img",
                              "method": "gradcam", "n_answers": 1, "target": 5})
+
+
+class FakeLogin:
+    """study.admin_login.AdminLogin without a database: the password check alone."""
+
+    def check(self, given, expected, address):
+        return given == expected
 
 
 def fake_tables():
@@ -183,6 +205,7 @@ def use_fake(monkeypatch, session) -> None:
     import ui.context
     monkeypatch.setattr(ui.context, "session", lambda: session)
     monkeypatch.setattr(ui.context, "monitor", lambda: session)
+    monkeypatch.setattr(ui.context, "admin_login", lambda: FakeLogin())
     monkeypatch.setattr(ui.context, "study_dir", lambda: Path("fake-study"))
     monkeypatch.setattr(ui.admin, "export_tables", lambda folder: fake_tables())
 

@@ -45,8 +45,7 @@ def test_a_changed_config_is_refused_once_there_are_answers_unless_forced(tmp_pa
     study_dir = tmp_path / "study"
     first = fake_build(config, study_dir)
     session = SurveySession(study_dir)
-    pid = session.enter("someone").participant_id
-    session.consent(pid, True)
+    pid = session.consent("someone", True).participant_id
     trial = session.next_trial(pid)
     session.answer(pid, trial.trial_index, trial.options[0][0], 500)
 

@@ -120,8 +120,7 @@ def test_a_participant_answer_is_scored_against_the_models_prediction(tmp_path):
 
     study = build_fake_study(tmp_path, tasks=EXAMPLES, practice=0, attention=0, wrong=("img3",))
     session = SurveySession(study)
-    pid = session.enter("P1").participant_id
-    session.consent(pid, True)
+    pid = session.consent("P1", True).participant_id
     while (trial := session.next_trial(pid)) is not None:
         template = session.design.trial(trial.trial_id)
         assert len(trial.images) == 1 and trial.captions[0].startswith("The image, and the 3")

@@ -21,7 +21,7 @@ DESIGN_COLUMNS = {
                  "method_b, target_class, response, correct, confidence, rating, rt_ms, shown_at, "
                  "answered_at, is_practice, is_attention_check, excluded",
     "participants": "participant_id, external_id, seed, consent_at, started_at, completed_at, "
-                    "completion_code, n_answered, attention_passed, excluded, user_agent",
+                    "completion_code, n_answered, attention_passed, excluded, user_agent, consent, withdrawn",
     "faithfulness": "image_id, model, method, target_class, metric, value, params",
 }
 
@@ -64,7 +64,7 @@ def test_codebook_describes_every_column_of_every_csv(exported):
             present |= {(path.name, column) for column in next(csv.reader(handle))}
     assert described == present
     assert len(book) == len(described)  # no column described twice
-    assert set(book["type"]) <= {"integer", "float", "boolean", "string", "datetime"}
+    assert set(book["type"]) <= {"integer", "float", "boolean", "string", "text", "datetime"}
     assert (book["description"].str.len() > 5).all()
 
 

@@ -1,4 +1,7 @@
-"""The randomisation sanity check separates a model-dependent explainer from an edge detector."""
+"""The randomisation sanity checks and the random-logit test separate a model-dependent explainer
+from an edge detector."""
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -7,8 +10,8 @@ from scipy import ndimage
 from scipy.stats import spearmanr
 
 from _metrics_fixtures import tiny_classifier
-from metrics import default_stages, randomization_sanity
-from metrics.sanity import spearman_rows
+from metrics import default_stages, random_logit, randomization_sanity
+from metrics.sanity import randomize_, spearman_rows
 
 
 def grad_cam(model, x, targets):
@@ -94,3 +97,68 @@ def test_default_stages_look_through_a_wrapper():
 
     stages = default_stages(Wrapper())
     assert stages[0] == "network.fc" and stages[-1] == "network.conv1" and len(stages) == 11
+
+
+def test_independent_mode_randomises_one_stage_at_a_time():
+    model = tiny_classifier(seed=13)
+    x = torch.randn(4, 3, 16, 16)
+    t = torch.tensor([0, 1, 2, 3])
+    result = randomization_sanity(model, x, t, grad_cam, mode="independent", seed=2)
+    before = grad_cam(model, x, t).reshape(4, -1).numpy()
+    for i, name in enumerate(result.stages):  # the reference: a fresh copy with only that stage randomised
+        fresh = copy.deepcopy(model)
+        randomize_(dict(fresh.named_modules())[name], 2 + i)
+        expected = spearman_rows(before, grad_cam(fresh, x, t).reshape(4, -1).numpy())
+        np.testing.assert_allclose(result.rho[:, i].numpy(), expected, rtol=1e-6)
+    cascading = randomization_sanity(model, x, t, grad_cam, seed=2)
+    torch.testing.assert_close(result.rho[:, 0], cascading.rho[:, 0])  # the first stage is the same
+    assert not torch.allclose(result.rho[:, -1], cascading.rho[:, -1])
+    with pytest.raises(ValueError, match="mode"):
+        randomization_sanity(model, x, t, grad_cam, mode="bottom_up")
+
+
+def test_independent_mode_matches_quantus_mprt_layer_by_layer():
+    quantus = pytest.importorskip("quantus")
+    model = tiny_classifier(seed=14)
+    x = torch.randn(5, 3, 16, 16)
+    t = torch.tensor([0, 1, 2, 3, 4])
+
+    def explain(model, inputs, targets, **kwargs):
+        maps = grad_cam(model, torch.as_tensor(inputs), torch.as_tensor(targets))
+        return maps[:, None].numpy()
+
+    metric = quantus.MPRT(layer_order="independent", seed=42, disable_warnings=True, display_progressbar=False,
+                          abs=False, normalise=False)
+    theirs = metric(model=model, x_batch=x.numpy(), y_batch=t.numpy(), a_batch=None, explain_func=explain,
+                    device="cpu")
+    layers = [name for name in theirs if name != "original"]
+    assert sorted(layers) == ["0", "1", "3", "7"]  # every module with reset_parameters
+    for name in layers:  # Quantus seeds every layer with seed + 1 = 43: one stage per call
+        values = theirs[name]
+        ours = randomization_sanity(model, x, t, grad_cam, stages=[name], seed=43, mode="independent")
+        np.testing.assert_allclose(ours.rho[:, 0].numpy(), values, atol=1e-5)
+
+
+def test_random_logit_is_the_ssim_of_the_two_classes_maps():
+    from skimage.metrics import structural_similarity
+
+    model = tiny_classifier(seed=15)
+    x = torch.randn(6, 3, 16, 16)
+    r = random_logit(grad_cam, model, x, seed=3, batch_size=4)
+    with torch.no_grad():
+        assert r.targets.tolist() == model(x).argmax(1).tolist()
+    assert (r.other != r.targets).all() and r.other.max() < 5
+    own, other = grad_cam(model, x, r.targets).numpy(), grad_cam(model, x, r.other).numpy()
+    for b in range(6):
+        both = np.concatenate([own[b], other[b]])
+        expected = structural_similarity(own[b], other[b], data_range=float(both.max() - both.min()))
+        assert float(r.similarity[b]) == pytest.approx(expected, abs=1e-5)
+    assert torch.equal(random_logit(grad_cam, model, x, seed=3).other, r.other)
+
+
+def test_random_logit_separates_a_class_blind_explainer():
+    model = tiny_classifier(seed=16)
+    x = torch.randn(4, 3, 16, 16)
+    blind = random_logit(lambda m, inputs, t: inputs.abs().sum(1), model, x, seed=0)  # ignores the class
+    torch.testing.assert_close(blind.similarity, torch.ones(4))
+    assert (random_logit(grad_cam, model, x, seed=0).similarity < 0.99).all()

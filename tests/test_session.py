@@ -10,7 +10,9 @@ from sqlalchemy import func, select, update
 from _study_fixtures import build_fake_study
 from study import plans
 from study.monitor import StudyMonitor
-from study.session import ABANDONED_AFTER, AlreadyCompleted, SurveySession
+from study import erasure
+from study.identity import BadLink
+from study.session import ABANDONED_AFTER, AlreadyCompleted, ConsentConflict, LinkInUse, SurveySession
 from study.storage import Event, Image as ImageRow, Model, Participant, PlanRow, Response, Stimulus, Trial, utcnow
 
 
@@ -25,9 +27,7 @@ def session(study_dir):
 
 
 def started(session, external_id):
-    state = session.enter(external_id)
-    session.consent(state.participant_id, True)
-    return state.participant_id
+    return session.consent(external_id, True).participant_id
 
 
 def right_answer(session, pid, trial_index):
@@ -42,12 +42,45 @@ def answer_all(session, pid):
         session.answer(pid, trial.trial_index, trial.options[0][0], 900, confidence)
 
 
-def test_enter_resumes_the_same_participant_and_plan(session):
-    first = session.enter("resume-me", user_agent="UA")
-    again = SurveySession(session.study_dir).enter("resume-me")
-    assert again.participant_id == first.participant_id
-    assert first.consented is None and not first.completed
-    assert first.n_done == 0 and first.n_total == again.n_total > 0
+def test_enter_resumes_the_same_participant_and_plan_in_the_browser_that_consented(session):
+    first = session.enter("resume-me")
+    assert first.participant_id is None and first.consented is None and not first.completed
+    joined = session.consent("resume-me", True, user_agent="UA")
+    assert joined.credential and joined.consented
+    again = SurveySession(session.study_dir).enter("resume-me", credential=joined.credential)
+    assert again.participant_id == joined.participant_id and again.credential is None
+    assert joined.n_done == 0 and first.n_total == again.n_total > 0
+
+
+def test_knowing_an_id_is_not_enough_to_continue_as_that_person(session, tmp_path):
+    owner = session.consent("taken", True)
+    for credential in (None, "guessed", owner.credential[:-1] + "x"):
+        with pytest.raises(LinkInUse, match="in use in another browser"):
+            session.enter("taken", credential=credential)
+    with pytest.raises(LinkInUse):                     # consenting again does not take it over either
+        session.consent("taken", True)
+    assert erasure.release(session.db, session.study_id, "taken")
+    moved = session.enter("taken")                     # released by the admin: the next browser claims it
+    assert moved.participant_id == owner.participant_id and moved.credential
+    with pytest.raises(LinkInUse):
+        session.enter("taken", credential=owner.credential)
+    relaxed = SurveySession(build_fake_study(tmp_path, extra="allow_browser_change = true"))
+    relaxed.consent("mover", True)
+    assert relaxed.enter("mover").participant_id is not None
+
+
+def test_only_the_participant_id_identifies_a_person_and_rows_are_made_at_consent(session):
+    with session.db.read() as s:
+        before = s.scalar(select(func.count(Participant.id)))
+    for _ in range(3):
+        assert session.enter("just-looking").participant_id is None
+    with session.db.read() as s:
+        assert s.scalar(select(func.count(Participant.id))) == before
+        assert s.scalar(select(func.count(Event.id)).where(Event.kind == "viewed")) >= 3
+    state = session.consent("ctx", True, context={"STUDY_ID": "s1", "SESSION_ID": "x9"})
+    with session.db.read() as s:
+        assert s.scalar(select(Participant.link_params).where(Participant.id == state.participant_id)) == {
+            "STUDY_ID": "s1", "SESSION_ID": "x9"}
 
 
 def test_trials_come_in_plan_order_practice_first_and_shown_at_is_recorded_once(session):
@@ -123,21 +156,28 @@ def test_participants_only_reach_their_own_trials(session):
 
 
 def test_nothing_happens_before_consent_and_a_refusal_ends_the_participant(session):
-    state = session.enter("refuser")
-    assert state.n_total == session.enter("undecided").n_total > 0      # the plan length, known up front
+    assert session.enter("refuser").n_total == session.enter("undecided").n_total > 0   # known up front
+    state = session.consent("refuser", False, user_agent="Browser/1.0")
+    assert state.consented is False and state.credential is None
     with pytest.raises(ValueError, match="consent"):
         session.next_trial(state.participant_id)
-    session.consent(state.participant_id, False)
-    session.consent(state.participant_id, False)                        # idempotent
-    with pytest.raises(ValueError, match="already refused"):
-        session.consent(state.participant_id, True)
+    with pytest.raises(AlreadyCompleted):
+        session.consent("refuser", True)
     with session.db.read() as s:
         plan_rows = s.scalar(select(func.count(PlanRow.id)).where(PlanRow.participant_id == state.participant_id))
         events = s.scalars(select(Event.kind).where(Event.participant_id == state.participant_id)).all()
+        person = s.get(Participant, state.participant_id)
     assert plan_rows == 0 and "declined" in events
+    assert person.consent_at is None and person.user_agent == ""        # nothing else about a decliner
     with pytest.raises(AlreadyCompleted) as closed:
         session.enter("refuser")
     assert closed.value.completion_code is None and closed.value.redirect_url is None
+
+
+def test_declining_after_agreeing_in_another_tab_is_a_clear_conflict(session):
+    session.consent("two-tabs", True)
+    with pytest.raises(ConsentConflict, match="already agreed"):
+        session.consent("two-tabs", False)
 
 
 def test_latin_square_slots_go_to_consenting_participants_only(session):
@@ -145,20 +185,19 @@ def test_latin_square_slots_go_to_consenting_participants_only(session):
         with session.db.read() as s:
             return dict(s.execute(select(Participant.external_id, Participant.slot)).all())
     before = {v for v in slots().values() if v is not None}
-    waiting = session.enter("slot-waiting").participant_id
-    refusing = session.enter("slot-refusing").participant_id
-    session.consent(refusing, False)
-    joining = session.enter("slot-joining").participant_id
-    session.consent(joining, True)
+    assert session.enter("slot-waiting").participant_id is None
+    session.consent("slot-refusing", False)
+    session.consent("slot-joining", True)
     now = slots()
-    assert now["slot-waiting"] is None and now["slot-refusing"] is None
+    assert "slot-waiting" not in now and now["slot-refusing"] is None
     assert now["slot-joining"] == plans.first_free_slot(before)
-    session.consent(waiting, True)
+    session.consent("slot-waiting", True)
     assert slots()["slot-waiting"] == plans.first_free_slot(before | {now["slot-joining"]})
 
 
 def test_completion_code_redirect_and_no_second_start(session):
-    pid = started(session, "finisher")
+    joined = session.consent("finisher", True)
+    pid = joined.participant_id
     with pytest.raises(ValueError, match="trials to answer"):
         session.complete(pid, {})
     answer_all(session, pid)
@@ -172,8 +211,10 @@ def test_completion_code_redirect_and_no_second_start(session):
     assert session.redirect_url(pid) == "https://example.org/done?cc=DONE-1&p=finisher"
     state = session.state(pid)
     assert state.completed and state.completion_code == "DONE-1" and state.n_done == state.n_total
-    with pytest.raises(AlreadyCompleted, match="finisher") as closed:
+    with pytest.raises(LinkInUse):                                     # not to whoever opens the link
         session.enter("finisher")
+    with pytest.raises(AlreadyCompleted, match="finisher") as closed:
+        session.enter("finisher", credential=joined.credential)
     assert closed.value.completion_code == "DONE-1"                    # shown again on a reload
     assert closed.value.redirect_url == "https://example.org/done?cc=DONE-1&p=finisher"
     assert session.next_trial(pid) is None
@@ -182,7 +223,7 @@ def test_completion_code_redirect_and_no_second_start(session):
 def test_anonymous_entry_needs_the_config_to_allow_it(session, tmp_path):
     with pytest.raises(ValueError, match="participant id"):
         session.enter(None)
-    with pytest.raises(ValueError, match="printable"):
+    with pytest.raises(BadLink, match="1-128 letters"):
         session.enter("x" * 201)
     anonymous = SurveySession(build_fake_study(tmp_path, anonymous=True))
     one, two = anonymous.enter(None), anonymous.enter("")

@@ -134,8 +134,7 @@ def test_a_full_cycle_of_latin_square_rows_covers_every_cell_once():
 
 def test_twenty_threads_replaying_one_answer_store_it_once(tmp_path):
     session = SurveySession(build_fake_study(tmp_path, TASKS))
-    state = session.enter("replayer")
-    session.consent(state.participant_id, True)
+    state = session.consent("replayer", True)
     trial = session.next_trial(state.participant_id)
     barrier = threading.Barrier(20)
     outcomes = []

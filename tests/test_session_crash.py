@@ -36,11 +36,14 @@ CHILD = """
 import sys
 from study.session import SurveySession
 session = SurveySession(sys.argv[1])
+credentials = {}   # what each participant's browser keeps after consenting
 with open(sys.argv[2], "a", buffering=1) as ack:
     for turn in range(10_000):
-        state = session.enter(f"crash-{turn % int(sys.argv[3])}")
+        external_id = f"crash-{turn % int(sys.argv[3])}"
+        state = session.enter(external_id, credential=credentials.get(external_id))
         if state.consented is None:
-            session.consent(state.participant_id, True)
+            state = session.consent(external_id, True)
+            credentials[external_id] = state.credential
         trial = session.next_trial(state.participant_id)
         if trial is None:
             continue

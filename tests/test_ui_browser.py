@@ -8,12 +8,15 @@ temporary folder.
 from __future__ import annotations
 
 import os
+from urllib.parse import urlparse
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
-from _ui_fixtures import (CHROMIUM_ARGS, Server, build_study_folder, chromium_path, link,
-                          question, settle, take_part)
+from _ui_fixtures import (CHROMIUM_ARGS, FORM, Server, after_submit, answer, build_study_folder, chromium_path,
+                          link, question, settle, take_part)
+from study.storage import Participant
 
 pytestmark = [
     pytest.mark.browser,
@@ -86,7 +89,8 @@ class Camera:
         name = self.NAMES[screen]
         if screen == "trial":
             if self.participant is None:
-                self.participant = self.session.enter(self.pid).participant_id
+                with self.session.db.read() as s:
+                    self.participant = s.scalar(select(Participant.id).where(Participant.external_id == self.pid))
             trial = self.session.next_trial(self.participant)
             kind = ("practice" if trial.is_practice else "attention-check" if trial.is_attention_check
                     else trial.task)
@@ -108,7 +112,9 @@ def answers_of(study, pid: str) -> list[int]:
     return sorted(responses.loc[responses.external_id == pid, "trial_index"].tolist())
 
 
-def test_full_run_from_link_to_completion_code(server, study, page, shots):
+def test_full_run_from_link_to_completion_code(server, study, browser, page, shots):
+    requested = []
+    page.context.on("request", lambda request: requested.append(request.url))
     camera = Camera(study, shots, "P-full")
     answered = take_part(page, server.url, "P-full", keyboard_every=2, on_screen=camera)
     assert answered == 20
@@ -126,6 +132,15 @@ def test_full_run_from_link_to_completion_code(server, study, page, shots):
     page.goto(link(server.url, "P-full"))   # a reload after finishing: the code again
     page.get_by_text("already been used").wait_for()
     assert page.locator('[data-testid="stCode"]').inner_text().strip() == "CAMSTUDY-OK"
+    # No request of a participant's page leaves the study server (no fonts, icons or trackers).
+    hosts = {urlparse(url).netloc for url in requested if urlparse(url).scheme in ("http", "https", "ws", "wss")}
+    assert hosts == {urlparse(server.url).netloc}, hosts
+    # Whoever else opens the finished link sees neither the code nor anything of the participant's.
+    stranger = browser.new_context().new_page()
+    stranger.goto(link(server.url, "P-full"))
+    stranger.get_by_text("This link is in use in another browser").wait_for()
+    assert stranger.locator('[data-testid="stCode"]').count() == 0
+    stranger.context.close()
 
 
 def test_reload_in_the_middle_resumes(server, study, browser, page):
@@ -133,11 +148,48 @@ def test_reload_in_the_middle_resumes(server, study, browser, page):
     page.reload()
     page.get_by_text(question(6)).wait_for()
     assert answers_of(study, "P-reload") == [0, 1, 2, 3, 4]
-    page.close()  # the tab is closed; the same link in a fresh browser resumes as well
-    other = browser.new_context().new_page()
+    second_tab = page.context.new_page()   # the same browser keeps its credential: it resumes
+    second_tab.goto(link(server.url, "P-reload"))
+    second_tab.get_by_text(question(6)).wait_for()
+    page.close()
+    other = browser.new_context().new_page()   # another browser with the same link: in use, nothing shown
     other.goto(link(server.url, "P-reload"))
-    other.get_by_text(question(6)).wait_for()
+    other.get_by_text("This link is in use in another browser").wait_for()
+    settle(other)
+    assert other.get_by_text(question(6)).count() == 0 and other.locator(FORM).count() == 0
     other.context.close()
+
+
+def test_a_link_without_a_personal_id_is_refused(server, browser):
+    shared = browser.new_context().new_page()     # Prolific's STUDY_ID is the same for everyone
+    shared.goto(f"{server.url}/?STUDY_ID=ui-test&SESSION_ID=s-1")
+    shared.get_by_text("Please use your study link").wait_for()
+    assert shared.get_by_role("button", name="I agree to take part").count() == 0
+    shared.context.close()
+
+
+def test_a_stale_tab_is_told_the_question_was_answered(server, study, page):
+    assert take_part(page, server.url, "P-stale", stop_after=3) == 3
+    stale = page.context.new_page()
+    stale.goto(link(server.url, "P-stale"))
+    stale.get_by_text(question(4)).wait_for()
+    settle(stale)
+    answer(page, 4)                                # answered in the first tab ...
+    after_submit(page, 4).wait_for()
+    answer(stale, 4)                               # ... then again in the stale one
+    stale.get_by_text("already been answered in another tab").wait_for()
+    stale.get_by_text(question(5)).wait_for()
+    assert answers_of(study, "P-stale") == [0, 1, 2, 3]
+
+
+def test_withdrawal_ends_the_study_and_deletes_the_answers(server, study, page):
+    assert take_part(page, server.url, "P-withdraw", stop_after=2) == 2
+    assert answers_of(study, "P-withdraw") == [0, 1]
+    page.get_by_role("button", name="Withdraw from the study").click()
+    page.get_by_text("all your answers are deleted").wait_for()
+    page.get_by_role("button", name="Withdraw", exact=True).click()
+    page.get_by_text("You have withdrawn").wait_for()
+    assert answers_of(study, "P-withdraw") == []
 
 
 def test_a_phone_stacks_side_by_side_maps(server, browser, shots):
@@ -167,8 +219,31 @@ def test_admin_login_refuses_a_wrong_password_and_accepts_the_right_one(server, 
     password.fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.get_by_text("Results per method").wait_for()
-    page.get_by_role("button", name="responses.csv").wait_for()
+    page.get_by_role("button", name="Write the CSV files").wait_for()
+    assert page.locator('[data-testid="stDownloadButton"]').count() == 0
     assert PASSWORD not in page.url
     page.set_viewport_size({"width": LAPTOP["width"], "height": 2600})  # the whole dashboard
     settle(page)
     page.screenshot(path=shots / "09-admin-dashboard.png", full_page=True)
+
+
+def test_admin_sign_in_locks_for_everyone_after_ten_failures(server, browser):
+    """Last in this module: the lockout holds for five minutes on this server."""
+    tabs = [browser.new_context().new_page() for _ in range(2)]
+    for tab in tabs:
+        tab.goto(f"{server.url}/admin")
+        tab.locator('input[type="password"]').wait_for()
+    for attempt in range(10):          # alternating tabs: a per-tab delay would not add up
+        tab = tabs[attempt % 2]
+        tab.locator('input[type="password"]').fill(f"guess {attempt}")
+        tab.get_by_role("button", name="Sign in").click()
+        tab.get_by_text("Wrong password.").or_(tab.get_by_text("Too many failed attempts")).first.wait_for()
+        settle(tab)
+    fresh = browser.new_context().new_page()
+    fresh.goto(f"{server.url}/admin")
+    fresh.locator('input[type="password"]').fill(PASSWORD)
+    fresh.get_by_role("button", name="Sign in").click()
+    fresh.get_by_text("Too many failed attempts").wait_for()
+    assert fresh.get_by_text("Results per method").count() == 0
+    for tab in (*tabs, fresh):
+        tab.context.close()

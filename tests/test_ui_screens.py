@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from study.outputs import TABLES
 
 from _ui_fixtures import TRIALS, FakeSurveySession, make_config, use_fake
 
@@ -88,12 +87,15 @@ def test_anonymous_entry_writes_its_id_into_the_url_and_resumes(fake):
     assert again.session_state.phase == "trials"
 
 
-def test_id_parameters_in_order_of_precedence():
-    from ui.participant import external_id_from
+def test_only_prolific_pid_or_pid_identify_a_person():
+    from study.identity import context_from, external_id_from
     assert external_id_from({"STUDY_ID": "s", "PROLIFIC_PID": "p"}) == "p"
     assert external_id_from({"pid": "x", "SESSION_ID": "y"}) == "x"
-    assert external_id_from({"STUDY_ID": " s "}) == "s"
+    assert external_id_from({"PROLIFIC_PID": " p ", "pid": "x"}) == "p"
+    assert external_id_from({"STUDY_ID": "s", "SESSION_ID": "y"}) is None    # shared by everyone in a study
     assert external_id_from({"pid": "  "}) is None
+    assert context_from({"PROLIFIC_PID": "p", "STUDY_ID": "s", "SESSION_ID": "y"}) == {"STUDY_ID": "s",
+                                                                                       "SESSION_ID": "y"}
 
 
 def test_odd_ids_are_refused(fake):
@@ -235,7 +237,7 @@ def test_admin_refuses_a_wrong_password(fake, monkeypatch):
     at.text_input[0].input("guess")
     at = click(at, "Sign in")
     assert at.error[0].value == "Wrong password."
-    assert not at.get("download_button")
+    assert "Write the CSV files" not in [b.label for b in at.button]
 
 
 @pytest.mark.parametrize("source", ["env", "secrets"])
@@ -251,10 +253,10 @@ def test_admin_dashboard_after_the_right_password(fake, monkeypatch, source):
     at = click(at, "Sign in")
     assert not at.exception
     assert fake.config_hash in texts(at)
-    labels = sorted(b.proto.label for b in at.get("download_button"))
-    assert labels == sorted(f"{name}.csv" for name in TABLES)
-    assert "codebook.csv" in labels and "responses.csv" in labels
+    assert not at.get("download_button")          # no download URL reachable without signing in
+    assert "Write the CSV files" in [b.label for b in at.button]
     assert [(m.label, m.value) for m in at.metric] == [("Participants", "2"), ("Completed", "0"),
-                                                         ("Excluded", "1")]
+                                                         ("Excluded", "1"), ("Withdrawn or erased", "0"),
+                                                         ("Opened, not answered", "3")]
     assert len(at.get("vega_lite_chart")) == 1
     assert len(at.get("progress")) == len({t[0] for t in TRIALS})

@@ -1,22 +1,28 @@
-"""The researcher's page (/admin): progress, live per-method results, participants and every
-export CSV, behind a password.
+"""The researcher's page (/admin): progress, live per-method results, participants, erasure on
+request, and the export CSVs, behind a password.
 
 The password comes from $CAMSTUDY_ADMIN_PASSWORD or Streamlit secrets `admin_password`, is
-typed into a form (never taken from the URL) and compared in constant time. With neither set
-the page stays locked.
+typed into a form (never taken from the URL) and compared in constant time; failures are
+throttled for everyone (`study.admin_login`). With neither set the page stays locked. The CSVs
+are written into the study folder on request, never offered as downloads: a Streamlit download
+is a URL that anyone could fetch, without signing in, for a while after the page showed it.
 """
 from __future__ import annotations
 
-import hmac
 import os
 import time
+from pathlib import Path
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
-from study.export import csv_bytes, export_tables
+from study import erasure
+from study.admin_login import LoginLocked
+from study.export import export_tables, write_exports
 from ui import context
+
+EXPORT_DIR = "export"
 
 PASSWORD_ENV = "CAMSTUDY_ADMIN_PASSWORD"
 
@@ -37,10 +43,15 @@ def _login(expected: str) -> bool:
         given = st.text_input("Password", type="password")
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
-        if hmac.compare_digest(given.encode(), expected.encode()):
+        try:
+            ok = context.admin_login().check(given, expected, st.context.ip_address)
+        except LoginLocked as locked:
+            st.error(f"Too many failed attempts: {locked}.")
+            return False
+        if ok:
             st.session_state.admin_ok = True
             st.rerun()
-        time.sleep(1)  # slows down guessing
+        time.sleep(1)  # slows down guessing from this tab; the lockout covers all of them
         st.error("Wrong password.")
     return False
 
@@ -90,23 +101,52 @@ def _dashboard(s) -> None:
     people = tables["participants"]
     n_done = int(people["completed_at"].notna().sum()) if len(people) else 0
     n_excl = int(people["excluded"].fillna(False).astype(bool).sum()) if len(people) else 0
-    a, b, c = st.columns(3)
-    a.metric("Participants", len(people))
+    withdrawals = int(tables["withdrawals"]["n"].sum()) if len(tables["withdrawals"]) else 0
+    a, b, c, d, e = st.columns(5)
+    a.metric("Participants", len(people), help="People who answered the consent page")
     b.metric("Completed", n_done)
     c.metric("Excluded", n_excl)
+    d.metric("Withdrawn or erased", withdrawals)
+    e.metric("Opened, not answered", context.monitor().link_views(),
+             help="Views of the consent page by people who have not answered it (counted, not stored)")
     _progress(context.monitor().cell_progress())
     _results(tables["summary"])
     st.subheader("Participants")
     st.dataframe(people, hide_index=True, width="stretch")
-    st.subheader("Downloads")
-    cols = st.columns(4)
-    for i, (name, df) in enumerate(tables.items()):
-        cols[i % 4].download_button(f"{name}.csv", csv_bytes(name, df),
-                                    file_name=f"{name}.csv", mime="text/csv",
-                                    width="stretch", on_click="ignore")
+    _participant_requests(s)
+    st.subheader("Exports")
+    st.caption("The CSV files, their codebook and analysis are written into the study folder on the "
+               "server (not offered for download: a download link would be reachable without signing in).")
+    if st.button("Write the CSV files"):
+        written = write_exports(folder, Path(folder) / EXPORT_DIR)
+        st.success(f"Wrote {len(written)} files to {Path(folder) / EXPORT_DIR}.")
     if st.button("Sign out"):
         del st.session_state["admin_ok"]
         st.rerun()
+
+
+def _participant_requests(s) -> None:
+    """Erasure on request, and moving a participant's link to another browser."""
+    st.subheader("Participant requests")
+    with st.form("erase", clear_on_submit=True):
+        external_id = st.text_input("Participant id (from their link)")
+        sure = st.checkbox("Erase all of this participant's answers and records; this cannot be undone")
+        erase, release = st.columns(2)
+        erase_it = erase.form_submit_button("Erase")
+        release_it = release.form_submit_button("Let another browser continue this link")
+    if erase_it:
+        if not sure:
+            st.warning("Tick the box to confirm the erasure.")
+        elif erasure.erase(s.db, s.study_id, external_id.strip(), "admin page"):
+            _tables.clear()
+            st.success("Erased. The audit log notes that an erasure happened, not whose.")
+        else:
+            st.error("No participant with that id in this study.")
+    if release_it:
+        if erasure.release(s.db, s.study_id, external_id.strip()):
+            st.success("Released: the next browser that opens this link continues it.")
+        else:
+            st.error("No participant with that id in this study.")
 
 
 def page() -> None:

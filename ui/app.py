@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import streamlit as st
+from PIL import Image
 
 from ui import admin, participant
 
@@ -25,8 +26,10 @@ def _guarded(render):
     return page
 
 
-st.set_page_config(page_title="Study", page_icon=":material/visibility:", layout="centered",
-                   menu_items={})
+# The icon is drawn here and served by the study server: a Material icon name would make every
+# participant's browser fetch it from a font server that the consent text does not name.
+ICON = Image.new("RGB", (32, 32), (27, 108, 168))
+st.set_page_config(page_title="Study", page_icon=ICON, layout="centered", menu_items={})
 st.html(Path(__file__).with_name("style.css"))
 st.navigation([
     st.Page(_guarded(participant.page), title="Study", url_path="", default=True),

@@ -13,6 +13,7 @@ from pathlib import Path
 import streamlit as st
 from PIL import Image
 
+from study.admin_login import AdminLogin
 from study.monitor import StudyMonitor
 from study.session import SurveySession
 
@@ -69,6 +70,17 @@ def session() -> SurveySession:
 def _monitor(folder: str) -> _Bounded:
     survey = _open(folder)
     return _Bounded(StudyMonitor(survey.design, survey.db), DB_CALLS_IN_FLIGHT)
+
+
+@st.cache_resource(show_spinner=False)
+def _admin_login(folder: str) -> AdminLogin:
+    survey = _open(folder)
+    return AdminLogin(survey.db, survey.study_id)
+
+
+def admin_login() -> AdminLogin:
+    """The admin password check, throttled across every tab and process (the database counts)."""
+    return _admin_login(str(study_dir()))
 
 
 def monitor() -> StudyMonitor:

@@ -1,35 +1,26 @@
 """The participant flow: link -> consent -> instructions -> practice with feedback -> trials ->
-questionnaire -> completion code.
+questionnaire -> completion code, with "withdraw" on every screen after consent.
 
 The database (through `SurveySession`) is the source of truth for progress; Streamlit's
 session state only remembers who this browser tab is and which screen it is on. A reload, a
-closed tab or a server restart enters again with the id from the link and resumes at the first
-unanswered trial.
+closed tab or a server restart enters again with the id from the link and the resume credential
+the browser keeps (a cookie set at consent), and resumes at the first unanswered trial. Another
+browser with the same link sees that the link is in use, and nothing of the participant's.
 """
 from __future__ import annotations
 
-import re
+import hashlib
+import json
 from datetime import datetime, timezone
 
 import streamlit as st
 
-from study.session import MAX_RT_MS, AlreadyCompleted
+from study.identity import SIGNATURE_PARAM, BadLink, context_from, external_id_from
+from study.session import MAX_RT_MS, AlreadyCompleted, ConsentConflict, LinkInUse
 from ui import context
-from ui.tasks_view import trial_form
+from ui.tasks_view import submit_key, trial_form
 
-# Prolific sends PROLIFIC_PID, STUDY_ID and SESSION_ID together; the first one present names
-# the participant (STUDY_ID alone is the same for everyone, so it is the last resort).
-ID_PARAMS = ("PROLIFIC_PID", "pid", "SESSION_ID", "STUDY_ID")
-_VALID_ID = re.compile(r"[\w.@:-]{1,128}")
-
-
-def external_id_from(params) -> str | None:
-    """The participant id carried by the link, or None when it has none."""
-    for name in ID_PARAMS:
-        value = (params.get(name) or "").strip()
-        if value:
-            return value
-    return None
+CREDENTIAL_DAYS = 90      # how long a browser keeps its resume credential
 
 
 def _say(kind: str, title: str, body: str) -> None:
@@ -37,35 +28,60 @@ def _say(kind: str, title: str, body: str) -> None:
     getattr(st, kind)(body)
 
 
+def _cookie_name(s, external_id: str) -> str:
+    """One cookie per study and participant id (hashed: ids may hold characters cookies do not)."""
+    digest = hashlib.sha256(f"{s.config_hash}|{external_id}".encode()).hexdigest()[:20]
+    return f"camstudy_{digest}"
+
+
+def _keep_credential(s, external_id: str, credential: str | None) -> None:
+    """Ask the browser to keep the resume credential (on the next page drawn)."""
+    if credential:
+        st.session_state.cookie = (_cookie_name(s, external_id), credential)
+
+
+def _write_cookie() -> None:
+    name, value = st.session_state.pop("cookie")
+    script = (f"document.cookie = {json.dumps(f'{name}={value}')} + "
+              f"'; path=/; max-age={CREDENTIAL_DAYS * 86400}; SameSite=Strict';")
+    st.html(f"<script>{script}</script>", unsafe_allow_javascript=True)
+
+
+def _link() -> tuple[str | None, str | None]:
+    params = st.query_params
+    return external_id_from(params), params.get(SIGNATURE_PARAM)
+
+
 def _enter(s) -> None:
-    """Read the link once, create or resume the participant, choose the first screen."""
+    """Read the link once, resume the participant or meet a new one, choose the first screen."""
     state = st.session_state
-    external = external_id_from(st.query_params)
-    if external is not None and not _VALID_ID.fullmatch(external):
-        state.phase = "bad_link"
-        return
-    if external is None and not s.config.allow_anonymous:
-        state.phase = "bad_link"
-        return
+    external, signature = _link()
     try:
-        p = s.enter(external, user_agent=st.context.headers.get("User-Agent", ""))
+        p = s.enter(external, signature=signature,
+                    credential=st.context.cookies.get(_cookie_name(s, external)) if external else None)
+    except BadLink:
+        state.phase = "bad_link"
+        return
+    except LinkInUse:
+        state.phase = "in_use"
+        return
     except AlreadyCompleted as closed:
-        if closed.completion_code is not None:   # finished earlier: show the code again
+        if closed.completion_code is not None:   # finished earlier in this browser: show the code again
             state.code, state.redirect = closed.completion_code, closed.redirect_url
             state.phase = "done_again"
-        else:                                    # declined consent earlier
+        else:                                    # declined consent or withdrew earlier
             state.phase = "closed"
         return
     if external is None:
         # So that a reload of this tab resumes instead of starting a new participant.
         st.query_params["pid"] = p.external_id
-    state.pid = p.participant_id
-    if p.consented is None:
+    state.external = p.external_id
+    _keep_credential(s, p.external_id, p.credential)
+    if p.participant_id is None:
         state.phase = "consent"
-    elif p.n_done == 0:
-        state.phase = "instructions"
-    else:
-        state.phase = "trials"
+        return
+    state.pid = p.participant_id
+    state.phase = "instructions" if p.n_done == 0 else "trials"
 
 
 def _consent(s) -> None:
@@ -73,13 +89,30 @@ def _consent(s) -> None:
     st.markdown(s.config.text.consent_md)
     agree, decline = st.columns(2)
     if agree.button("I agree to take part", type="primary", width="stretch"):
-        s.consent(st.session_state.pid, True)
-        st.session_state.phase = "instructions"
-        st.rerun()
+        _answer_consent(s, True)
     if decline.button("I do not agree", width="stretch"):
-        s.consent(st.session_state.pid, False)
-        st.session_state.phase = "declined"
-        st.rerun()
+        _answer_consent(s, False)
+
+
+def _answer_consent(s, agreed: bool) -> None:
+    state = st.session_state
+    _, signature = _link()
+    try:
+        p = s.consent(state.external, agreed, signature=signature, context=context_from(st.query_params),
+                      user_agent=st.context.headers.get("User-Agent", ""),
+                      credential=st.context.cookies.get(_cookie_name(s, state.external)))
+    except ConsentConflict as conflict:
+        state.conflict = str(conflict)
+        state.phase = "conflict"
+    except LinkInUse:
+        state.phase = "in_use"
+    except AlreadyCompleted:
+        state.phase = "closed"
+    else:
+        state.pid = p.participant_id
+        _keep_credential(s, state.external, p.credential)
+        state.phase = "instructions" if agreed else "declined"
+    st.rerun()
 
 
 def _instructions(s) -> None:
@@ -88,7 +121,7 @@ def _instructions(s) -> None:
     example = context.monitor().example()
     if example is not None:
         path, name = example
-        context.show_stimulus(st, path, width=300,
+        context.show_stimulus(st, path, width=300, alt=f"An example explanation map for {name}",
                               caption=f"An example: the map for “{name}”. The red area is what the model "
                                       f"relied on most to decide “{name}”.")
     st.info("The first questions are practice: after each one you will see the right answer.")
@@ -117,6 +150,18 @@ def _rt_ms(shown_at: datetime) -> int:
     return min(max(elapsed, 0), MAX_RT_MS)
 
 
+ALREADY_ANSWERED = ("That question had already been answered in another tab or window, so this answer "
+                    "was not stored again. Here is the next question.")
+
+
+def _answered_elsewhere(next_index: int) -> bool:
+    """Whether this tab just sent an answer to a question another tab had answered meanwhile: its
+    Next was clicked, but the server has moved on to a later question (that answer's form is gone,
+    so it cannot count for the new question)."""
+    shown = st.session_state.get("showing")
+    return shown is not None and shown != next_index and bool(st.session_state.get(submit_key(shown)))
+
+
 def _feedback(fb: dict) -> None:
     st.header("Practice")
     if fb["correct"] is True:
@@ -140,6 +185,11 @@ def _trials(s) -> None:
     if trial is None:
         state.phase = "questionnaire"
         st.rerun()
+    if _answered_elsewhere(trial.trial_index):
+        state.notice = ALREADY_ANSWERED
+    state.showing = trial.trial_index
+    if "notice" in state:
+        st.info(state.pop("notice"))
     done, total = s.progress(state.pid)
     st.progress(done / max(total, 1), text=f"Question {done + 1} of {total}")
     if trial.is_practice:
@@ -149,7 +199,9 @@ def _trials(s) -> None:
         return
     outcome = s.answer(state.pid, trial.trial_index, submission.response,
                        rt_ms=_rt_ms(trial.shown_at), confidence=submission.confidence)
-    if trial.is_practice:
+    if outcome.duplicate:   # answered meanwhile in another tab of this browser: say so, move on
+        state.notice = ALREADY_ANSWERED
+    elif trial.is_practice:
         state.feedback = {"trial_index": trial.trial_index, "correct": outcome.correct,
                           "feedback_md": trial.feedback_md}
     st.rerun()
@@ -192,6 +244,33 @@ def _done(s, again: bool = False) -> None:
                        type="primary")
 
 
+def _withdraw_offer() -> None:
+    """The way out, under every screen between consent and the end."""
+    st.divider()
+    if st.button("Withdraw from the study", type="tertiary", key="withdraw"):
+        st.session_state.before_withdrawal = st.session_state.phase
+        st.session_state.phase = "confirm_withdrawal"
+        st.rerun()
+
+
+def _confirm_withdrawal(s) -> None:
+    st.header("Withdraw from the study?")
+    if s.config.on_withdraw == "delete":
+        st.markdown("If you withdraw, the study ends now and **all your answers are deleted**. "
+                    "You do not have to give a reason.")
+    else:
+        st.markdown("If you withdraw, the study ends now. Your answers so far are kept, marked as "
+                    "withdrawn, as the information page said. You do not have to give a reason.")
+    stay, leave = st.columns(2)
+    if stay.button("Continue the study", width="stretch"):
+        st.session_state.phase = st.session_state.pop("before_withdrawal")
+        st.rerun()
+    if leave.button("Withdraw", type="primary", width="stretch"):
+        s.withdraw(st.session_state.pid)
+        st.session_state.phase = "withdrawn"
+        st.rerun()
+
+
 _SCREENS = {
     "consent": _consent,
     "instructions": _instructions,
@@ -199,11 +278,23 @@ _SCREENS = {
     "questionnaire": _questionnaire,
     "done": _done,
     "done_again": lambda s: _done(s, again=True),
+    "confirm_withdrawal": _confirm_withdrawal,
+    "withdrawn": lambda s: _say("info", "You have withdrawn", "The study has ended and "
+                                + ("your answers were deleted. " if s.config.on_withdraw == "delete"
+                                   else "your answers are kept, marked as withdrawn. ")
+                                + "Thank you for your time. You can close this tab."),
+    "in_use": lambda s: _say("info", "This link is in use in another browser",
+                             "This participant link was opened in another browser, where the study "
+                             "continues. Please go back to that browser. If you cannot, contact the "
+                             "researchers: they can move your link to this browser."),
+    "conflict": lambda s: _say("warning", "You have already agreed to take part",
+                               f"{st.session_state.conflict[:1].upper()}{st.session_state.conflict[1:]}."),
     "declined": lambda s: _say("info", "Thank you", "You chose not to take part, so the study "
                                "ends here and none of your answers were recorded. "
                                "You can close this tab."),
     "closed": lambda s: _say("info", "This link has already been used",
-                             "This participant link has already been used to take part, so it "
+                             "This participant link has already been used to take part (or to "
+                             "withdraw), so it "
                              "cannot start again. Thank you for your interest! "
                              "You can close this tab."),
     "bad_link": lambda s: _say("warning", "Please use your study link",
@@ -212,8 +303,16 @@ _SCREENS = {
 }
 
 
+_WITHDRAWABLE = ("instructions", "trials", "questionnaire")
+
+
 def page() -> None:
     s = context.session()
     if "phase" not in st.session_state:
         _enter(s)
-    _SCREENS[st.session_state.phase](s)
+    if "cookie" in st.session_state:
+        _write_cookie()
+    phase = st.session_state.phase
+    _SCREENS[phase](s)
+    if phase in _WITHDRAWABLE:
+        _withdraw_offer()

@@ -17,14 +17,16 @@ class Submission:
     confidence: str | None
 
 
-# Alt text of a picture without a caption (the prompt above it says what it shows).
-NO_CAPTION = "The picture this question is about"
-
-
 def _per_row(n_images: int) -> int:
     # One row keeps the choices in view under the maps on a laptop screen (two rows of HIVE's
     # four maps pushed them below the fold); Streamlit stacks columns on a phone by itself.
     return n_images if n_images <= 4 else 3
+
+
+def _alt(index: int, caption: str, n: int) -> str:
+    """Alt text of a stimulus: what it is, for screen readers."""
+    where = f"picture {index + 1} of {n}" if n > 1 else "the picture"
+    return f"Explanation map, {where}" + (f" ({caption})" if caption else "")
 
 
 def show_images(trial) -> None:
@@ -32,15 +34,21 @@ def show_images(trial) -> None:
     captions = list(trial.captions) + [""] * (len(trial.images) - len(trial.captions))
     for start in range(0, len(trial.images), per_row):
         cols = st.columns(per_row)
-        for col, path, caption in zip(cols, trial.images[start:start + per_row],
-                                      captions[start:start + per_row]):
-            context.show_stimulus(col, path, caption=caption or None, alt=caption or NO_CAPTION, width="stretch")
+        shown = zip(cols, trial.images[start:start + per_row], captions[start:start + per_row])
+        for offset, (col, path, caption) in enumerate(shown):
+            context.show_stimulus(col, path, caption=caption or None, width="stretch",
+                                  alt=_alt(start + offset, caption, len(trial.images)))
 
 
 def _choice(label: str, options, key: str) -> str | None:
     labels = dict(options)
     return st.radio(label, list(labels), format_func=labels.__getitem__, index=None,
                     horizontal=True, key=key)
+
+
+def submit_key(trial_index: int) -> str:
+    """The widget key of a trial's Next button: true in the run that follows its click."""
+    return f"next-{trial_index}"
 
 
 def trial_form(trial) -> Submission | None:
@@ -58,8 +66,10 @@ def trial_form(trial) -> Submission | None:
         if trial.confidence_options:
             confidence = _choice("How confident are you?", trial.confidence_options,
                                  f"confidence-{trial.trial_index}")
-        submitted = st.form_submit_button("Next", type="primary")
-    st.caption("Keyboard: press 1, 2, 3 … to choose, Enter to continue.")
+        submitted = st.form_submit_button("Next", type="primary", key=submit_key(trial.trial_index))
+    # Hidden on touch screens (style.css), which have no keys to press.
+    st.markdown('<p class="keyboard-hint">Keyboard: press 1, 2, 3 … to choose, Enter to continue.</p>',
+                unsafe_allow_html=True)
     install_shortcuts()
     if not submitted:
         return None

@@ -14,9 +14,10 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
-from metrics._model import autocast, check_amp, model_device
+from metrics._model import autocast, check_amp, check_score, model_device
 from study.explainers.core import METHODS, Method, as_targets, targets_checked, upsample
-from study.layers import last_spatial_layer, resolve_layer
+from study.explainers.reshape import FeatureLayer, Reshape
+from study.layers import default_layer, resolve_layer
 
 __all__ = ["explain", "METHODS", "check_options", "general_methods", "min_max", "resolve_method", "reduce_guided"]
 
@@ -25,7 +26,7 @@ for _module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{_module.name}")
 
 # What explain() itself passes to every method function; the rest of a signature are its options.
-_SHARED = {"model", "x", "targets", "layer", "batch_size", "seed"}
+_SHARED = {"model", "x", "targets", "layer", "batch_size", "seed", "score"}
 
 
 def general_methods() -> list[str]:
@@ -46,6 +47,8 @@ def explain(
     reduce: str = "max",
     amp: str | None = None,
     channels_last: bool = False,
+    reshape: Reshape | None = None,
+    score: str = "softmax",
     **options,
 ) -> torch.Tensor:
     """Saliency maps for `targets` (LongTensor[B] or [B,T]; None = top-1) of `model` on inputs `x`.
@@ -59,9 +62,19 @@ def explain(
     Guided methods reduce their RGB maps by the maximum absolute value over channels; `reduce="none"`
     returns Tensor[B,3,H,W] for display instead. The model runs in eval mode and is left in the mode
     it was found in.
+
+    Layer methods read the target layer's output as a feature map [B,C,h,w]: transformer tokens [B,N,D]
+    and channels-last maps [B,H,W,C] are recognised from their shape (study/explainers/reshape.py);
+    `reshape=` (a callable [B,...] -> [B,C,h,w] that only rearranges elements) overrides that reading.
+    `score="softmax"|"sigmoid"|"logit"` is the class score that perturbation methods (RISE, Score-CAM,
+    LIME) measure: softmax for single-label heads, sigmoid for multi-label ones. Gradient methods always
+    differentiate the logit, as their papers define.
     """
     entry = resolve_method(method)
     _check_options(entry, options)
+    check_score(score)
+    if reshape is not None and not callable(reshape):
+        raise ValueError(f"reshape must be a callable [B,...] -> [B,C,h,w], got {type(reshape).__name__}")
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.dtype.is_floating_point:
@@ -82,18 +95,20 @@ def explain(
     model.eval()
     try:
         with autocast(device, dtype):
-            raw, one_per_image = _run(entry, model, x, targets, target_layer, batch_size, seed, options)
+            layer = FeatureLayer(*_layer(model, x, target_layer), reshape) if entry.needs_layer else None
+            raw, one_per_image = _run(entry, model, x, targets, layer, batch_size, seed, score, options)
     finally:
         model.train(was_training)
     maps = _finish(raw.detach().float(), x.shape[-2:], normalize=normalize, guided=entry.guided, reduce=reduce)
     return maps[:, 0] if one_per_image else maps
 
 
-def _run(entry: Method, model, x, targets, target_layer, batch_size, seed, options) -> tuple[torch.Tensor, bool]:
+def _run(entry: Method, model, x, targets, layer, batch_size, seed, score, options) -> tuple[torch.Tensor, bool]:
     """Raw maps [B,T,...] of the method, and whether one class per image was asked for."""
     t, one_per_image = as_targets(targets, x, model, batch_size)
-    layer = _layer(model, x, target_layer) if entry.needs_layer else None
     kwargs = dict(layer=layer, batch_size=batch_size, seed=seed, **options)
+    if "score" in inspect.signature(entry.fn).parameters:
+        kwargs["score"] = score
     checked = targets_checked(model, t, x, up_front=not entry.per_image_batches) if targets is not None else nullcontext()
     with checked:
         if entry.per_image_batches:
@@ -143,10 +158,12 @@ def reduce_guided(rgb: torch.Tensor) -> torch.Tensor:
     return rgb.abs().amax(-3)
 
 
-def _layer(model: nn.Module, x: torch.Tensor, target_layer) -> nn.Module:
+def _layer(model: nn.Module, x: torch.Tensor, target_layer) -> tuple[nn.Module, str]:
+    """The target layer module and its dotted name (the model's own default, else `default_layer`)."""
     if target_layer is None:
-        target_layer = getattr(model, "target_layer", None) or last_spatial_layer(model, x)
-    return resolve_layer(model, target_layer)
+        target_layer = getattr(model, "target_layer", None) or default_layer(model, x)
+    module = resolve_layer(model, target_layer)
+    return module, next(name for name, m in model.named_modules() if m is module) or type(module).__name__
 
 
 def _finish(raw: torch.Tensor, size, *, normalize: bool, guided: bool, reduce: str) -> torch.Tensor:

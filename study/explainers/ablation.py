@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from study.explainers.core import capture, gap_linear_head, register
+from study.explainers.reshape import FeatureLayer, as_feature_layer
 
 
 @register("ablationcam", needs_layer=True, per_image_batches=False)
@@ -37,44 +38,49 @@ def ablationcam(model, x, targets, *, layer, batch_size, seed=None) -> torch.Ten
     return ablation_maps(model, x, targets, layer, batch_size)
 
 
-def ablation_maps(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, layer: nn.Module,
+def ablation_maps(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, layer: FeatureLayer,
                   batch_size: int) -> torch.Tensor:
     """Raw Ablation-CAM maps Tensor[B,T,h,w] (h,w the layer's) for targets LongTensor[B,T].
 
-    Also the building block of guided Ablation-CAM.
+    Channel k is ablated in the layer's own output: for a transformer layer, feature k of every patch token
+    (the prefix tokens are kept; see reshape.py). Also the building block of guided Ablation-CAM.
     """
+    layer = as_feature_layer(layer)
     split, tried = None, False  # traced only for a head that is not GAP+linear
     maps = []
     with torch.no_grad():
         for xb, tb in zip(x.split(batch_size), targets.split(batch_size)):
             run = _split_forward(split, xb) if split is not None else None
             if run is None:
-                with capture(layer) as store:
+                with capture(layer, xb.shape[-2:]) as store:
                     logits = model(xb)
-                run = store["A"], [], logits
-            activations, saved, logits = run
-            fc = gap_linear_head(model, activations, logits)
+                run = store.output, [], logits
+            output, saved, logits = run
+            to_map = layer.view(output, xb.shape[-2:])
+            fc = gap_linear_head(model, to_map(output), logits)
             if fc is None and not tried:  # no closed form: cut the model once, redo this chunk's front
-                tried, split = True, split_at(model, layer)
+                tried, split = True, split_at(model, layer.module)
                 run = _split_forward(split, xb) if split is not None else None
                 if run is None:
                     split = None
                 else:
-                    activations, saved, logits = run
+                    output, saved, logits = run
+            activations = to_map(output).float()
             scores = logits.float().gather(1, tb)  # y_c, [b,T]
             if fc is not None:
-                drops = fc.weight.float()[tb] * activations.float().mean((2, 3))[:, None, :]
+                drops = fc.weight.float()[tb] * activations.mean((2, 3))[:, None, :]
             else:
-                drops = _channelwise_drops(split, activations, saved, tb) if split is not None else None
+                positions = layer.positions(to_map, output)
+                drops = _channelwise_drops(split, output, saved, positions, tb) if split is not None else None
             if drops is None:
                 # Ablated copies are layer-sized: as many per chunk as fit in batch_size inputs' memory.
-                copies = batch_size * max(1, xb[0].numel() // activations[0].numel())
-                ablated = (_ablated_scores(split, activations, saved, tb, copies) if split is not None
-                           else _hooked_ablated_scores(model, layer, xb, activations, tb, copies))
+                copies = batch_size * max(1, xb[0].numel() // output[0].numel())
+                ablated = (_ablated_scores(split, output, saved, positions, tb, copies) if split is not None
+                           else _hooked_ablated_scores(model, layer, xb, output, positions, tb, copies))
                 drops = scores[..., None] - ablated
             weights = drops / scores[..., None]
             with torch.autocast(x.device.type, enabled=False):  # combine in float32 under amp
-                maps.append(F.relu(torch.einsum("btk,bkhw->bthw", weights, activations.float())))
+                maps.append(F.relu(torch.einsum("btk,bkhw->bthw", weights, activations)))
     return torch.cat(maps)
 
 
@@ -90,7 +96,7 @@ def _split_forward(split: Split, x: torch.Tensor):
     return activations, saved, logits
 
 
-def _channelwise_drops(split: Split, activations, saved, targets) -> torch.Tensor | None:
+def _channelwise_drops(split: Split, output, saved, positions, targets) -> torch.Tensor | None:
     """y_c - y_c^k [B,T,K] from three tail passes, when the tail acts channel by channel up to a final
     linear layer over K features (a ResNet cut at its last conv: bn, residual add, ReLU, average pool).
 
@@ -100,45 +106,51 @@ def _channelwise_drops(split: Split, activations, saved, targets) -> torch.Tenso
     """
     if split.head is None:
         return None
-    k = activations.shape[1]
-    half = (torch.rand(k, generator=torch.Generator().manual_seed(0)) < 0.5).to(activations.device)
-    with torch.autocast(activations.device.type, enabled=False):
-        full = split.features(activations, *saved).float()
-        if full.shape != (activations.shape[0], k):
+    k = positions.shape[0]
+    half = (torch.rand(k, generator=torch.Generator().manual_seed(0)) < 0.5).to(output.device)
+    with torch.autocast(output.device.type, enabled=False):
+        full = split.features(output, *saved).float()
+        if full.shape != (output.shape[0], k):
             return None
-        zero = split.features(torch.zeros_like(activations), *saved).float()
-        mixed = split.features(activations * ~half[:, None, None], *saved).float()
+        zero = split.features(_zeroed(output, positions.flatten()), *saved).float()
+        mixed = split.features(_zeroed(output, positions[half].flatten()), *saved).float()
     tolerance = 1e-5 * float(full.abs().amax().clamp_min(1.0))
     if not torch.allclose(mixed, torch.where(half, zero, full), rtol=1e-4, atol=tolerance):
         return None
     return split.head.weight.float()[targets] * (full - zero)[:, None, :]
 
 
-def _ablation_pairs(activations: torch.Tensor) -> torch.Tensor:
+def _zeroed(output: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+    """A copy of `output` with the elements at flat positions `flat` (of each image) set to 0."""
+    copy = output.clone(memory_format=torch.contiguous_format)
+    copy.view(len(copy), -1)[:, flat] = 0
+    return copy
+
+
+def _ablation_pairs(b: int, k: int, device) -> torch.Tensor:
     """Every (image, channel) pair as LongTensor[B*K, 2], image-major."""
-    b, k = activations.shape[:2]
-    return torch.cartesian_prod(torch.arange(b, device=activations.device),
-                                torch.arange(k, device=activations.device)).view(b * k, 2)
+    return torch.cartesian_prod(torch.arange(b, device=device), torch.arange(k, device=device)).view(b * k, 2)
 
 
-def _ablate(activations: torch.Tensor, image: torch.Tensor, channel: torch.Tensor) -> torch.Tensor:
-    copies = activations[image].clone()
-    copies[torch.arange(len(image), device=copies.device), channel] = 0
+def _ablate(output: torch.Tensor, image: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Copies of output[image] with the elements at `positions` [n, m] (a row per copy: one channel) set to 0."""
+    copies = output[image].contiguous()  # indexing copied already
+    copies.view(len(image), -1).scatter_(1, positions, 0.0)
     return copies
 
 
-def _ablated_scores(split, activations, saved, targets, batch_size) -> torch.Tensor:
+def _ablated_scores(split, output, saved, positions, targets, batch_size) -> torch.Tensor:
     """y_c^k for every image, target and channel, [B,T,K], running only the tail on the ablated copies.
 
     The tail runs in float32 even under amp: one channel's drop y_c - y_c^k is often below bf16's
     resolution of y_c, and the tail is a small part of the network.
     """
-    b, k = activations.shape[:2]
-    out = torch.empty(b, targets.shape[1], k, device=activations.device)
-    for chunk in _ablation_pairs(activations).split(batch_size):
+    b, k = output.shape[0], positions.shape[0]
+    out = torch.empty(b, targets.shape[1], k, device=output.device)
+    for chunk in _ablation_pairs(b, k, output.device).split(batch_size):
         image, channel = chunk.unbind(1)
-        inputs = (_ablate(activations, image, channel), *(value[image] for value in saved))
-        with torch.autocast(activations.device.type, enabled=False):
+        inputs = (_ablate(output, image, positions[channel]), *(value[image] for value in saved))
+        with torch.autocast(output.device.type, enabled=False):
             if split.head is None:
                 scores = split.tail(*inputs).float().gather(1, targets[image])
             else:  # only the target rows of the final linear layer
@@ -149,23 +161,23 @@ def _ablated_scores(split, activations, saved, targets, batch_size) -> torch.Ten
     return out
 
 
-def _hooked_ablated_scores(model, layer, x, activations, targets, batch_size) -> torch.Tensor:
+def _hooked_ablated_scores(model, layer: FeatureLayer, x, output, positions, targets, batch_size) -> torch.Tensor:
     """y_c^k as `_ablated_scores`, for models torch.fx cannot split: the layer's output is replaced by the
     ablated copies of one image while the model runs on that image alone."""
-    b, k = activations.shape[:2]
-    out = torch.empty(b, targets.shape[1], k, device=activations.device)
+    b, k = output.shape[0], positions.shape[0]
+    out = torch.empty(b, targets.shape[1], k, device=output.device)
     swap = {}
-    handle = layer.register_forward_hook(lambda _m, _i, _o: swap["copies"])
+    handle = layer.module.register_forward_hook(lambda _m, _i, _o: swap["copies"])
     try:
-        for chunk in _ablation_pairs(activations).split(batch_size):
+        for chunk in _ablation_pairs(b, k, output.device).split(batch_size):
             for i in chunk[:, 0].unique().tolist():
                 channel = chunk[chunk[:, 0] == i, 1]
                 image = torch.full_like(channel, i)
-                swap["copies"] = _ablate(activations, image, channel)
+                swap["copies"] = _ablate(output, image, positions[channel])
                 logits = model(x[i : i + 1])
                 if logits.shape[0] != len(channel):
                     raise ValueError(
-                        f"ablationcam cannot split {type(model).__name__} at {type(layer).__name__}: torch.fx "
+                        f"ablationcam cannot split {type(model).__name__} at {layer.name}: torch.fx "
                         f"cannot trace it and its layers after the target do not broadcast a batch of ablated copies")
                 out[image, :, channel] = logits.float().gather(1, targets[image])
     finally:

@@ -81,7 +81,7 @@ def _captum_method(spec: str, attr, name: str) -> Method:
 
     def run(model, x, targets, *, layer, batch_size, seed, **options):
         ctor, kwargs = _route(spec, options, init, call)
-        method = cls(model, layer, **ctor) if needs_layer else cls(model, **ctor)
+        method = cls(model, layer.module, **ctor) if needs_layer else cls(model, **ctor)
         kwargs = {**_captum_defaults(required, call, x, batch_size), **kwargs}
         per_target = []
         with _seeded(seed, x.device):
@@ -177,7 +177,9 @@ def _gradcam_lib_method(spec: str, lib, name: str) -> Method:
         ctor, kwargs = _route(spec, options, init, call)
         if "batch_size" in init:
             ctor.setdefault("batch_size", batch_size)
-        cam = cls(model=model, target_layers=[layer], **ctor)
+        if "reshape_transform" in init:  # the library sees the layer as a map the way explain() does
+            ctor.setdefault("reshape_transform", lambda output: layer.view(output, x.shape[-2:])(output))
+        cam = cls(model=model, target_layers=[layer.module], **ctor)
         if "batch_size" not in init:
             cam.batch_size = batch_size  # ScoreCAM and others read this attribute when it is set
         try:  # in float32 even under explain(amp=...): the library moves activations to numpy, which has no bf16

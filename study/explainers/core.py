@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from metrics._model import check_targets
+from study.explainers.reshape import FeatureLayer, Reshape, as_feature_layer
 
 MethodFn = Callable[..., torch.Tensor]
 
@@ -93,23 +94,44 @@ def targets_checked(model: nn.Module, targets: torch.Tensor, x: torch.Tensor, *,
         handle.remove()
 
 
+class Captured:
+    """The target layer's output from one forward pass (`output`, as the network passed it on) and its
+    feature-map view [B,C,h,w] (`activations`; see reshape.py)."""
+
+    def __init__(self, layer: FeatureLayer, size: tuple[int, int]):
+        self.layer, self.size = layer, size
+        self.output: torch.Tensor | None = None
+        self.to_map: Reshape | None = None
+
+    def record(self, output) -> None:
+        self.to_map = self.layer.view(output, self.size)
+        self.output = output
+        self.to_map(output)  # a reshape that cannot view this output fails here, naming the layer
+
+    @property
+    def activations(self) -> torch.Tensor:
+        return self.to_map(self.output)
+
+    def gradient(self, score: torch.Tensor, retain_graph: bool) -> torch.Tensor:
+        """d score / d A [B,C,h,w]: the same view of the gradient w.r.t. the layer's output."""
+        return self.to_map(torch.autograd.grad(score, self.output, retain_graph=retain_graph)[0])
+
+
 @contextlib.contextmanager
-def capture(layer: nn.Module) -> Iterator[dict]:
-    """Record `layer`'s output during a forward pass as `store["A"]`.
+def capture(layer: FeatureLayer | nn.Module, size) -> Iterator[Captured]:
+    """Record `layer`'s output during a forward pass on inputs of spatial `size` (H, W).
 
     The hook hands the rest of the network a clone, so in-place operations downstream (ReLU(inplace=True)
     after the layer) cannot corrupt the stored activations or the gradients taken with respect to them.
     """
-    store: dict = {}
+    layer = as_feature_layer(layer)
+    store = Captured(layer, tuple(size))
 
     def hook(_module, _inputs, output):
-        if not isinstance(output, torch.Tensor) or output.dim() != 4:
-            raise ValueError(f"target layer {type(_module).__name__} must output a (B,C,H,W) feature map, "
-                             f"got {getattr(output, 'shape', type(output).__name__)}")
-        store["A"] = output
+        store.record(output)
         return output.clone()
 
-    handle = layer.register_forward_hook(hook)
+    handle = layer.module.register_forward_hook(hook)
     try:
         yield store
     finally:
@@ -125,11 +147,11 @@ def autograd_on() -> Iterator[None]:
         yield
 
 
-def forward_with_activations(model: nn.Module, x: torch.Tensor, layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits, target-layer activations) from one forward pass; run it, and what uses its graph, in autograd_on()."""
-    with capture(layer) as store:
+def forward_with_activations(model: nn.Module, x: torch.Tensor, layer: FeatureLayer) -> tuple[torch.Tensor, Captured]:
+    """(logits, the captured target layer) from one forward pass; run it, and what uses its graph, in autograd_on()."""
+    with capture(layer, x.shape[-2:]) as store:
         logits = model(x.detach().requires_grad_(True))
-    return logits, store["A"]
+    return logits, store
 
 
 def target_scores(logits: torch.Tensor, targets: torch.Tensor, t: int) -> torch.Tensor:

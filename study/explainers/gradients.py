@@ -14,13 +14,10 @@ from study.explainers.core import autograd_on, forward_with_activations, registe
 def class_gradients(model, x, targets, layer) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Activations A [B,K,h,w] and, per target column t, dy_t/dA (y the logit), from one forward pass."""
     with autograd_on():
-        logits, activations = forward_with_activations(model, x, layer)
+        logits, store = forward_with_activations(model, x, layer)
         n = targets.shape[1]
-        grads = [
-            torch.autograd.grad(target_scores(logits, targets, t), activations, retain_graph=t < n - 1)[0].float()
-            for t in range(n)
-        ]
-    return activations.detach().float(), grads
+        grads = [store.gradient(target_scores(logits, targets, t), retain_graph=t < n - 1).float() for t in range(n)]
+    return store.activations.detach().float(), grads
 
 
 def gradcam_weights(activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:

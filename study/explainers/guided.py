@@ -100,17 +100,19 @@ class _Rectifier(torch.autograd.Function):
 
 
 class _GuidedRectifiers(TorchFunctionMode):
-    """While active, every rectifier call in the forward pass becomes a `_Rectifier`."""
+    """While active, every rectifier call in the forward pass becomes a `_Rectifier` (counted in `seen`)."""
 
     def __init__(self, switch: _Switch):
         super().__init__()
         self.switch = switch
+        self.seen = 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         call = _rectifier(func, args, kwargs)
         if call is None:
             return func(*args, **kwargs)
+        self.seen += 1
         return _Rectifier.apply(*call, self.switch)
 
 
@@ -123,18 +125,24 @@ def guided_gradients(model, x, targets, layer=None):
     switch = _Switch()
     with autograd_on():
         x = x.detach().requires_grad_(True)
-        with _GuidedRectifiers(switch), (capture(layer) if layer is not None else nullcontext({})) as store:
+        guide = _GuidedRectifiers(switch)
+        with guide, (capture(layer, x.shape[-2:]) if layer is not None else nullcontext()) as store:
             logits = model(x)
+        if not guide.seen:
+            raise ValueError(
+                f"guided backprop changes the backward pass of rectifiers (ReLU), and {type(model).__name__} has "
+                f"none (GELU, SiLU and the like are smooth): its guided gradient would be the plain gradient; "
+                f"use gradcam or a gradient method instead")
         n = targets.shape[1]
         guided, layer_grads = [], []
         for t in range(n):
             score = target_scores(logits, targets, t)
             if layer is not None:
                 switch.guided = False
-                layer_grads.append(torch.autograd.grad(score, store["A"], retain_graph=True)[0].float())
+                layer_grads.append(store.gradient(score, retain_graph=True).float())
                 switch.guided = True
             guided.append(torch.autograd.grad(score, x, retain_graph=t < n - 1)[0])
-    activations = store["A"].detach().float() if layer is not None else None
+    activations = store.activations.detach().float() if layer is not None else None
     return torch.stack(guided, 1), activations, layer_grads
 
 
@@ -168,6 +176,6 @@ def guided_ablationcam(model, x, targets, *, layer, batch_size, seed=None) -> to
     """Guided backprop times the bilinearly upsampled raw Ablation-CAM (the Ablation-CAM paper's guided variant)."""
     from study.explainers.ablation import ablation_maps
 
-    cams = ablation_maps(model, x, targets, layer, batch_size)
     guided = torch.cat([guided_gradients(model, xb, tb)[0] for xb, tb in zip(x.split(batch_size), targets.split(batch_size))])
+    cams = ablation_maps(model, x, targets, layer, batch_size)
     return _guide(guided, cams.float())

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from skimage.segmentation import quickshift, slic
 
+from metrics._model import class_scores
 from study.explainers.core import register
 
 KERNEL_WIDTH = 0.25
@@ -43,8 +44,9 @@ def superpixels(image: torch.Tensor, method: str = "slic", n_segments: int = 50)
 
 
 def lime_coefficients(model, image: torch.Tensor, targets: torch.Tensor, segments: torch.Tensor, *,
-                      num_samples: int, batch_size: int, seed: int) -> torch.Tensor:
-    """Ridge coefficients Tensor[S,T] of each superpixel for image [3,H,W] and targets LongTensor[T]."""
+                      num_samples: int, batch_size: int, seed: int, score: str = "softmax") -> torch.Tensor:
+    """Ridge coefficients Tensor[S,T] of each superpixel for image [3,H,W] and targets LongTensor[T], regressing
+    the class scores (`class_scores`: softmax probabilities by default)."""
     n = int(segments.max()) + 1
     flat = segments.flatten()
     samples = torch.randint(0, 2, (num_samples, n), generator=torch.Generator().manual_seed(seed))
@@ -57,7 +59,7 @@ def lime_coefficients(model, image: torch.Tensor, targets: torch.Tensor, segment
     with torch.no_grad():
         for chunk in samples.split(batch_size):
             keep = chunk[:, flat].view(-1, 1, *image.shape[1:])
-            probs.append(model(image * keep + fill * (1 - keep)).float().softmax(1)[:, targets])
+            probs.append(class_scores(model(image * keep + fill * (1 - keep)), score)[:, targets])
     distance = 1 - (samples.sum(1) / n).sqrt()  # cosine distance of each on/off vector to all-on
     weights = torch.exp(-distance**2 / KERNEL_WIDTH**2).sqrt()
     return weighted_ridge(samples, torch.cat(probs), weights)
@@ -76,7 +78,7 @@ def weighted_ridge(features: torch.Tensor, targets: torch.Tensor, weights: torch
 
 @register("lime", needs_layer=False, per_image_batches=False, randomised=True)
 def lime(model, x, targets, *, batch_size, seed, num_samples: int = 1000, n_segments: int = 50,
-         segmentation: str = "slic", layer=None) -> torch.Tensor:
+         segmentation: str = "slic", layer=None, score="softmax") -> torch.Tensor:
     """Tensor[B,T,H,W]: each pixel's superpixel coefficient for each target, ReLU'd."""
     if num_samples < 2:
         raise ValueError(f"lime needs num_samples >= 2, got {num_samples}")
@@ -84,6 +86,6 @@ def lime(model, x, targets, *, batch_size, seed, num_samples: int = 1000, n_segm
     for image, t in zip(x, targets):
         segments = superpixels(image, segmentation, n_segments)
         coef = lime_coefficients(model, image, t, segments, num_samples=num_samples, batch_size=batch_size,
-                                 seed=0 if seed is None else seed)
+                                 seed=0 if seed is None else seed, score=score)
         maps.append(coef.T[:, segments].clamp_min(0))
     return torch.stack(maps)

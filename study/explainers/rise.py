@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
+from metrics._model import class_scores
 from study.explainers.core import register
 
 
@@ -41,15 +42,16 @@ def rise_masks(n_masks: int, grid: int, p: float, size: tuple[int, int], seed: i
 
 @register("rise", needs_layer=False, per_image_batches=False, randomised=True)
 def rise(model, x, targets, *, batch_size, seed, n_masks: int = 4000, grid: int = 7, p: float = 0.5,
-         layer=None) -> torch.Tensor:
-    """Tensor[B,T,H,W]; `n_masks`, `grid` (s) and `p` as in the paper (defaults 4000, 7, 0.5)."""
+         layer=None, score="softmax") -> torch.Tensor:
+    """Tensor[B,T,H,W]; `n_masks`, `grid` (s) and `p` as in the paper (defaults 4000, 7, 0.5); P_c is the
+    softmax probability, or the sigmoid or the logit (explain's `score=`)."""
     b, _, h, w = x.shape
     saliency = torch.zeros(b, targets.shape[1], h * w, device=x.device)
     with torch.no_grad():
         for masks in rise_masks(n_masks, grid, p, (h, w), 0 if seed is None else seed, batch_size, x.device):
             flat = masks.flatten(1)
             for i in range(b):
-                probs = model(x[i] * masks[:, None]).float().softmax(1)[:, targets[i]]  # [m,T]
+                probs = class_scores(model(x[i] * masks[:, None]), score)[:, targets[i]]  # [m,T]
                 with torch.autocast(x.device.type, enabled=False):  # accumulate in float32 under amp
                     saliency[i] += probs.T @ flat
     return (saliency / (n_masks * p)).view(b, -1, h, w)

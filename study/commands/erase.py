@@ -1,0 +1,21 @@
+"""`camstudy erase STUDY_DIR ID`: delete everything about one participant, on their request."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("study_dir", metavar="STUDY_DIR", help="study folder")
+    parser.add_argument("external_id", metavar="ID", help="the participant's id from their link (PROLIFIC_PID or pid)")
+
+
+def run(args) -> int:
+    from study import erasure
+    from study.storage import open_study
+
+    folder = open_study(args.study_dir)
+    if not erasure.erase(folder.database, folder.study_id, args.external_id, "command line"):
+        raise LookupError(f"no participant {args.external_id!r} in this study (nothing was erased)")
+    print(f"erased every answer and record of participant {args.external_id!r}; the audit log notes "
+          "that an erasure happened, not whose")
+    return 0

@@ -100,9 +100,8 @@ def merge_scores(out: str | Path, folders: Sequence[str | Path], plots: bool = T
     models (one `score` call each), so an export or report sees them all; returns the merged table."""
     tables, curves = [], []
     for folder in folders:
-        read = {"float_precision": "round_trip"}   # the values as written, so a merge never drifts
-        tables.append(pd.read_csv(Path(folder) / FAITHFULNESS_FILE, dtype={"image_id": str, "params": str}, **read))
-        curves.append(pd.read_csv(Path(folder) / CURVES_FILE, **read))
+        tables.append(pd.read_csv(Path(folder) / FAITHFULNESS_FILE, dtype={"image_id": str, "params": str}))
+        curves.append(pd.read_csv(Path(folder) / CURVES_FILE))
     table = pd.concat(tables, ignore_index=True)
     _write_scores(Path(out), table, pd.concat(curves, ignore_index=True), plots)
     return table

@@ -41,20 +41,38 @@ class Renderer(Protocol):
         """Per request, one PIL image per target. The requests share model, method, `joint` and
         number of targets, so they can go through the explainer as one batch."""
 
+    def examples(self, items: Sequence[Any], requests: Sequence[tasks.ExampleRequest]) -> list[list[Any]]:
+        """Per request, [one PIL image]: the image beside its most helpful training images. The
+        requests share model, method, training set, k and l2."""
+
 
 class ExplainerRenderer:
-    """The real renderer: study.load_model + study.explainers.explain + study.render."""
+    """The real renderer: study.load_model + study.explainers.explain + study.render.
+
+    `weights` names a weights file per model (the config's `[weights]`); `root` is the folder that
+    relative training-image folders are taken in (the config's)."""
 
     DISPLAY_SIZE = 448    # longest side of a stimulus PNG
 
-    def __init__(self, device: str | None = None, seed: int = 0):
-        self.device, self.seed, self._models = device, seed, {}
+    def __init__(self, device: str | None = None, seed: int = 0, weights: dict[str, Path] | None = None,
+                 root: Path | None = None):
+        self.device, self.seed, self.weights, self.root = device, seed, dict(weights or {}), root
+        self._models, self._pools = {}, {}
 
     def _model(self, name: str):
         if name not in self._models:
             from study.models import load_model
-            self._models[name] = load_model(name, device=self.device)
+            self._models[name] = load_model(name, weights=self.weights.get(name), device=self.device)
         return self._models[name]
+
+    def examples(self, items: Sequence[Any], requests: Sequence[tasks.ExampleRequest]) -> list[list[Any]]:
+        from study.example_stimuli import TrainingPool, example_pictures
+        first = requests[0]
+        model = self._model(first.model)
+        key = (first.model, first.train_images)
+        if key not in self._pools:
+            self._pools[key] = TrainingPool.load(first.train_images, self.root, model)
+        return example_pictures(model, self._pools[key], items, requests)
 
     def categories(self, model: str) -> list[str]:
         return list(self._model(model).categories)
@@ -107,7 +125,9 @@ def build_study(config_path: str | Path, out_dir: str | Path, force_new: bool = 
     """Build (or reuse) the study of `config_path` in `out_dir`; returns the study version's id.
 
     `renderer`, `items` and `combine` default to the real explainers, the config's image set and
-    `study.images.composite`; passing them builds a study from other maps or images.
+    `study.images.composite`; passing them builds a study from other maps or images. A task that
+    names its own `images` draws its units from that set instead (the examples task on a model
+    trained on the digits, say), and its model predicts only the images it is shown.
     """
     config = load_config(config_path)
     out = Path(out_dir)
@@ -123,19 +143,27 @@ def build_study(config_path: str | Path, out_dir: str | Path, force_new: bool = 
         if current["answers"] and not force_new:
             raise ValueError(f"the study in {out} already has {current['answers']} answers and its config "
                              "changed; rebuild with --force-new to start a new study version")
-    if items is None or combine is None:
-        from study import images
-        items = images.image_set(config.images, config.root) if items is None else items
-        combine = combine or images.composite
-    if not items:
-        raise ValueError(f"image set {config.images!r} holds no images")
-    renderer = renderer or ExplainerRenderer(seed=config.seed)
+    from study import images
+    if items is None:
+        items = images.image_set(config.images, config.root)
+    combine = combine or images.composite
+    sets = {config.images: items}
+    for task in config.tasks:
+        if task.images is not None and task.images not in sets:
+            sets[task.images] = images.image_set(task.images, config.root)
+    for spec, held in sets.items():
+        if not held:
+            raise ValueError(f"image set {spec!r} holds no images")
+    task_items = [sets[task.images or config.images] for task in config.tasks]
+    renderer = renderer or ExplainerRenderer(seed=config.seed, root=config.root,
+                                             weights={m: config.resolve(w) for m, w in config.weights.items()})
     categories = {m: renderer.categories(m) for m in config.models}
-    predictions = {m: renderer.predict(m, items) for m in config.models}
-    plan = _plan(config, items, predictions, categories, combine)
-    made = [item for image_id, item in plan.items.items() if image_id not in predictions[config.models[0]]]
-    for model in config.models:     # composites made by the plan are recorded with predictions too
-        predictions[model].update(renderer.predict(model, made) if made else {})
+    predictions: tasks.Predictions = {m: {} for m in config.models}
+    for task, held in zip(config.tasks, task_items):
+        _predict(renderer, predictions, (task.model, *(task.models or ())), held)
+    plan = _plan(config, task_items, predictions, categories, combine)
+    # Composites made by the plan are recorded with predictions too.
+    _predict(renderer, predictions, config.models, [i for i in plan.items.values() if not _known(predictions, i)])
     _render(plan, out, renderer, progress)
     # The text that was validated and hashed, not the file as it is now (it may have changed).
     (out / CONFIG_FILE).write_text(config.source, encoding="utf-8")
@@ -152,24 +180,34 @@ def _current_study(database: Database) -> dict[str, Any] | None:
         return {"id": study.id, "hash": study.config_hash, "answers": answers}
 
 
-def _file_name(request: tasks.MapRequest, target: int) -> str:
-    parts = [request.image_id, request.model, request.method, str(target)]
-    if request.joint:
-        parts.append("joint-" + "-".join(map(str, request.targets)))
+def _predict(renderer: Renderer, predictions: tasks.Predictions, models: Sequence[str], items: Sequence[Any]) -> None:
+    """Add the top-5 predictions of `models` for those of `items` they lack (each image predicted once)."""
+    for model in models:
+        todo = [i for i in items if i.image_id not in predictions[model]]
+        if todo:
+            predictions[model].update(renderer.predict(model, todo))
+
+
+def _known(predictions: tasks.Predictions, item: Any) -> bool:
+    return any(item.image_id in by_image for by_image in predictions.values())
+
+
+def _file_name(request: tasks.MapRequest | tasks.ExampleRequest, target: int) -> str:
+    parts = [request.image_id, request.model, request.method, str(target), *request.name_parts()]
     return re.sub(r"[^A-Za-z0-9_.+\-]", "_", "__".join(parts)) + ".png"
 
 
-def _plan(config: StudyConfig, items: Sequence[Any], predictions: tasks.Predictions,
+def _plan(config: StudyConfig, task_items: Sequence[Sequence[Any]], predictions: tasks.Predictions,
           categories: dict[str, list[str]], combine: Callable) -> _Plan:
-    """Units, cells, practice and attention trials of every task, and the maps they need."""
+    """Units, cells, practice and attention trials of every task (from its own image set), and the maps they need."""
     rng = random.Random(config.seed)
-    plan = _Plan(items={i.image_id: i for i in items}, stimuli={}, trials=[], layout=[])
+    plan = _Plan(items={i.image_id: i for held in task_items for i in held}, stimuli={}, trials=[], layout=[])
     extras = _extra_trials(config)
     wording = _Wording(config, categories)
 
-    def stimulus_ids(unit: tasks.Unit, cond: tasks.Condition, kind: tasks.TaskType) -> list[tuple]:
+    def stimulus_ids(task, unit: tasks.Unit, cond: tasks.Condition, kind: tasks.TaskType) -> list[tuple]:
         keys = []
-        for request in kind.maps(unit, cond):
+        for request in kind.maps(task, unit, cond):
             for target in request.targets:
                 key = (request, target)
                 plan.stimuli.setdefault(key, (f"{STIMULI_DIR}/{_file_name(request, target)}", target, request))
@@ -178,20 +216,20 @@ def _plan(config: StudyConfig, items: Sequence[Any], predictions: tasks.Predicti
 
     def trial(position, task, kind, unit, cond, role, cell_index, specs=None):
         plan.items.setdefault(unit.item.image_id, unit.item)
-        keys = stimulus_ids(unit, cond, kind)
+        keys = stimulus_ids(task, unit, cond, kind)
         plan.trials.append({
             "task": task.type, "role": role, "task_position": position, "cell_index": cell_index,
             "image_id": unit.item.image_id, "model": cond.model, "model_b": cond.model_b,
             "method": cond.method, "method_b": cond.method_b, "target_class": kind.target(unit, cond),
             "stimulus_keys": keys, "spec": specs or wording.specs(kind, task, unit, cond)})
 
-    for position, task in enumerate(config.tasks):
+    for position, (task, items) in enumerate(zip(config.tasks, task_items)):
         kind = tasks.TASKS[task.type]
         units = kind.units(task, items, predictions, combine, rng)
         reserved = 1 if extras[position] else 0
         main_units = units[: len(units) - reserved]
         if not main_units:
-            raise ValueError(f"task {position + 1} ({task.type}): the image set {config.images!r} gives "
+            raise ValueError(f"task {position + 1} ({task.type}): the image set {task.images or config.images!r} gives "
                              f"{len(units)} usable images, too few for this task"
                              + (" and its practice/attention trials" if reserved else ""))
         conditions = kind.conditions(task)
@@ -259,21 +297,28 @@ def _extra_trials(config: StudyConfig) -> list[list[str]]:
     return extras
 
 
-def _render(plan: _Plan, out: Path, renderer: Renderer, progress: bool, batch_size: int = 8) -> None:
-    """Render every map once, batching requests that can share an explainer call."""
+def _render(plan: _Plan, out: Path, renderer: Renderer, progress: bool, batch_size: int = 8,
+            example_batch_size: int = 256) -> None:
+    """Render every picture once, batching requests that can share an explainer call.
+
+    Example pictures go in larger batches: each batch scores its images against the whole training
+    set, whose features and Hessian are the same every time."""
     from tqdm import tqdm
     (out / STIMULI_DIR).mkdir(exist_ok=True)
-    groups: dict[tuple, list[tasks.MapRequest]] = {}
+    groups: dict[tuple, list[tasks.MapRequest | tasks.ExampleRequest]] = {}
     for request, _target in plan.stimuli:
-        group = groups.setdefault((request.model, request.method, request.joint, len(request.targets)), [])
+        group = groups.setdefault(request.batch_key(), [])
         if request not in group:
             group.append(request)
     with tqdm(total=sum(map(len, groups.values())), desc="rendering stimuli", unit="image",
               disable=not progress) as bar:
         for group in groups.values():
-            for start in range(0, len(group), batch_size):
-                chunk = group[start:start + batch_size]
-                pictures = renderer.render([plan.items[r.image_id] for r in chunk], chunk)
+            examples = isinstance(group[0], tasks.ExampleRequest)
+            size = example_batch_size if examples else batch_size
+            for start in range(0, len(group), size):
+                chunk = group[start:start + size]
+                draw = renderer.examples if examples else renderer.render
+                pictures = draw([plan.items[r.image_id] for r in chunk], chunk)
                 for request, per_target in zip(chunk, pictures):
                     for target, picture in zip(request.targets, per_target):
                         picture.save(out / STIMULI_DIR / _file_name(request, target))
@@ -293,7 +338,7 @@ def _write(session, config: StudyConfig, plan: _Plan, predictions: dict[str, dic
         row = Image(study_id=study.id, image_id=image_id, source=str(item.source),
                     width=item.image.width, height=item.image.height, labels=list(item.labels),
                     boxes=[list(b) for b in item.boxes],
-                    predictions={m: predictions[m][image_id] for m in config.models})
+                    predictions={m: by_image[image_id] for m, by_image in predictions.items() if image_id in by_image})
         session.add(row)
         image_rows[image_id] = row
     session.flush()
@@ -301,7 +346,7 @@ def _write(session, config: StudyConfig, plan: _Plan, predictions: dict[str, dic
     for key, (path, target, request) in plan.stimuli.items():
         row = Stimulus(study_id=study.id, image_ref=image_rows[request.image_id].id, model=request.model,
                        method=request.method, target_class=target, path=path,
-                       meta={"targets": list(request.targets), "joint": request.joint})
+                       meta=request.meta())
         session.add(row)
         stimulus_ids[key] = row
     session.flush()

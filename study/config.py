@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from study import languages as _languages
+from study.digits import DIGIT_SETS
 from study.tasks import TASKS
 
 # The explainer names of DESIGN.md. Kept here so that reading a config (the survey does it on
@@ -75,13 +76,18 @@ class TaskConfig:
     methods: tuple[str, ...]
     model: str
     trials: int | None = None              # per participant; None = one per image
+    images: str | None = None              # the task's own image set; None = the study's
     pairs: tuple[tuple[str, str], ...] = ()    # compare: method pairs
     models: tuple[str, str] | None = None  # trust: the two models
     composites: int = 8                    # class_discrimination: composite pairs to make
     top_k: int = 4                         # distinction: classes shown
-    confidence_points: int = 0             # distinction / agreement: 4 or 5 (0 = not asked)
+    confidence_points: int = 0             # distinction / agreement / examples: 4 or 5 (0 = not asked)
     design: str = "within"                 # "within": every participant sees every method (Latin square);
                                            # "between": each participant sees only their condition's method
+    k: int = 4                             # examples: training images shown
+    choices: int = 4                       # examples: classes to choose from
+    l2: float = 1e-4                       # examples: the weight decay the model's last layer was trained with
+    train_images: str | None = None        # examples: the model's training set
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,7 @@ class StudyConfig:
     language: str = "en"                   # the language of [text] and the questionnaire's labels
     texts: dict[str, TextConfig] = field(default_factory=dict)     # every language, the default first
     class_names: dict[str, str] = field(default_factory=dict)      # language -> CSV in the study folder
+    weights: dict[str, str] = field(default_factory=dict)   # model name -> weights file, relative to root
     root: Path = field(default=Path("."), compare=False)
     source: str = field(default="", repr=False, compare=False)
     hash: str = field(default="", compare=False)   # config_hash of the parsed TOML
@@ -179,11 +186,11 @@ _TOP_KEYS = {
     "name", "seed", "models", "images", "methods", "practice_trials", "attention_checks",
     "answers_per_cell", "design", "allow_anonymous", "allow_browser_change", "signed_links", "on_withdraw",
     "completion_code", "redirect_url", "database_url",
-    "text", "exclusion", "tasks", "questionnaire",
+    "text", "exclusion", "tasks", "questionnaire", "weights",
     "language", "class_names",
 }
 DESIGNS = ("within", "between")
-_TASK_KEYS = {"type", "methods", "trials", "design"}     # every task's; a task type adds its own (most: "model")
+_TASK_KEYS = {"type", "methods", "trials", "design", "images"}  # every task's; a task type adds its own (most: "model")
 _KEY_RE = re.compile(r'^\s*("[^"]*"|[A-Za-z0-9_\-]+)\s*=')
 _TABLE_RE = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_\-.]+)\s*\]\]?")
 
@@ -279,7 +286,7 @@ class _Validator:
             raise self.fail(("name",), "must not be empty")
         models = self.strings(raw, (), "models", ["efficientnet_lite0"])
         methods = self.strings(raw, (), "methods", allowed=KNOWN_METHODS)
-        images = self.images(raw)
+        images = self.image_set(raw, (), "images")
         tasks_raw = self.typed(raw, (), "tasks", list)
         if not tasks_raw:
             raise self.fail(("tasks",), "a study needs at least one [[tasks]] table")
@@ -320,6 +327,7 @@ class _Validator:
             language=language,
             texts=texts,
             class_names=_languages.class_name_files(self, raw, tuple(texts), lambda p: inside(self.root, p)),
+            weights=self.weights(raw.get("weights", {}), models),
             root=self.root,
             source=self.text,
             hash=config_hash(raw),
@@ -332,17 +340,33 @@ class _Validator:
             raise self.fail(path + (key,), f"must be one of {', '.join(map(repr, allowed))}, got {value!r}")
         return value
 
-    def images(self, raw: dict) -> str:
-        spec = self.typed(raw, (), "images", str)
-        paths = spec.split(":")[1:] if spec.startswith("voc:") else ([] if spec in ("bundled", "digits") else [spec])
+    def image_set(self, raw: dict, path: tuple, key: str, default: str | None = None) -> str | None:
+        """An image-set spec (`bundled`, the digits sets, a folder or `voc:...`) whose paths stay inside root."""
+        spec = self.typed(raw, path, key, str, default)
+        if spec is None or spec in ("bundled", *DIGIT_SETS):
+            return spec
+        paths = spec.split(":")[1:] if spec.startswith("voc:") else [spec]
         if spec.startswith("voc:") and len(paths) != 2:
-            raise self.fail(("images",), "a VOC image set is 'voc:<images folder>:<annotations folder>'")
+            raise self.fail(path + (key,), "a VOC image set is 'voc:<images folder>:<annotations folder>'")
+        if spec.startswith("digits:"):
+            raise self.fail(path + (key,), f"unknown digits set {spec!r} (known: {', '.join(DIGIT_SETS)})")
         for relative in paths:
             try:
                 inside(self.root, relative)
             except ValueError as err:
-                raise self.fail(("images",), str(err)) from None
+                raise self.fail(path + (key,), str(err)) from None
         return spec
+
+    def weights(self, raw: Any, models: tuple[str, ...]) -> dict[str, str]:
+        """`[weights]`: a weights file per model (e.g. an ABN checkpoint), relative to the config's folder."""
+        self.table(raw, ("weights",), set(models))
+        for model in raw:
+            self.typed(raw, ("weights",), model, str)
+            try:
+                inside(self.root, raw[model])
+            except ValueError as err:
+                raise self.fail(("weights", model), str(err)) from None
+        return dict(raw)
 
     def task(self, raw: Any, path: tuple, models: tuple[str, ...], methods: tuple[str, ...],
              design: str) -> TaskConfig:
@@ -355,7 +379,8 @@ class _Validator:
             raise self.fail(path + ("type",), f"unknown task type {kind!r} (known: {', '.join(TASKS)})")
         plugin = TASKS[kind]
         self.table(raw, path, _TASK_KEYS | plugin.option_keys)
-        task_methods = self.strings(raw, path, "methods", list(methods), allowed=KNOWN_METHODS)
+        task_methods = self.strings(raw, path, "methods", list(plugin.default_methods or methods),
+                                    allowed=plugin.method_names or KNOWN_METHODS)
         model = self.typed(raw, path, "model", str, models[0])
         if model not in models:
             raise self.fail(path + ("model",), f"model {model!r} is not in the study's models {list(models)}")
@@ -365,7 +390,8 @@ class _Validator:
             raise self.fail(path + ("design",), f"a {kind} task compares methods within one participant; "
                             "it cannot be between subjects")
         return TaskConfig(type=kind, methods=task_methods, design=design,
-                          trials=self.count(raw, path, "trials", None, low=1), **options)
+                          trials=self.count(raw, path, "trials", None, low=1),
+                          images=self.image_set(raw, path, "images"), **options)
 
     def questionnaire(self, raw: Any, languages: tuple[str, ...] = ("en",)) -> list[QuestionItem]:
         if not isinstance(raw, list):

@@ -15,16 +15,17 @@ from torch.utils.data import Dataset, TensorDataset
 
 def labelled_images(spec: str | Path, size: int, mean: Sequence[float],
                     std: Sequence[float]) -> tuple[Dataset, list[str]]:
-    """(Dataset of (Tensor[3,size,size], int), class names) for `"digits"` or an ImageFolder layout
+    """(Dataset of (Tensor[3,size,size], int), class names) for the digits (`"digits"`, `"digits:train"`,
+    `"digits:test"`) or an ImageFolder layout
     (`ROOT/<class name>/<image>`; torchvision's ImageFolder, classes sorted by name)."""
     from torchvision import transforms
 
     prepare = transforms.Compose([transforms.Resize((size, size), interpolation=transforms.InterpolationMode.BILINEAR),
                                   transforms.ToTensor(), transforms.Normalize(mean, std)])
-    if str(spec) == "digits":
-        from study.digits import DIGIT_CLASSES, digits_images
+    from study.digits import DIGIT_CLASSES, DIGIT_SETS, digits_images
 
-        items = digits_images()
+    if str(spec) in DIGIT_SETS:
+        items = digits_images(split=str(spec))
         x = torch.stack([prepare(item.image) for item in items])
         return TensorDataset(x, torch.tensor([item.labels[0] for item in items])), list(DIGIT_CLASSES)
     from torchvision.datasets import ImageFolder
@@ -34,3 +35,24 @@ def labelled_images(spec: str | Path, size: int, mean: Sequence[float],
         raise FileNotFoundError(f"image folder not found: {root} (use 'digits' or a folder of class folders)")
     folder = ImageFolder(root, transform=prepare)
     return folder, list(folder.classes)
+
+
+def labelled_items(spec: str, root: str | Path | None = None) -> tuple[list, list[str]]:
+    """(ImageItems labelled with an index into the class names, class names) of the digits sets or an
+    ImageFolder layout (`ROOT/<class name>/<image>`, classes sorted by name, as `labelled_images` reads it),
+    as pictures rather than tensors: the examples task shows them. A relative folder is taken inside `root`."""
+    from study.digits import DIGIT_CLASSES, DIGIT_SETS, digits_images
+    from study.images import IMAGE_SUFFIXES, ImageItem, resolve_path, load_image
+
+    if spec in DIGIT_SETS:
+        return digits_images(split=spec), list(DIGIT_CLASSES)
+    folder = resolve_path(spec, root)
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    if not classes:
+        raise FileNotFoundError(f"no class folders in {folder} (training images are 'digits', 'digits:train' "
+                                "or a folder of class folders)")
+    items = [ImageItem(image_id=file.relative_to(folder).with_suffix("").as_posix(), image=load_image(file),
+                       labels=(label,), source=str(file))
+             for label, name in enumerate(classes)
+             for file in sorted((folder / name).rglob("*")) if file.suffix.lower() in IMAGE_SUFFIXES]
+    return items, classes

@@ -3,10 +3,15 @@
 The demo trades the papers' sample sizes for speed (fewer RISE masks and LIME samples, coarser
 deletion/insertion steps, Score-CAM on a narrower layer) and says so in its output; everything else
 is the real pipeline: explain -> score -> build -> (simulated) participants -> export -> report.
+Next to EfficientNet-Lite0 it trains a tiny Attention Branch Network on the digits' training split
+(seconds: 16 px inputs, a few epochs), scores its own attention map next to Grad-CAM of it, and adds
+two tasks on the digits' test split: the examples task and a rating of the ABN's maps.
 """
 from __future__ import annotations
 
+import json
 import shutil
+import tomllib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,13 +30,18 @@ EXPLAINER_OPTIONS = {
     # instead of the 1280-channel head keeps the method itself unchanged.
     "scorecam": {"target_layer": "network._blocks.14"},
 }
+# The ABN: small enough to train in well under a minute on two cores. Its weight decay is the examples
+# task's l2 in data/demo_abn.toml (influence assumes the head was trained with it).
+ABN = {"backbone": "tiny", "size": 16, "epochs": 4, "batch_size": 64, "lr": 0.1, "weight_decay": 1e-4}
+ABN_METHODS = ("abn", "gradcam", "random")
+ABN_SCORED = 30                 # digits of the test split scored
 SIMULATED_PARTICIPANTS = 8
 SIMULATED_START = datetime(2026, 1, 1, 9, 0, tzinfo=timezone.utc)  # their clock: reruns are byte-identical
 # Per-method accuracy of the simulated participants (known, so the demo's estimates can be checked).
 SIMULATED_ACCURACY = {
     "gradcam": 0.85, "gradcam++": 0.8, "ablationcam": 0.85, "scorecam": 0.8, "cam": 0.85,
     "guided_gradcam": 0.75, "guided_ablationcam": 0.75, "guided_backprop": 0.6,
-    "rise": 0.7, "lime": 0.65, "random": 0.4,
+    "rise": 0.7, "lime": 0.65, "random": 0.4, "influence": 0.75, "similarity": 0.65,
 }
 
 
@@ -45,8 +55,22 @@ class DemoOutputs:
 
 def settings_note() -> str:
     options = ", ".join(f"{m}: {', '.join(f'{k}={v}' for k, v in o.items())}" for m, o in EXPLAINER_OPTIONS.items())
+    abn = ", ".join(f"{k}={v}" for k, v in ABN.items())
     return (f"demo settings (coarser than the papers' defaults, for speed): deletion/insertion in {DEMO_STEPS} steps "
-            f"instead of 224-pixel steps; {options}; {SIMULATED_PARTICIPANTS} simulated participants (ids SIM-...)")
+            f"instead of 224-pixel steps; {options}; an ABN trained on digits:train ({abn}); "
+            f"{SIMULATED_PARTICIPANTS} simulated participants (ids SIM-...)")
+
+
+def demo_config() -> str:
+    """data/example_study.toml with the ABN added to its models and data/demo_abn.toml's tables after it."""
+    text = data_path("example_study.toml").read_text(encoding="utf-8")
+    models = tomllib.loads(text)["models"]
+    line = f"\nmodels = {json.dumps(models)}\n"
+    top, tables = text.split("\n[", 1)      # top-level keys come before the first table
+    if top.count(line) != 1:
+        raise ValueError(f"data/example_study.toml must name its models on one line written as {line.strip()!r}")
+    top = top.replace(line, f"\nmodels = {json.dumps([*models, 'abn'])}\n")
+    return top + "\n[" + tables + "\n" + data_path("demo_abn.toml").read_text(encoding="utf-8")
 
 
 def run_demo(out: str | Path = "demo", *, seed: int = 0, device: str = "cpu", progress: bool = True) -> DemoOutputs:
@@ -55,13 +79,13 @@ def run_demo(out: str | Path = "demo", *, seed: int = 0, device: str = "cpu", pr
     from study.build import build_study
     from study.explainers import general_methods
     from study.export import write_exports
-    from study.images import bundled_images
+    from study.images import bundled_images, image_set
     from study.report import write_report
-    from study.scoring import score
+    from study.scoring import merge_scores, score
     from study.simulate import simulate_participants
 
     out = _fresh_folder(Path(out))
-    stages = tqdm(total=6, desc="demo", unit="stage", disable=not progress)
+    stages = tqdm(total=7, desc="demo", unit="stage", disable=not progress)
 
     def stage(text: str) -> None:
         stages.set_postfix_str(text)
@@ -71,16 +95,23 @@ def run_demo(out: str | Path = "demo", *, seed: int = 0, device: str = "cpu", pr
     items = bundled_images()
     stages.update()
 
-    stage("explaining and scoring every method")
-    scores = out / "scores"
-    pixels = model.input_size[0] * model.input_size[1]
-    score(model, items, general_methods(), scores, step=-(-pixels // DEMO_STEPS), seed=seed,
-          explainer_options=EXPLAINER_OPTIONS, progress=progress)
+    stage("training a tiny Attention Branch Network on the digits")
+    train_demo_abn(out / "abn.pt", seed=seed, device=device, progress=progress)
+    abn = load_model("abn", weights=out / "abn.pt", device=device)
     stages.update()
 
-    stage("building the study from data/example_study.toml")
+    stage("explaining and scoring every method")
+    scores = out / "scores"
+    score(model, items, general_methods(), scores, step=_step(model), seed=seed,
+          explainer_options=EXPLAINER_OPTIONS, progress=progress)
+    score(abn, image_set("digits:test")[:ABN_SCORED], ABN_METHODS, scores / "abn", step=_step(abn), seed=seed,
+          plots=False, progress=progress)
+    merge_scores(scores, [scores, scores / "abn"])
+    stages.update()
+
+    stage("building the study from data/example_study.toml and data/demo_abn.toml")
     config = out / "study.toml"
-    shutil.copyfile(data_path("example_study.toml"), config)
+    config.write_text(demo_config(), encoding="utf-8")
     build_study(config, out, progress=progress)
     stages.update()
 
@@ -98,6 +129,30 @@ def run_demo(out: str | Path = "demo", *, seed: int = 0, device: str = "cpu", pr
     stages.update()
     stages.close()
     return DemoOutputs(out, scores, export, report)
+
+
+def train_demo_abn(path: Path, *, seed: int, device: str, progress: bool) -> None:
+    """The demo's ABN (settings in `ABN`), trained on digits:train and written to `path` as `camstudy
+    train-abn` writes it, so the study loads it by name (`[weights] abn = "abn.pt"`)."""
+    import torch
+
+    from study.datasets import labelled_images
+    from study.models import IMAGENET_MEAN, IMAGENET_STD, AttentionBranchNetwork
+    from study.training import train_abn
+
+    size = ABN["size"]
+    dataset, classes = labelled_images("digits:train", size, IMAGENET_MEAN, IMAGENET_STD)
+    with torch.random.fork_rng():       # the initial weights come from the seed too, not from the global state
+        torch.manual_seed(seed)
+        net = AttentionBranchNetwork.from_backbone(ABN["backbone"], len(classes))
+    meta = {"categories": classes, "input_size": [size, size], "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+    train_abn(net, dataset, epochs=ABN["epochs"], batch_size=ABN["batch_size"], lr=ABN["lr"],
+              weight_decay=ABN["weight_decay"], device=device, seed=seed, checkpoint=path, meta=meta, progress=progress)
+
+
+def _step(model) -> int:
+    """Pixels per deletion/insertion step: DEMO_STEPS steps over the model's input."""
+    return -(-model.input_size[0] * model.input_size[1] // DEMO_STEPS)
 
 
 def _fresh_folder(out: Path) -> Path:

@@ -177,14 +177,17 @@ def voc_refs(images_dir: str | Path, annotations_dir: str | Path) -> list[ImageR
 
 
 def image_set(spec: str, root: str | Path | None = None) -> list[ImageItem]:
-    """Resolve an image-set spec (see `image_refs`) and load every photo; `digits` (scikit-learn's, see
-    `study.digits`) is made in memory."""
+    """Resolve an image-set spec (see `image_refs`) and load every photo; `digits` / `digits:train` /
+    `digits:test` (scikit-learn's and its fixed split, see `study.digits`) are made in memory.
+
+    With `root` (a study folder), relative paths are taken inside it and may not leave it.
+    """
     if spec == "bundled":
         return bundled_images()
-    if spec == "digits":
+    if spec == "digits" or spec.startswith("digits:"):
         from study.digits import digits_images
 
-        return digits_images()
+        return digits_images(split=spec)
     return [ref.load() for ref in image_refs(spec, root)]
 
 
@@ -201,7 +204,7 @@ def image_refs(spec: str, root: str | Path | None = None) -> list[ImageRef]:
     """
     if spec == "bundled":
         return bundled_refs()
-    if spec == "digits":
+    if spec == "digits" or spec.startswith("digits:"):
         raise ValueError("the digits set is made in memory, not streamed from files: use it in a study config, "
                          "`camstudy train-abn`, or study.scoring.score(model, study.images.image_set('digits'))")
     kind = spec.partition(":")[0]
@@ -209,13 +212,13 @@ def image_refs(spec: str, root: str | Path | None = None) -> list[ImageRef]:
         parts = spec.split(":")[1:]
         if len(parts) != SPEC_FORMS[kind].count(":") or not all(parts):
             raise ValueError(f"{kind} image sets are written {SPEC_FORMS[kind]}, got {spec!r}")
-        paths = [_inside(part, root) for part in parts]
+        paths = [resolve_path(part, root) for part in parts]
         if kind == "voc":
             return voc_refs(*paths)
         from study.imagenet import imagenet_refs
 
         return imagenet_refs(*paths)
-    return folder_refs(_inside(spec, root))
+    return folder_refs(resolve_path(spec, root))
 
 
 def composite(a: ImageItem, b: ImageItem, size: int = 224) -> ImageItem:
@@ -241,7 +244,8 @@ def composite(a: ImageItem, b: ImageItem, size: int = 224) -> ImageItem:
     )
 
 
-def _inside(path: str, root: str | Path | None) -> Path:
+def resolve_path(path: str, root: str | Path | None) -> Path:
+    """`path`, taken inside `root` when there is one (ValueError if it would leave it)."""
     if root is None:
         return Path(path)
     root = Path(root).resolve()

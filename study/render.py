@@ -1,4 +1,5 @@
-"""Pictures of explanations: heatmap overlays, the guided RGB view, and an images x methods grid."""
+"""Pictures of explanations: heatmap overlays, the guided RGB view, example-based explanations, and an
+images x methods grid."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -7,7 +8,7 @@ import numpy as np
 import torch
 from matplotlib import colormaps
 from matplotlib.figure import Figure
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 
 def _array(saliency) -> np.ndarray:
@@ -60,6 +61,34 @@ def picture(image: Image.Image, saliency) -> Image.Image:
                                                   align_corners=False)[0]
         return guided_view(resized)
     return overlay(image, saliency)
+
+
+def examples_picture(image: Image.Image, examples: Sequence[tuple[Image.Image, str]], cell: int = 128) -> Image.Image:
+    """The image on the left and its training examples on the right, each with its label written under it.
+
+    One picture rather than k+1, so the examples cannot be shown apart from their image or in another order,
+    and the labels are part of what the participant sees. Each picture fits a `cell` x `cell` square (aspect
+    kept); a grey rule separates the image from the examples.
+    """
+    pad, text_height, rule = cell // 16, cell // 5, cell // 4
+    font = ImageFont.load_default(size=max(10, cell // 9))
+    width = pad + cell + rule + len(examples) * (cell + pad)
+    canvas = Image.new("RGB", (width, pad + cell + text_height + pad), "white")
+    draw = ImageDraw.Draw(canvas)
+
+    def place(picture: Image.Image, left: int, text: str) -> None:
+        fitted = ImageOps.contain(picture.convert("RGB"), (cell, cell), Image.BILINEAR)
+        canvas.paste(fitted, (left + (cell - fitted.width) // 2, pad + (cell - fitted.height) // 2))
+        while len(text) > 1 and draw.textlength(text, font=font) > cell:
+            text = text[:-2] + "…"
+        draw.text((left + cell // 2, pad + cell + text_height // 2), text, fill="black", font=font, anchor="mm")
+
+    place(image, pad, "the image")
+    middle = pad + cell + rule // 2
+    draw.line([(middle, pad), (middle, pad + cell + text_height)], fill=(160, 160, 160), width=2)
+    for i, (example, label) in enumerate(examples):
+        place(example, pad + cell + rule + i * (cell + pad), f"label: {label}")
+    return canvas
 
 
 def grid_figure(

@@ -138,7 +138,8 @@ def _participants_section(people: pd.DataFrame) -> str:
 
 
 def _examples_section(records: StudyRecords, study_dir: Path) -> str:
-    """A few stimuli per method, the same images across methods where possible, so they compare."""
+    """A few stimuli per method (and model, when the study has several), the same images across methods
+    where possible, so they compare. The examples task's pictures appear under its methods."""
     stimuli = records.stimuli[[(Path(study_dir) / p).is_file() for p in records.stimuli["path"]]]
     if stimuli.empty:
         return "<h2>Stimulus examples</h2>\n<p class=\"note\">No stimulus images found in the study folder.</p>"
@@ -146,12 +147,14 @@ def _examples_section(records: StudyRecords, study_dir: Path) -> str:
     preferred = sorted(coverage.index, key=lambda image: (-coverage[image], image))
     rank = {image: i for i, image in enumerate(preferred)}
     blocks = []
-    for method, group in stimuli.groupby("method", sort=True):
+    several = stimuli["model"].nunique() > 1
+    for (method, model), group in stimuli.groupby(["method", "model"], sort=True):
+        title = f"{method} ({model})" if several else method
         chosen = (group.assign(rank=group["image_id"].map(rank)).sort_values(["rank", "path"], kind="stable")
                   .drop_duplicates("image_id").head(EXAMPLES_PER_METHOD))
         figures = "".join(f"<figure><img alt=\"{html.escape(row.image_id)}\" src=\"{_thumbnail(Path(study_dir) / row.path)}\">"
                           f"<figcaption>{html.escape(row.image_id)}</figcaption></figure>" for row in chosen.itertuples())
-        blocks.append(f"<h3>{html.escape(method)}</h3><div class=\"examples\">{figures}</div>")
+        blocks.append(f"<h3>{html.escape(title)}</h3><div class=\"examples\">{figures}</div>")
     return "<h2>Stimulus examples</h2>\n" + "\n".join(blocks)
 
 

@@ -158,6 +158,22 @@ def write_scores(
     return summary
 
 
+def merge_scores(out: str | Path, folders: Sequence[str | Path], plots: bool = True) -> pd.DataFrame:
+    """One faithfulness.csv and curves.csv (and their plots) in `out` from the score folders of several
+    models (one `score` call each), so an export or report sees them all; returns the merged table."""
+    table = pd.concat([pd.read_csv(Path(f) / FAITHFULNESS_FILE, dtype={"image_id": str, "params": str})
+                       for f in folders], ignore_index=True)
+    curves = pd.concat([pd.read_csv(Path(f) / CURVES_FILE) for f in folders], ignore_index=True)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_atomically(out / FAITHFULNESS_FILE, lambda path: table.to_csv(path, index=False))
+    _write_atomically(out / CURVES_FILE, lambda path: curves.to_csv(path, index=False))
+    if plots:
+        curves_figure(curves, faithfulness=table).savefig(out / CURVES_PLOT, dpi=110)
+        table_figure(table).savefig(out / TABLE_PLOT, dpi=110)
+    return table
+
+
 SCORE_SETS = frozenset({"batch_size", "seed", "amp"})   # explain() settings score passes to every method
 
 

@@ -30,7 +30,8 @@ def fake_items(n: int = 8) -> list[ImageItem]:
 
 
 class FakeRenderer:
-    """Predictions: main label first, then the next classes; `wrong` image ids put it third."""
+    """Predictions: main label first, then the next classes; `wrong` image ids put it third.
+    Example pictures (the examples task) are strips as wide as the image and its k examples."""
 
     def __init__(self, wrong: tuple[str, ...] = ()):
         self.wrong = set(wrong)
@@ -52,6 +53,11 @@ class FakeRenderer:
         assert len({(r.model, r.method, r.joint, len(r.targets)) for r in requests}) == 1
         self.rendered += len(requests)
         return [[Image.new("RGB", (8, 8), (t * 12 % 255, 0, 0)) for t in r.targets] for r in requests]
+
+    def examples(self, items, requests):
+        assert len({r.batch_key() for r in requests}) == 1
+        self.rendered += len(requests)
+        return [[Image.new("RGB", (8 * (r.k + 1), 8), (0, r.targets[0] * 12 % 255, 0))] for r in requests]
 
 
 BASE = """

@@ -33,9 +33,16 @@ def fails(text: str, match: str, root=None):
         parse_config(text, root=root or ".", filename="study.toml")
 
 
-def test_the_example_config_is_valid_and_uses_every_task_type():
+def test_the_example_config_is_valid_and_with_the_demos_abn_uses_every_task_type():
+    from study.demo import demo_config
     config = load_config(data_path("example_study.toml"))
-    assert {t.type for t in config.tasks} == set(TASKS)
+    # The examples task needs a model trained on a known set: the demo trains one and adds it.
+    assert {t.type for t in config.tasks} == set(TASKS) - {"examples"}
+    demo = parse_config(demo_config())
+    assert {t.type for t in demo.tasks} == set(TASKS)
+    assert demo.models == (*config.models, "abn") and demo.weights == {"abn": "abn.pt"}
+    assert [(t.type, t.images) for t in demo.tasks if t.model == "abn"] == [("examples", "digits:test"),
+                                                                            ("rating", "digits:test")]
     assert config.allow_anonymous and config.questionnaire and config.text.consent_md.strip()
     assert config.redirect_url.format(code="X", pid="P").endswith("cc=X")
 

@@ -53,7 +53,8 @@ def test_demo_writes_every_output(demo):
 
 @pytest.mark.slow
 def test_faithfulness_has_every_method_and_metric(demo):
-    table = rows(demo.out / "export" / "faithfulness.csv")
+    everything = rows(demo.out / "export" / "faithfulness.csv")
+    table = [r for r in everything if r["model"] == "efficientnet_lite0"]
     metrics = {r["metric"] for r in table}
     assert {"deletion_auc", "insertion_auc", "pointing_game", "box_localization"} <= metrics
     for method in METHODS:
@@ -65,6 +66,29 @@ def test_faithfulness_has_every_method_and_metric(demo):
     for method in set(METHODS) - {"random"}:
         assert mean[method, "deletion_auc"] < mean["random", "deletion_auc"], method
         assert mean[method, "insertion_auc"] > mean["random", "insertion_auc"], method
+    # The ABN trained on the digits is scored with its own attention map next to Grad-CAM of it.
+    abn = [r for r in everything if r["model"] == "abn"]
+    assert {r["method"] for r in abn} == {"abn", "gradcam", "random"}
+    assert {r["metric"] for r in abn} >= {"deletion_auc", "insertion_auc"}
+    assert {r["image_id"] for r in abn} <= {f"digits/{i:04d}" for i in range(1797)}
+
+
+@pytest.mark.slow
+def test_the_abn_and_the_examples_task_are_in_the_study_and_the_report(demo):
+    answers = [r for r in rows(demo.out / "export" / "responses.csv")
+               if r["is_practice"] == "false" and r["is_attention_check"] == "false"]
+    examples = [r for r in answers if r["task"] == "examples"]
+    assert len(examples) == 4 * SIMULATED_PARTICIPANTS
+    assert {r["model"] for r in examples} == {"abn"} and {r["method"] for r in examples} == {"influence", "similarity"}
+    assert all(r["confidence"] and r["correct"] in ("true", "false") for r in examples)
+    rated = {r["method"] for r in answers if r["task"] == "rating" and r["model"] == "abn"}
+    assert rated == {"abn", "gradcam"}
+    summary = rows(demo.out / "export" / "summary.csv")
+    assert {(r["method"], r["measure"]) for r in summary if r["task"] == "examples"} == {
+        (m, measure) for m in ("influence", "similarity") for measure in ("accuracy", "confidence")}
+    page = (demo.out / "report" / "index.html").read_text()
+    for heading in ("<h3>abn (abn)</h3>", "<h3>gradcam (abn)</h3>", "<h3>influence (abn)</h3>", "<h3>similarity (abn)</h3>"):
+        assert heading in page
 
 
 @pytest.mark.slow

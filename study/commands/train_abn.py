@@ -12,7 +12,7 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from study.models.abn import BACKBONES
     parser.add_argument("--images", required=True,
-                        help="'digits' (scikit-learn's handwritten digits) or a folder of class folders (ImageFolder)")
+                        help="'digits' (scikit-learn's handwritten digits; 'digits:train' / 'digits:test' its fixed split) or a folder of class folders (ImageFolder)")
     parser.add_argument("--backbone", choices=BACKBONES, default="resnet18", help="network to cut into an ABN")
     parser.add_argument("--pretrained", default=None, metavar="PATH",
                         help="the backbone's state dict to start from (a local file; never downloaded)")
@@ -32,10 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from study.datasets import labelled_images
+    from study.digits import DIGIT_SETS
     from study.models import IMAGENET_MEAN, IMAGENET_STD, LITE_MEAN, LITE_STD, AttentionBranchNetwork
     from study.training import train_abn
 
-    size = args.size or (64 if args.images == "digits" else 224)
+    size = args.size or (64 if args.images in DIGIT_SETS else 224)
     if size < 8:
         raise ValueError(f"--size must be at least 8 pixels, got {size}")
     mean, std = (LITE_MEAN, LITE_STD) if args.backbone == "efficientnet_lite0" else (IMAGENET_MEAN, IMAGENET_STD)

@@ -6,15 +6,16 @@ register it below, plus its view in `ui/` if the generic trial form does not fit
 from __future__ import annotations
 
 from study.tasks.agreement import Agreement
-from study.tasks.base import Condition, MapRequest, Measure, Predictions, TaskType, Unit
+from study.tasks.base import Condition, ExampleRequest, MapRequest, Measure, Predictions, TaskType, Unit
 from study.tasks.class_discrimination import ClassDiscrimination
 from study.tasks.compare import Compare
 from study.tasks.distinction import Distinction
+from study.tasks.examples import Examples
 from study.tasks.rating import Rating
 from study.tasks.spec import TrialSpec
 from study.tasks.trust import Trust
 
-__all__ = ["TASKS", "Condition", "MapRequest", "Measure", "Predictions", "TaskType", "TrialSpec", "Unit",
+__all__ = ["TASKS", "Condition", "ExampleRequest", "MapRequest", "Measure", "Predictions", "TaskType", "TrialSpec", "Unit",
            "register"]
 
 TASKS: dict[str, TaskType] = {}
@@ -29,5 +30,5 @@ def register(task: TaskType) -> TaskType:
 
 
 # Config order of the papers' tasks (error messages and codebooks list them in this order).
-for _plugin in (ClassDiscrimination, Compare, Rating, Trust, Distinction, Agreement):
+for _plugin in (ClassDiscrimination, Compare, Rating, Trust, Distinction, Agreement, Examples):
     register(_plugin())

@@ -61,6 +61,40 @@ class MapRequest:
     targets: tuple[int, ...]
     joint: bool = False
 
+    def batch_key(self) -> tuple:
+        """Requests with equal keys go through the explainer as one batch."""
+        return ("maps", self.model, self.method, self.joint, len(self.targets))
+
+    def name_parts(self) -> tuple[str, ...]:
+        """What sets this picture apart from others of the same image, model, method and target."""
+        return ("joint-" + "-".join(map(str, self.targets)),) if self.joint else ()
+
+    def meta(self) -> dict[str, Any]:
+        return {"targets": list(self.targets), "joint": self.joint}
+
+
+@dataclass(frozen=True)
+class ExampleRequest:
+    """One picture (the examples task): the image beside the `k` training images of `train_images` that
+    most helped the model predict `targets[0]`, by `method` ("influence" with the head's weight decay
+    `l2`, or "similarity")."""
+    image_id: str
+    model: str
+    method: str
+    targets: tuple[int]
+    train_images: str
+    k: int
+    l2: float
+
+    def batch_key(self) -> tuple:
+        return ("examples", self.model, self.method, self.train_images, self.k, self.l2)
+
+    def name_parts(self) -> tuple[str, ...]:
+        return (f"k{self.k}", f"l2-{self.l2:g}", self.train_images)
+
+    def meta(self) -> dict[str, Any]:
+        return {"targets": list(self.targets), "train_images": self.train_images, "k": self.k, "l2": self.l2}
+
 
 class Measure(NamedTuple):
     """How a task's answers enter the analysis: the response column, the measure's name and its
@@ -77,7 +111,9 @@ Predictions = dict[str, dict[str, list[tuple[int, float]]]]   # model -> image_i
 class TaskType:
     """Base task: one map of the unit's class per trial, under each configured method."""
     name = ""
-    option_keys: frozenset[str] = frozenset({"model"})   # config keys beyond type, methods and trials
+    option_keys: frozenset[str] = frozenset({"model"})   # config keys beyond type, methods, trials and images
+    method_names: frozenset[str] | None = None  # what `methods` may name (None: the explainers)
+    default_methods: tuple[str, ...] | None = None   # `methods` when the task names none (None: the study's)
     hosts_attention_checks = False              # can a trial be turned into an instructed-response check
     between_subjects = True                     # can each participant see one method only (design = "between")
     measures: tuple[Measure, ...] = ()
@@ -96,7 +132,7 @@ class TaskType:
               combine: Callable, rng: random.Random) -> list[Unit]:
         return [Unit(item, (item.labels[0],)) for item in labelled(items)]
 
-    def maps(self, unit: Unit, cond: Condition) -> list[MapRequest]:
+    def maps(self, task: TaskConfig, unit: Unit, cond: Condition) -> list[MapRequest | ExampleRequest]:
         return [MapRequest(unit.item.image_id, cond.model, cond.method, (self.target(unit, cond),))]
 
     def target(self, unit: Unit, cond: Condition) -> int:

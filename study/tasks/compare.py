@@ -33,7 +33,7 @@ class Compare(TaskType):
     def conditions(self, task):
         return [Condition(method=a, method_b=b, model=task.model) for a, b in task.pairs]
 
-    def maps(self, unit, cond):
+    def maps(self, task, unit, cond):
         return [MapRequest(unit.item.image_id, cond.model, m, unit.classes) for m in (cond.method, cond.method_b)]
 
     def spec(self, task, unit, cond, names, say=ENGLISH):

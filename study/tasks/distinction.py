@@ -25,7 +25,7 @@ class Distinction(TaskType):
                 units.append(Unit(item, tuple(top), answer=right))
         return units
 
-    def maps(self, unit, cond):
+    def maps(self, task, unit, cond):
         return [MapRequest(unit.item.image_id, cond.model, cond.method, unit.classes, joint=True)]
 
     def target(self, unit, cond):

@@ -33,7 +33,7 @@ class Trust(TaskType):
                 units.append(Unit(item, (top_a,)))
         return units
 
-    def maps(self, unit, cond):
+    def maps(self, task, unit, cond):
         return [MapRequest(unit.item.image_id, model, cond.method, unit.classes) for model in (cond.model, cond.model_b)]
 
     def spec(self, task, unit, cond, names, say=ENGLISH):

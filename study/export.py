@@ -100,13 +100,19 @@ def tables_from_records(records: StudyRecords, faithfulness: pd.DataFrame, *,
         "participants": participants.sort_values("participant_id", kind="stable"),
         "faithfulness": faithfulness,
         "summary": analysis.summarize(responses, n_resamples=n_resamples),
-        "tests": analysis.method_tests(responses),
+        "tests": analysis.method_tests(responses, methods=method_order(records.config)),
         "correlations": analysis.correlate(responses, faithfulness),
         "questionnaire": records.questionnaire.sort_values(["participant_id", "key"], kind="stable"),
     }
     tables = {name: _typed(name, frame) for name, frame in tables.items()}
     tables["codebook"] = codebook()
     return tables
+
+
+def method_order(config: StudyConfig) -> list[str]:
+    """The config's methods in its order (the study's list, then any only a task names): the
+    first of them that a task used is the reference level of that task's mixed models."""
+    return list(dict.fromkeys([*config.methods, *(m for task in config.tasks for m in task.methods)]))
 
 
 def codebook() -> pd.DataFrame:

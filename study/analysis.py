@@ -355,7 +355,7 @@ def summarize(responses: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0
     return _sorted(pd.DataFrame(rows, columns=SUMMARY_COLUMNS), ["task", "model", "method", "measure"])
 
 
-def method_tests(responses: pd.DataFrame, methods: Sequence[str] | None = None) -> pd.DataFrame:
+def method_tests(responses: pd.DataFrame, method_order: Sequence[str] | None = None) -> pd.DataFrame:
     """tests.csv: which differences between methods and how much raters agree.
 
     - every pair of methods, per task, model and measure: Wilcoxon signed-rank on per-participant
@@ -366,7 +366,7 @@ def method_tests(responses: pd.DataFrame, methods: Sequence[str] | None = None) 
     - `compare`: an exact binomial sign test of votes for A vs B (ties set aside) per pair;
     - Krippendorff's alpha per task and measure, units = stimuli, raters = participants;
     - mixed models (`mixed_rows`): per task, model and measure, each method against the reference
-      (the first of `methods`, default sorted, that the task used); for `compare`, per pair, the
+      (the first of `method_order`, default sorted, that the task used); for `compare`, per pair, the
       log-odds that method_a is preferred to method_b.
     Columns estimate, se, ci_low and ci_high are filled for the mixed models only.
     """
@@ -406,7 +406,7 @@ def method_tests(responses: pd.DataFrame, methods: Sequence[str] | None = None) 
                     r = friedman_test(complete.to_numpy())
                     rows.append([task, model, measure, "friedman", "all", "", "participant", r.statistic, r.p, r.n])
             rows += mixed_rows(task, model, measure, answered, answered[column],
-                               _ordered(answered["method"], methods), logistic=column == "correct")
+                               _ordered(answered["method"], method_order), logistic=column == "correct")
             alpha, n_units = _alpha_over_stimuli(answered, column, level)
             if n_units:  # nominal alpha is computed on the answers themselves, not on correctness
                 rows.append([task, model, "response" if level == "nominal" else measure,

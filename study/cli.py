@@ -17,6 +17,8 @@ COMMANDS = {
     "serve": "run the survey (Streamlit) for a study folder",
     "export": "write the tidy CSVs, codebook and statistics of a study",
     "report": "write a self-contained HTML report of a study",
+    "simulate": "fill a built study with seeded simulated participants (ids SIM-...)",
+    "power": "power of a planned study's accuracy analysis, by simulation",
     "demo": "everything above on the embedded default model and bundled photos",
     "train-abn": "train an Attention Branch Network on digits or a folder of class folders",
 }

@@ -34,6 +34,7 @@ from scipy import linalg, optimize, stats
 from scipy.special import expit
 
 SINGULAR_TOL = 1e-4   # lme4's isSingular tolerance on the relative SDs theta
+FLAT = 1e-6           # deviance change below which an SD of 0 fits as well as the estimate
 
 
 @dataclass(frozen=True)
@@ -244,15 +245,27 @@ def fit_logit(y, X, groups: Crossed, terms: tuple[str, ...] | None = None, *,
     k = len(groups.sizes)
     start = np.concatenate([np.ones(k), start_beta(y, X)])
     bounds = [(0.0, None)] * k + [(None, None)] * X.shape[1]
-    result = optimize.minimize(model.evaluate, start, jac=True, method="L-BFGS-B", bounds=bounds,
-                               options={"ftol": 1e-13, "gtol": 1e-8, "maxiter": 500})
-    theta = np.where(result.x[:k] < SINGULAR_TOL, 0.0, result.x[:k])
-    params = np.concatenate([theta, result.x[k:]])
+    params = _minimise(model, start, bounds)
+    # An SD whose removal costs (almost) nothing sits on a flat ridge that ends at 0: take the
+    # boundary, as lme4's optimisers end up doing, and refit beta there.
+    for f in range(k):
+        at_zero = params.copy()
+        at_zero[f] = 0.0
+        if params[f] < SINGULAR_TOL or model.objective(at_zero) - model.objective(params) < FLAT:
+            bounds[f] = (0.0, 0.0)
+            params = _minimise(model, at_zero, bounds)
+    theta = params[:k]
     deviance = model.objective(params)
     cov = beta_cov(model, params, free=theta > 0) if with_cov else np.full((X.shape[1],) * 2, np.nan)
     names = terms or tuple(f"x{j}" for j in range(X.shape[1]))
     return MixedFit("binomial", names, params[k:], cov, dict(zip(groups.names, map(float, theta))),
                     -0.5 * deviance, int(y.size), bool((theta == 0).any()))
+
+
+def _minimise(model: LaplaceLogit, start: np.ndarray, bounds: list) -> np.ndarray:
+    result = optimize.minimize(model.evaluate, start, jac=True, method="L-BFGS-B", bounds=bounds,
+                               options={"ftol": 1e-13, "gtol": 1e-8, "maxiter": 500})
+    return result.x
 
 
 def beta_cov(model: LaplaceLogit, params: np.ndarray, free: np.ndarray) -> np.ndarray:

@@ -18,6 +18,11 @@ CURVES_FILE = "curves.csv"            # the mean deletion / insertion curve per 
 CURVE_COLUMNS = ["model", "method", "curve", "fraction", "value"]
 CURVES_PLOT = "curves.png"
 TABLE_PLOT = "metrics_table.png"
+# What `camstudy power --out DIR` writes.
+POWER_FILE = "power.csv"              # columns study.power.POWER_COLUMNS
+POWER_PLOT = "power.png"
+# What `camstudy export` writes beside the CSVs: the same mixed models in R's lme4.
+ANALYSIS_R = "analysis.R"
 # Where `camstudy score --out` may have written inside a study folder, in search order.
 SCORE_FOLDERS = (".", "scores", "score")
 

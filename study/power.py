@@ -28,6 +28,7 @@ from scipy.special import expit, logit
 
 from study import mixed, plans
 from study.analysis import wilson_interval
+from study.tasks import TASKS
 
 DESIGNS = ("within", "between")
 POWER_COLUMNS = ["participants", "power", "ci_low", "ci_high"]
@@ -122,6 +123,16 @@ def power_curve(plan: PowerPlan, participants, simulations: int = 400, *, alpha:
             low, high = wilson_interval(rejected, simulations)
             rows.append([n, rejected / simulations, low, high])
     return pd.DataFrame(rows, columns=POWER_COLUMNS)
+
+
+def accuracy_task(config, task_type: str | None = None):
+    """The config's task to plan for: the first scored right/wrong (accuracy), or the one named."""
+    scored = [t for t in config.tasks if any(m.column == "correct" for m in TASKS[t.type].measures)]
+    chosen = [t for t in scored if task_type in (None, t.type)]
+    if not chosen:
+        names = ", ".join(t.type for t in scored) or "none"
+        raise ValueError(f"no task {task_type or 'scored right/wrong'} in the config to plan for (accuracy tasks: {names})")
+    return chosen[0]
 
 
 def plan_from_pilot(study_dir: str | Path, task: str, methods, **layout_fields) -> PowerPlan:

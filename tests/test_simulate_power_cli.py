@@ -114,3 +114,10 @@ def test_analysis_r_reproduces_the_mixed_models_of_tests_csv(simulated):
     assert ((joined["estimate"] - joined["estimate_r"]).abs() <= tolerance).all(), joined[keys + ["estimate", "estimate_r"]]
     # The reference level is the config's first method.
     assert set(ours.loc[ours["task"] == "class_discrimination", "method_b"]) == {"gradcam"}
+
+
+def test_the_report_shows_the_mixed_models(simulated, tmp_path):
+    assert main(["report", str(simulated), "--out", str(tmp_path)]) == 0
+    page = (tmp_path / "index.html").read_text()
+    section = page[page.index("<h2>Mixed-effects models</h2>"):]
+    assert "outcome ~ method + (1|participant) + (1|image)" in section and "mixed_logit" in section

@@ -56,7 +56,7 @@ def test_simulate_fills_the_study_with_marked_participants(simulated, capsys):
 
 @pytest.mark.parametrize("arguments,message", [
     (["--participants", "2", "--accuracy", "gradcam=1.5,cam=0.5,ablationcam=0.5"], "is not method=p"),
-    (["--participants", "2", "--accuracy", "gradcam=0.5"], "missing: cam, ablationcam"),
+    (["--participants", "2", "--accuracy", "gradcam=0.5,rise=0.5"], "names rise, not a method of the study"),
     (["--participants", "0"], "at least 1"),
     (["--participants", "2", "--participant-sd", "-1"], "must be >= 0"),
 ])

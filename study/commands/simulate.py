@@ -11,8 +11,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--participants", type=int, required=True, metavar="N", help="how many to simulate")
     parser.add_argument("--seed", type=int, default=0, help="seed of their answers and ids (default 0)")
     parser.add_argument("--accuracy", default=None, metavar="METHOD=P,...",
-                        help="accuracy of a typical participant on a typical image, for every method of "
-                             f"the study (default: {DEFAULT_ACCURACY} for each)")
+                        help="accuracy of a typical participant on a typical image, per method "
+                             f"(methods not named: {DEFAULT_ACCURACY})")
     parser.add_argument("--participant-sd", type=float, default=0.5,
                         help="SD of participant ability on the logit scale (default 0.5)")
     parser.add_argument("--image-sd", type=float, default=0.5,
@@ -28,13 +28,15 @@ def run(args: argparse.Namespace) -> int:
     if args.participants < 1:
         raise ValueError(f"--participants must be at least 1, got {args.participants}")
     methods = method_order(open_study(args.study_dir).config)
-    accuracy = parse_accuracy(args.accuracy) if args.accuracy else dict.fromkeys(methods, DEFAULT_ACCURACY)
-    unknown, missing = sorted(set(accuracy) - set(methods)), [m for m in methods if m not in accuracy]
-    if unknown or missing:
-        raise ValueError(f"--accuracy needs exactly the study's methods ({', '.join(methods)}); "
-                         f"unknown: {', '.join(unknown) or 'none'}, missing: {', '.join(missing) or 'none'}")
+    given = parse_accuracy(args.accuracy) if args.accuracy else {}
+    unknown = sorted(set(given) - set(methods))
+    if unknown:
+        raise ValueError(f"--accuracy names {', '.join(unknown)}, not a method of the study ({', '.join(methods)})")
+    accuracy = {m: given.get(m, DEFAULT_ACCURACY) for m in methods}
     states = simulate_participants(args.study_dir, args.participants, accuracy, seed=args.seed,
                                    participant_sd=args.participant_sd, image_sd=args.image_sd)
     print(f"{len(states)} simulated participants ({states[0].external_id} ... {states[-1].external_id}) "
-          f"completed the study in {args.study_dir}")
+          f"completed the study in {args.study_dir}; accuracy "
+          + ", ".join(f"{m} {p:g}" for m, p in accuracy.items())
+          + f"; SDs participant {args.participant_sd:g}, image {args.image_sd:g} (logit scale)")
     return 0

@@ -4,7 +4,8 @@ Two layers. The primitives (`wilson_interval`, `bootstrap_mean`, `mcnemar_test`,
 `wilcoxon_test`, `friedman_test`, `krippendorff_alpha`, `spearman`, `vote_scores`) each do one
 textbook computation. The table builders (`flag_exclusions`, `summarize`, `method_tests`,
 `correlate`) turn the tidy `responses` / `faithfulness` frames of the export into the
-`summary`, `tests` and `correlations` tables of DESIGN.md.
+`summary`, `tests` and `correlations` tables of DESIGN.md; `mixed_rows` adds the mixed-effects
+models of study.mixed to `tests`.
 
 Rows are never deleted: exclusion rules set the `excluded` flag, and the builders analyse the
 rows that are neither excluded, practice nor attention checks (`analysable`).

@@ -247,7 +247,7 @@ def fit_logit(y, X, groups: Crossed, terms: tuple[str, ...] | None = None, *,
     bounds = [(0.0, None)] * k + [(None, None)] * X.shape[1]
     params = _minimise(model, start, bounds)
     # An SD whose removal costs (almost) nothing sits on a flat ridge that ends at 0: take the
-    # boundary, where lme4's fits of such data end too (checked in tests/test_mixed.py), and refit beta.
+    # boundary, where lme4's fits of such data end too, and refit beta there.
     for f in range(k):
         at_zero = params.copy()
         at_zero[f] = 0.0

@@ -4,13 +4,15 @@ Two layers. The primitives (`wilson_interval`, `bootstrap_mean`, `mcnemar_test`,
 `wilcoxon_test`, `friedman_test`, `krippendorff_alpha`, `spearman`, `vote_scores`) each do one
 textbook computation. The table builders (`flag_exclusions`, `summarize`, `method_tests`,
 `correlate`) turn the tidy `responses` / `faithfulness` frames of the export into the
-`summary`, `tests` and `correlations` tables of DESIGN.md.
+`summary`, `tests` and `correlations` tables of DESIGN.md; `mixed_rows` adds the mixed-effects
+models of study.mixed to `tests`.
 
 Rows are never deleted: exclusion rules set the `excluded` flag, and the builders analyse the
 rows that are neither excluded, practice nor attention checks (`analysable`).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -18,6 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from study import mixed
 from study.tasks import TASKS, Measure
 from study.tasks.compare import SAME
 
@@ -27,7 +30,9 @@ SUMMARY_COLUMNS = [
 ]
 TEST_COLUMNS = [
     "task", "model", "measure", "test", "method_a", "method_b", "paired_by", "statistic", "p", "n",
+    "estimate", "se", "ci_low", "ci_high",
 ]
+MIXED_UNITS = "participant+image"   # paired_by of the mixed models: crossed random intercepts
 CORRELATION_COLUMNS = [
     "level", "model", "method", "image_id", "human_measure", "metric", "rho", "p", "n",
 ]
@@ -355,7 +360,7 @@ def summarize(responses: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0
     return _sorted(pd.DataFrame(rows, columns=SUMMARY_COLUMNS), ["task", "model", "method", "measure"])
 
 
-def method_tests(responses: pd.DataFrame) -> pd.DataFrame:
+def method_tests(responses: pd.DataFrame, method_order: Sequence[str] | None = None) -> pd.DataFrame:
     """tests.csv: which differences between methods and how much raters agree.
 
     - every pair of methods, per task, model and measure: Wilcoxon signed-rank on per-participant
@@ -364,7 +369,11 @@ def method_tests(responses: pd.DataFrame) -> pd.DataFrame:
     - `trust`, per method: Wilcoxon signed-rank of per-participant mean trust against 0;
     - Friedman across all methods (>= 3) on per-participant means, participants who saw all;
     - `compare`: an exact binomial sign test of votes for A vs B (ties set aside) per pair;
-    - Krippendorff's alpha per task and measure, units = stimuli, raters = participants.
+    - Krippendorff's alpha per task and measure, units = stimuli, raters = participants;
+    - mixed models (`mixed_rows`): per task, model and measure, each method against the reference
+      (the first of `method_order`, default sorted, that the task used); for `compare`, per pair, the
+      log-odds that method_a is preferred to method_b.
+    Columns estimate, se, ci_low and ci_high are filled for the mixed models only.
     """
     data = analysable(responses)
     rows = []
@@ -401,6 +410,8 @@ def method_tests(responses: pd.DataFrame) -> pd.DataFrame:
                 if len(complete) >= 2:
                     r = friedman_test(complete.to_numpy())
                     rows.append([task, model, measure, "friedman", "all", "", "participant", r.statistic, r.p, r.n])
+            rows += mixed_rows(task, model, measure, answered, answered[column],
+                               _ordered(answered["method"], method_order), logistic=column == "correct")
             alpha, n_units = _alpha_over_stimuli(answered, column, level)
             if n_units:  # nominal alpha is computed on the answers themselves, not on correctness
                 rows.append([task, model, "response" if level == "nominal" else measure,
@@ -413,12 +424,62 @@ def method_tests(responses: pd.DataFrame) -> pd.DataFrame:
             p = stats.binomtest(votes_a, votes_a + votes_b, 0.5).pvalue
             rows.append(["compare", model, "preferred", "sign_test_exact", a, b, "answer",
                          float(votes_a), float(p), votes_a + votes_b])
+            decided = group[group["choice"] != SAME]
+            rows += mixed_rows("compare", model, "preferred", decided, decided["choice"] == a, [a, b], logistic=True)
         codes = group["choice"].map({a: 0.0, b: 1.0, SAME: 2.0})
         alpha, n_units = _alpha_from_long(group["participant_id"], group["unit"], codes, "nominal")
         if n_units:
             rows.append(["compare", model, "response", "krippendorff_alpha_nominal", a, b, "stimulus",
                          alpha, np.nan, n_units])
+    rows = [row + [np.nan] * (len(TEST_COLUMNS) - len(row)) for row in rows]
     return _sorted(pd.DataFrame(rows, columns=TEST_COLUMNS), ["task", "model", "measure", "test", "method_a", "method_b"])
+
+
+def mixed_rows(task: str, model: str, measure: str, answered: pd.DataFrame, outcome: pd.Series,
+               levels: Sequence[str], *, logistic: bool) -> list[list]:
+    """tests.csv rows of one mixed model, outcome ~ method + (1|participant) + (1|image).
+
+    A binary `outcome` (correct, preferred; logistic=True) gets the logistic model (test mixed_logit: estimate
+    in log-odds, statistic the odds ratio exp(estimate)), a numeric one the linear model
+    (mixed_linear: estimate in scale points, statistic the Wald z). `levels` orders the methods,
+    the first being the reference: each other method is a row with method_b = levels[0]. For
+    `compare`, `levels` is the pair (a, b), the model has no method term (outcome ~ 1 + ...) and
+    its one row is the intercept: the log-odds that a is preferred to b. Rows <test>_sd give each
+    random intercept's SD (and the linear model's residual SD) in `estimate`, the factor in
+    paired_by, n its number of levels; an SD of 0 is a singular fit. Their method_a is "all"
+    (compare: the pair). Fewer than two methods, answers without variation, or a model the data
+    cannot identify (a singular system, as with a handful of pilot answers) give no rows.
+    """
+    if len(levels) < 2 or answered.empty:
+        return []
+    groups = mixed.Crossed({"participant": mixed.codes_of(answered["participant_id"]),
+                            "image": mixed.codes_of(answered["image_id"])})
+    if task == "compare":
+        X, terms = np.ones((len(answered), 1)), ("(Intercept)",)
+        contrasts = [("(Intercept)", levels[0], levels[1])]
+    else:
+        X, terms = mixed.treatment_design(answered["method"], list(levels))
+        contrasts = [(term, term, levels[0]) for term in terms[1:]]
+    y = outcome.astype(float).to_numpy()
+    if np.ptp(y) == 0:      # every answer the same: no model can say anything about the methods
+        return []
+    try:
+        fit = mixed.fit_logit(y, X, groups, terms) if logistic else mixed.fit_linear(y, X, groups, terms)
+    except np.linalg.LinAlgError:   # too few or too regular answers for the model (a pilot, say)
+        return []
+    test = "mixed_logit" if logistic else "mixed_linear"
+    rows = []
+    for term, method_a, method_b in contrasts:
+        c = fit.contrast(term)
+        statistic = np.exp(c.estimate) if logistic else c.z
+        rows.append([task, model, measure, test, method_a, method_b, MIXED_UNITS, statistic, c.p, fit.n,
+                     c.estimate, c.se, c.ci_low, c.ci_high])
+    sizes = dict(zip(groups.names, groups.sizes), residual=fit.n)
+    across = (levels[0], levels[1]) if task == "compare" else ("all", "")
+    for factor, sd in fit.sd.items():
+        rows.append([task, model, measure, f"{test}_sd", *across, factor, np.nan, np.nan,
+                     sizes[factor], sd, np.nan, np.nan, np.nan])
+    return rows
 
 
 def correlate(responses: pd.DataFrame, faithfulness: pd.DataFrame) -> pd.DataFrame:
@@ -528,6 +589,13 @@ def _groups(frame: pd.DataFrame, keys: list[str]):
     filled = frame.assign(**{k: frame[k].fillna("").astype(str) for k in keys})
     grouped = filled.groupby(keys if len(keys) > 1 else keys[0], sort=True)
     return list(grouped)
+
+
+def _ordered(present: pd.Series, order: Sequence[str] | None) -> list[str]:
+    """The methods in `present`, those in `order` first (in that order), then the rest sorted."""
+    found = set(present.astype(str))
+    first = [m for m in (order or ()) if m in found]
+    return first + sorted(found - set(first))
 
 
 def _sorted(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

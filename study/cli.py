@@ -20,6 +20,8 @@ COMMANDS = {
     "links": "print signed participant links for a study (signed_links = true), or pilot links",
     "reset-pilot": "remove every pilot participant's data from a study before its launch",
     "erase": "delete everything about one participant of a study, on their request",
+    "simulate": "fill a built study with seeded simulated participants (ids SIM-...)",
+    "power": "power of a planned study's accuracy analysis, by simulation",
     "demo": "everything above on the embedded default model and bundled photos",
     "train-abn": "train an Attention Branch Network on digits or a folder of class folders",
 }

@@ -2,7 +2,7 @@
 
 `export_tables(study_dir)` reads the database (through the ORM, read-only) and returns every
 table as a DataFrame (the admin page shows them live); `write_exports(study_dir, out)` writes
-them as CSV. The CSVs are deterministic: rows sorted, floats as `%.6g`, booleans `true`/`false`,
+them as CSV, with analysis.R beside them (study.analysis_r: the mixed models in R's lme4). The CSVs are deterministic: rows sorted, floats as `%.6g`, booleans `true`/`false`,
 times ISO 8601 UTC, `\\n` line ends, so exporting the same database twice gives identical bytes.
 Exclusion rules (study.analysis.flag_exclusions) set `excluded` flags; no row is dropped.
 The tables' names and columns (the codebook) live in study.outputs, with every other output's.
@@ -18,7 +18,8 @@ from sqlalchemy import func, select
 
 from study import analysis
 from study.config import StudyConfig
-from study.outputs import CODEBOOK, FAITHFULNESS_FILE, SCORE_FOLDERS, TABLES, columns
+from study.analysis_r import analysis_script
+from study.outputs import ANALYSIS_R, CODEBOOK, FAITHFULNESS_FILE, SCORE_FOLDERS, TABLES, columns
 from study.tasks import TASKS
 from study.storage import (Audit, Image, Participant, PlanRow, QuestionnaireAnswer, Response, Stimulus, Study,
                            as_utc, open_study)
@@ -107,7 +108,7 @@ def tables_from_records(records: StudyRecords, faithfulness: pd.DataFrame, *,
         "participants": participants.sort_values("participant_id", kind="stable"),
         "faithfulness": faithfulness,
         "summary": analysis.summarize(responses, n_resamples=n_resamples),
-        "tests": analysis.method_tests(responses),
+        "tests": analysis.method_tests(responses, method_order(records.config)),
         "correlations": analysis.correlate(responses, faithfulness),
         "questionnaire": records.questionnaire.sort_values(["participant_id", "key"], kind="stable"),
         "withdrawals": records.withdrawals,
@@ -115,6 +116,12 @@ def tables_from_records(records: StudyRecords, faithfulness: pd.DataFrame, *,
     tables = {name: _typed(name, frame) for name, frame in tables.items()}
     tables["codebook"] = codebook()
     return tables
+
+
+def method_order(config: StudyConfig) -> list[str]:
+    """The config's methods in its order (the study's list, then any only a task names): the
+    first of them that a task used is the reference level of that task's mixed models."""
+    return list(dict.fromkeys([*config.methods, *(m for task in config.tasks for m in task.methods)]))
 
 
 def codebook() -> pd.DataFrame:
@@ -163,16 +170,21 @@ def csv_bytes(table: str, frame: pd.DataFrame) -> bytes:
 
 def write_exports(study_dir: str | Path, out: str | Path, *, scores_dir: str | Path | None = None,
                   include_pilot: bool = False) -> list[Path]:
-    """Write every table to `out` as <table>.csv; returns the paths written."""
+    """Write every table to `out` as <table>.csv, and analysis.R (the mixed models in lme4);
+    returns the paths written."""
     out = Path(out)
-    tables = export_tables(study_dir, scores_dir=scores_dir, include_pilot=include_pilot)
+    records = load_study(study_dir)
+    tables = tables_from_records(records, read_faithfulness(find_scores(study_dir, scores_dir)),
+                                 include_pilot=include_pilot)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name in TABLES:
         path = out / f"{name}.csv"
         path.write_bytes(csv_bytes(name, tables[name]))
         written.append(path)
-    return written
+    script = out / ANALYSIS_R
+    script.write_text(analysis_script(method_order(records.config)), encoding="utf-8", newline="\n")
+    return [*written, script]
 
 
 # --- rows and formatting ---------------------------------------------------------------------

@@ -18,6 +18,11 @@ CURVES_FILE = "curves.csv"            # the mean deletion / insertion curve per 
 CURVE_COLUMNS = ["model", "method", "curve", "fraction", "value"]
 CURVES_PLOT = "curves.png"
 TABLE_PLOT = "metrics_table.png"
+# What `camstudy power --out DIR` writes.
+POWER_FILE = "power.csv"              # columns study.power.POWER_COLUMNS
+POWER_PLOT = "power.png"
+# What `camstudy export` writes beside the CSVs: the same mixed models in R's lme4.
+ANALYSIS_R = "analysis.R"
 # Where `camstudy score --out` may have written inside a study folder, in search order.
 SCORE_FOLDERS = (".", "scores", "score")
 
@@ -98,13 +103,17 @@ CODEBOOK: dict[str, list[tuple[str, str, str]]] = {
         ("task", "string", "Task type."),
         ("model", "string", "Classifier explained."),
         ("measure", "string", "Measure tested (as in summary.csv); 'response' for nominal Krippendorff's alpha, which is computed on the answers themselves."),
-        ("test", "string", "wilcoxon_exact / wilcoxon_normal (signed-rank; exact null without ties, else normal approximation), wilcoxon_vs_zero_* (trust against 0), mcnemar_exact (exact binomial on discordant pairs), friedman, sign_test_exact (compare votes, ties set aside), krippendorff_alpha_<level>."),
-        ("method_a", "string", "First method of the pair; 'all' for tests across methods."),
-        ("method_b", "string", "Second method of the pair; empty for tests across methods or against zero."),
-        ("paired_by", "string", "Unit of pairing: participant (per-participant means), participant_image, answer, or stimulus (alpha: units are stimuli, raters participants)."),
-        ("statistic", "float", "Test statistic (Wilcoxon W, McNemar min(b, c), Friedman chi-square, votes for method_a, or alpha itself)."),
-        ("p", "float", "Two-sided p-value; empty for Krippendorff's alpha."),
-        ("n", "integer", "Paired units (participants, participant x image pairs, votes or stimuli)."),
+        ("test", "string", "wilcoxon_exact / wilcoxon_normal (signed-rank; exact null without ties, else normal approximation), wilcoxon_vs_zero_* (trust against 0), mcnemar_exact (exact binomial on discordant pairs), friedman, sign_test_exact (compare votes, ties set aside), krippendorff_alpha_<level>, mixed_logit (accuracy, compare preference: logistic mixed model, outcome ~ method + (1|participant) + (1|image), Laplace maximum likelihood as lme4's glmer), mixed_linear (rating, trust, confidence: the linear mixed model of the same form, REML as lme4's lmer), mixed_logit_sd / mixed_linear_sd (that model's random-intercept SDs)."),
+        ("method_a", "string", "First method of the pair; 'all' for tests across methods; mixed_*: the method contrasted with the reference (compare: the method whose preference is modelled); mixed_*_sd: 'all' (compare: the pair's first method)."),
+        ("method_b", "string", "Second method of the pair; empty for tests across methods or against zero; mixed_*: the reference level (the first of the study config's methods that the task used; compare: the pair's other method); mixed_*_sd: empty (compare: the pair's second method)."),
+        ("paired_by", "string", "Unit of pairing: participant (per-participant means), participant_image, answer, stimulus (alpha: units are stimuli, raters participants), participant+image (mixed models: crossed random intercepts), or for mixed_*_sd the random effect whose SD it is: participant, image or residual."),
+        ("statistic", "float", "Test statistic (Wilcoxon W, McNemar min(b, c), Friedman chi-square, votes for method_a, or alpha itself); mixed_logit: the odds ratio exp(estimate); mixed_linear: the Wald z, estimate / se; empty for mixed_*_sd."),
+        ("p", "float", "Two-sided p-value; empty for Krippendorff's alpha and mixed_*_sd; mixed_*: Wald z test of the contrast (normal reference distribution)."),
+        ("n", "integer", "Paired units (participants, participant x image pairs, votes or stimuli); mixed_*: answers modelled; mixed_*_sd: participants, images or answers (residual)."),
+        ("estimate", "float", "mixed_logit: difference in log-odds of method_a against method_b (compare: log-odds that method_a is preferred to method_b); mixed_linear: difference in scale points; mixed_*_sd: the standard deviation (log-odds or scale points; 0 marks a singular fit, an SD below 1e-4 of the residual SD or, for mixed_logit, below 1e-4, as lme4's isSingular); empty for other tests."),
+        ("se", "float", "Standard error of estimate (mixed_logit, mixed_linear); empty otherwise."),
+        ("ci_low", "float", "Lower end of the Wald 95% interval of estimate, estimate - 1.96 se (log-odds for mixed_logit; exponentiate for the odds ratio's); empty otherwise."),
+        ("ci_high", "float", "Upper end of the Wald 95% interval of estimate; empty otherwise."),
     ],
     "correlations": [
         ("level", "string", "method: across images for one method; image: across methods for one image."),

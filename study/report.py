@@ -95,6 +95,7 @@ def render_report(records: StudyRecords, tables: dict[str, pd.DataFrame], curves
         _examples_section(records, study_dir),
         _results_section(summary),
         _votes_section(summary),
+        _mixed_section(tables["tests"]),
         _curves_section(curves),
         _scatter_section(tables["responses"], tables["faithfulness"]),
         _tables_section(tables),
@@ -205,6 +206,32 @@ def _votes_section(summary: pd.DataFrame) -> str:
             "method's score is its mean share over the pairs it appears in (see "
             "<code>study.analysis.vote_scores</code>); the rest is the share of \"about the same\".</p>")
     return "\n".join([head, note, _figure_html(figure, "Vote scores")])
+
+
+def _mixed_section(tests: pd.DataFrame) -> str:
+    """The mixed models' contrasts (tests.csv rows mixed_logit / mixed_linear) and any singular fit."""
+    head = "<h2>Mixed-effects models</h2>"
+    contrasts = tests[tests["test"].isin(["mixed_logit", "mixed_linear"])]
+    if contrasts.empty:
+        return head + "\n<p class=\"note\">No task has answers under two or more methods yet.</p>"
+    table = pd.DataFrame({
+        "task": contrasts["task"], "model": contrasts["model"], "measure": contrasts["measure"],
+        "method": contrasts["method_a"], "against": contrasts["method_b"], "model type": contrasts["test"],
+        "estimate": contrasts["estimate"], "SE": contrasts["se"], "95% low": contrasts["ci_low"],
+        "95% high": contrasts["ci_high"], "odds ratio": contrasts["statistic"].where(contrasts["test"] == "mixed_logit"),
+        "p": contrasts["p"], "n": contrasts["n"]})
+    sds = tests[tests["test"].str.endswith("_sd") & (tests["paired_by"] != "residual")]
+    singular = sds[sds["estimate"] == 0]
+    notes = ["<p class=\"note\">Each method against the reference (the config's first method), with random "
+             "intercepts for participants and images: <code>outcome ~ method + (1|participant) + (1|image)</code>. "
+             "Accuracy and compare preference: logistic (estimates in log-odds; Laplace maximum likelihood, as "
+             "lme4's glmer); ratings, trust and confidence: linear (scale points; REML, as lmer). Wald tests and "
+             "intervals. <code>analysis.R</code> in the export refits them with lme4.</p>"]
+    if len(singular):
+        fits = sorted({f"{r.task} {r.measure} ({r.paired_by})" for r in singular.itertuples()})
+        notes.append("<p class=\"note\">Singular fits (a random-intercept SD estimated as 0): "
+                     + html.escape(", ".join(fits)) + ".</p>")
+    return "\n".join([head, *notes, _table_html(table.reset_index(drop=True))])
 
 
 def _curves_section(curves: pd.DataFrame) -> str:

@@ -33,3 +33,31 @@ def parse_methods(text: str) -> list[str]:
     if not methods or unknown:
         raise ValueError(f"unknown method {', '.join(unknown) or '(none given)'}; choose from {', '.join(METHODS)}")
     return methods
+
+
+def parse_accuracy(text: str) -> dict[str, float]:
+    """`method=p,method=p` -> {method: p}, every p a number in [0, 1]."""
+    accuracy = {}
+    for item in (part.strip() for part in text.split(",") if part.strip()):
+        method, sep, value = item.partition("=")
+        try:
+            p = float(value)
+        except ValueError:
+            p = float("nan")
+        if not sep or not method.strip() or not 0.0 <= p <= 1.0:
+            raise ValueError(f"--accuracy: {item!r} is not method=p with p in [0, 1] (pairs separated by commas)")
+        accuracy[method.strip()] = p
+    if not accuracy:
+        raise ValueError("--accuracy takes method=p pairs, e.g. gradcam=0.8,cam=0.6")
+    return accuracy
+
+
+def parse_counts(text: str, option: str) -> list[int]:
+    """`10,20,40` -> [10, 20, 40]: positive whole numbers."""
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise ValueError(f"{option} takes positive whole numbers separated by commas, got {text!r}")
+    return counts

@@ -9,10 +9,11 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
+from study.metric_catalog import BY_NAME
+
 # The report's palette; the curves use it too, so a method keeps its colour across figures.
 COLOURS = ["#1b6ca8", "#d1495b", "#66a182", "#edae49", "#6c4f97", "#00798c", "#8d6a9f", "#3d405b",
            "#e07a5f", "#81b29a", "#f2cc8f"]
-BETTER_AUC = {"deletion": "lower", "insertion": "higher"}
 
 
 def curves_figure(curves: pd.DataFrame, faithfulness: pd.DataFrame | None = None) -> Figure:
@@ -35,7 +36,8 @@ def curves_figure(curves: pd.DataFrame, faithfulness: pd.DataFrame | None = None
             if faithfulness is not None:
                 label += f" (AUC {aucs.get(key, float('nan')):.3f})"
             ax.plot(mean.index.to_numpy(float), mean.to_numpy(float), label=label, color=COLOURS[i % len(COLOURS)])
-        better = f" ({BETTER_AUC[kind]} AUC is better)" if kind in BETTER_AUC else ""
+        auc = BY_NAME.get(f"{kind}_auc")
+        better = f" ({auc.better} AUC is better)" if auc else ""
         ax.set_title(kind + better, loc="left", fontsize=10)
         ax.set_xlabel("fraction of pixels")
         ax.set_ylabel("probability of the target")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from study.identity import SIM_PREFIX
+from study.metric_catalog import codebook_text
 from study.tasks import TASKS
 
 # What `camstudy score --out DIR` writes (besides its cache of maps and per-image results).
@@ -82,9 +83,9 @@ CODEBOOK: dict[str, list[tuple[str, str, str]]] = {
         ("model", "string", "Classifier explained."),
         ("method", "string", "Explanation method scored."),
         ("target_class", "integer", "ImageNet class index the map explains."),
-        ("metric", "string", "Metric name from `camstudy score` (deletion_auc, insertion_auc, pointing_game, ...)."),
+        ("metric", "string", codebook_text()),
         ("value", "float", "The metric's value for this map."),
-        ("params", "string", "JSON of the metric's parameters (step, substrate, ...)."),
+        ("params", "string", "JSON of the metric's parameters (step, substrate, percentages, seed, mode, ...; score when not softmax)."),
     ],
     "summary": [
         ("task", "string", "Task type."),

@@ -22,6 +22,7 @@ from study import analysis
 from study.export import StudyRecords, find_scores, load_study, read_faithfulness, tables_from_records
 from study.figures import COLOURS, curves_figure
 from study.identity import SIM_PREFIX
+from study.metric_catalog import BY_NAME, label
 from study.outputs import CURVE_COLUMNS, CURVES_FILE
 
 EXAMPLES_PER_METHOD = 3
@@ -266,7 +267,7 @@ def _scatter_section(responses: pd.DataFrame, faithfulness: pd.DataFrame) -> str
         for i, method in enumerate(methods):
             points = rows[rows["method"] == method]
             ax.scatter(points["value"], points["human"], s=18, label=method, color=COLOURS[i % len(COLOURS)])
-        ax.set_xlabel(metric, fontsize=9)
+        ax.set_xlabel(label(metric), fontsize=9)
         ax.set_ylabel(measure, fontsize=9)
         ax.grid(alpha=.3)
     for ax in axes[len(pairs):]:
@@ -278,13 +279,26 @@ def _scatter_section(responses: pd.DataFrame, faithfulness: pd.DataFrame) -> str
 
 
 def _tables_section(tables: dict[str, pd.DataFrame]) -> str:
-    parts = ["<h2>Tables</h2>"]
+    parts = ["<h2>Tables</h2>", "<h3>Faithfulness metrics (faithfulness.csv), mean per method</h3>"]
+    means = metric_means(tables["faithfulness"])
+    parts.append(_table_html(means) if len(means) else "<p class=\"note\">No faithfulness scores.</p>")
     for name, title in (("summary", "Summary (summary.csv)"), ("tests", "Statistical tests (tests.csv)"),
                         ("correlations", "Correlations with faithfulness (correlations.csv)")):
         frame = tables[name]
         parts.append(f"<h3>{html.escape(title)}</h3>")
         parts.append(_table_html(frame) if len(frame) else "<p class=\"note\">Empty.</p>")
     return "\n".join(parts)
+
+
+def metric_means(faithfulness: pd.DataFrame) -> pd.DataFrame:
+    """Mean of every metric present per model and method, one column per metric labelled with its
+    direction (study.metric_catalog); catalog metrics in catalog order, others after them by name."""
+    if faithfulness.empty:
+        return pd.DataFrame()
+    values = faithfulness.assign(value=faithfulness["value"].astype(float))
+    wide = values.pivot_table(index=["model", "method"], columns="metric", values="value", aggfunc="mean")
+    order = [m for m in BY_NAME if m in wide.columns] + sorted(set(wide.columns) - set(BY_NAME))
+    return wide[order].rename(columns=label).reset_index()
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -16,18 +16,17 @@ which cache files hold each image's results; after a barrier rank 0 writes the
 outputs from those files in the set's order, the same bytes a one-process run writes. The cache key
 never depends on the rank or the number of ranks, so a run resumes at any world size.
 
-Metric names in faithfulness.csv (`value` per image and method; `params` is JSON):
-deletion_auc, insertion_auc (RISE, lower / higher is better), average_drop (%, lower is better),
-increase_in_confidence (100 or 0 per image), pointing_game (1/0), energy_pointing_game (share),
-box_localization (1/0, CAM protocol), box_iou, and with `sanity=True` randomization_spearman
-(one row per cascading-randomisation stage).
+Which metrics run is chosen by family (`metrics=`, `study.metric_catalog`: names, directions, meanings);
+how each family is computed is `study.metric_runs`. Each family's per-image results are a cache file of
+their own, keyed by its own settings, so a rerun that adds a family computes only that family. The
+default families (deletion, insertion, confidence, localization) write the rows they always wrote;
+rows come in the catalog's order whatever order the families were asked in.
 """
 from __future__ import annotations
 
 import csv
 import hashlib
 import json
-import math
 import os
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -40,12 +39,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-import metrics
 from study import distributed
 from study.distributed import Ranks
 from study.explainers import METHODS, check_options, explain, general_methods
 from study.figures import curves_figure, table_figure
 from study.images import ImageItem, ImageRef
+from study.metric_catalog import choose_families
+from study.metric_runs import WORK, BatchWork, MetricSettings, as_list
 from study.outputs import (CURVE_COLUMNS, CURVES_FILE, CURVES_PLOT, FAITHFULNESS_FILE, TABLE_PLOT, columns,
                            safe_name)
 from study.streaming import Batch, image_batches
@@ -95,8 +95,11 @@ def write_scores(
     amp: str | None = None,
     seed: int = 0,
     explainer_options: Mapping[str, Mapping] | None = None,
+    metrics: Sequence[str] | None = None,
+    score: str = "softmax",
     sanity: bool = False,
     sanity_stages: Sequence[str] | None = None,
+    sanity_mode: str = "cascading",
     plots: bool = True,
     progress: bool = True,
 ) -> Summary | None:
@@ -108,22 +111,27 @@ def write_scores(
     is also the explainers' and metrics' batch). `target="label"` explains each image's main label where
     it has one and the model's top-1 class otherwise; `"top1"` always the top-1 class.
     `explainer_options` maps a method to extra options for `explain` (e.g. `{"rise": {"n_masks": 500}}`
-    for a quick demo). Localization metrics are computed for images with boxes only. Returns the
-    `Summary` (None on ranks other than 0 under torchrun).
+    for a quick demo). `metrics` names the metric families (or metric names, or ["all"]; default
+    deletion, insertion, confidence, localization); `sanity=True` adds randomization_spearman, whose
+    randomisation is `sanity_mode` ("cascading" or "independent"). `score` ("softmax", "sigmoid",
+    "logit") is the class score of every metric that scores a class. Localization and relevance metrics
+    are computed for images with boxes only. Returns the `Summary` (None on ranks other than 0 under
+    torchrun).
     """
     methods = check_methods(methods, explainer_options)
+    families = choose_families(None if metrics is None else list(metrics))
+    if sanity and "randomization_spearman" not in families:
+        families.append("randomization_spearman")  # the catalog's last family
     entries = check_items(items)
     if target not in TARGETS:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}; got {target!r}")
     if not hasattr(model, "from_pixels"):
         raise ValueError("score needs a camstudy Classifier (study.load_model), which preprocesses images")
-    settings = {
-        "step": step, "deletion_substrate": deletion_substrate, "insertion_substrate": insertion_substrate,
-        "tolerance": tolerance, "box_threshold": box_threshold, "amp": amp,
-    }
-    sanity_settings = {"stages": list(sanity_stages) if sanity_stages else None, "seed": seed} if sanity else None
+    settings = MetricSettings(step=step, deletion_substrate=deletion_substrate, insertion_substrate=insertion_substrate,
+                              tolerance=tolerance, box_threshold=box_threshold, score=score, seed=seed,
+                              sanity_stages=tuple(sanity_stages) if sanity_stages else None, sanity_mode=sanity_mode)
     out = Path(out_dir)
-    scorer = _Scorer(model, out, batch_size, amp, seed, dict(explainer_options or {}), settings, sanity_settings)
+    scorer = _Scorer(model, out, batch_size, amp, seed, dict(explainer_options or {}), settings, families)
     ranks = distributed.current()
     out.mkdir(parents=True, exist_ok=True)
     batches = image_batches(entries, ranks.shard(len(entries), block=batch_size), model.input_size,
@@ -237,32 +245,59 @@ def model_fingerprint(model: nn.Module) -> str:
 class _Scorer:
     """The per-(method, group) work with its caches; holds what every call shares."""
 
-    def __init__(self, model, out: Path, batch_size, amp, seed, options, settings, sanity_settings):
+    def __init__(self, model, out: Path, batch_size, amp, seed, options, settings: MetricSettings, families):
         self.model, self.out = model, out
         self.batch_size, self.amp, self.seed = batch_size, amp, seed
-        self.options, self.settings, self.sanity_settings = options, settings, sanity_settings
+        self.options, self.settings, self.families = options, settings, families
         self.model_name = str(getattr(model, "name", type(model).__name__))
         self.model_key = model_fingerprint(model)
         self.cache = out / "cache"
 
     def method_on_group(self, method, items, batch: Batch, x, targets) -> list[tuple[list[dict], list[Path]]]:
-        """Per image, its results for `method` (metrics, then sanity if asked) and the cache files holding them."""
+        """Per image, its results for `method` (one per family it gets, in catalog order) and their cache files."""
         options = dict(self.options.get(method, {}))
         map_keys = [fingerprint(self.model_key, digest, method, options, self.seed, int(t), self.amp)
                     for digest, t in zip(batch.digests, targets)]
         maps = self._maps(method, items, x, targets, map_keys, options)
-        boxes = batch.boxes
-        parts = [self._cached(
-            "metrics", method, items,
-            [fingerprint(k, self.settings, b) for k, b in zip(map_keys, boxes)],
-            lambda idx: self._metrics(x[idx], maps[idx], targets[idx], [boxes[i] for i in idx]),
-        )]
-        if self.sanity_settings is not None:
-            parts.append(self._cached(
-                "sanity", method, items, [fingerprint(k, self.sanity_settings) for k in map_keys],
-                lambda idx: self._sanity(method, options, x[idx], targets[idx]),
-            ))
-        return [([results[i] for results, _ in parts], [paths[i] for _, paths in parts]) for i in range(len(items))]
+        work = BatchWork(self.model, x, maps, targets, batch.boxes, self._explainer(method, options),
+                         self.batch_size, self.amp, self.settings)
+        per_image: list[tuple[list[dict], list[Path]]] = [([], []) for _ in items]
+        for family in self.families:
+            chosen = [i for i, b in enumerate(batch.boxes) if b] if WORK[family].boxes else list(range(len(items)))
+            if not chosen:
+                continue
+            results, paths = self._family(family, method, [items[i] for i in chosen], map_keys, chosen, work)
+            for i, result, path in zip(chosen, results, paths):
+                per_image[i][0].append(result)
+                per_image[i][1].append(path)
+        return per_image
+
+    def _family(self, family, method, items, map_keys, chosen, work: BatchWork) -> tuple[list[dict], list[Path]]:
+        """One family's results for the images `chosen` of the batch, from the cache or computed.
+
+        The key holds the family's settings (and the boxes where it uses them); for a family whose values
+        depend on the whole batch it also holds the batch's maps, and a miss recomputes the whole batch."""
+        spec = WORK[family]
+        params = spec.params(self.settings)
+        context = fingerprint(map_keys, self.batch_size) if spec.whole_batch else None
+        keys = [fingerprint(map_keys[i], family, params, self.amp, work.boxes[i] if spec.boxes else None, context)
+                for i in chosen]
+        def compute(missing: list[int]) -> list[dict]:
+            if spec.whole_batch:
+                every = spec.compute(work.subset(chosen), params)
+                return [every[i] for i in missing]
+            return spec.compute(work.subset([chosen[i] for i in missing]), params)
+
+        return self._cached(family, method, items, keys, compute)
+
+    def _explainer(self, method, options):
+        """`explain_fn(model, x, targets)` for the metrics that explain again (sanity, max-sensitivity,
+        random logit), with the method's options and the run's batch size, seed and amp."""
+        def explain_fn(model, images, classes):
+            return explain(method, model, images, classes, batch_size=self.batch_size, seed=self.seed,
+                           amp=self.amp, **options)
+
+        return explain_fn
 
     def _maps(self, method, items, x, targets, keys, options) -> torch.Tensor:
         """Maps [B,H,W] on the model's device: read from the .npy cache where there, explained (and cached)
@@ -294,48 +329,10 @@ class _Scorer:
         if missing:
             folder.mkdir(parents=True, exist_ok=True)
             for i, result in zip(missing, compute(missing)):
-                text = json.dumps(result, default=_as_list).encode()
+                text = json.dumps(result, default=as_list).encode()
                 _write_atomically(paths[i], lambda f, t=text: f.write(t))
                 results[i] = result
         return results, paths
-
-    def _metrics(self, x, maps, targets, boxes) -> list[dict]:
-        """Per image: faithfulness rows (plus localization where it has boxes) and both curves."""
-        s = self.settings
-        run = dict(batch_size=self.batch_size, amp=self.amp)
-        causal = metrics.causal_curves(self.model, x, maps, targets, step=s["step"],
-                                       deletion_substrate=s["deletion_substrate"],
-                                       insertion_substrate=s["insertion_substrate"], **run)
-        confidence = metrics.confidence_change(self.model, x, maps, targets, **run)
-        columns = [
-            ("deletion_auc", causal["deletion"].auc, {"step": s["step"], "substrate": s["deletion_substrate"]}),
-            ("insertion_auc", causal["insertion"].auc, {"step": s["step"], "substrate": s["insertion_substrate"]}),
-            ("average_drop", confidence.drop, {}),
-            ("increase_in_confidence", confidence.increase, {}),
-        ]
-        rows = [[_row(name, values[i], params) for name, values, params in columns] for i in range(x.shape[0])]
-        located = [i for i, b in enumerate(boxes) if b]
-        if located:
-            for j, local in enumerate(_localization_rows(maps[located], [boxes[i] for i in located], s)):
-                rows[located[j]] += local
-        fraction = (causal["deletion"].pixels / (x.shape[-1] * x.shape[-2])).numpy()
-        deletion, insertion = causal["deletion"].curve.numpy(), causal["insertion"].curve.numpy()
-        return [{"rows": rows[i], "fraction": fraction, "deletion": deletion[i], "insertion": insertion[i]}
-                for i in range(x.shape[0])]
-
-    def _sanity(self, method, options, x, targets) -> list[dict]:
-        def explain_fn(model, images, classes):
-            return explain(method, model, images, classes, batch_size=self.batch_size, seed=self.seed,
-                           amp=self.amp, **options)
-
-        result = metrics.randomization_sanity(self.model, x, targets, explain_fn,
-                                              stages=self.sanity_settings["stages"], seed=self.seed)
-        return [
-            {"rows": [_row("randomization_spearman", result.rho[i, k],
-                           {"stage": stage, "stage_index": k, "seed": self.seed})
-                      for k, stage in enumerate(result.stages)]}
-            for i in range(x.shape[0])
-        ]
 
 
 class _TableWriter:
@@ -378,12 +375,13 @@ class _TableWriter:
                         sums[0] += value
                         sums[1] += 1
             # float64, whether fresh (float32 arrays) or cached (JSON lists): the sums do not depend on which
-            for kind in ("deletion", "insertion"):
-                curve = np.asarray(results[0][kind], np.float64)
-                sums = self.curve_sums.setdefault(
-                    (method, kind), [np.asarray(results[0]["fraction"], np.float64), np.zeros_like(curve), 0])
-                sums[1] += curve
-                sums[2] += 1
+            for result in results:
+                if "curve" in result:
+                    curve = np.asarray(result["values"], np.float64)
+                    sums = self.curve_sums.setdefault(
+                        (method, result["curve"]), [np.asarray(result["fraction"], np.float64), np.zeros_like(curve), 0])
+                    sums[1] += curve
+                    sums[2] += 1
         self.images += 1
 
     def summary(self) -> Summary:
@@ -481,31 +479,3 @@ def _write_atomically(path: Path, write) -> None:
     with temporary.open("wb") as f:
         write(f)
     os.replace(temporary, path)
-
-
-def _localization_rows(maps: torch.Tensor, boxes: list, settings: dict) -> list[list]:
-    """Pointing game, energy pointing game and CAM box localization rows for each map."""
-    tolerance, threshold = settings["tolerance"], settings["box_threshold"]
-    found = metrics.box_localization(maps, boxes, threshold=threshold)
-    columns = [
-        ("pointing_game", metrics.pointing_game(maps, boxes, tolerance=tolerance).float(), {"tolerance": tolerance}),
-        ("energy_pointing_game", metrics.energy_pointing_game(maps, boxes), {}),
-        ("box_localization", found.correct.float(), {"threshold": threshold}),
-        ("box_iou", found.iou, {"threshold": threshold}),
-    ]
-    return [[_row(name, values[i], params) for name, values, params in columns] for i in range(maps.shape[0])]
-
-
-def _as_list(array: np.ndarray) -> list:
-    """How a fresh result's arrays (curves, pixel fractions) are written to the JSON cache."""
-    if not isinstance(array, np.ndarray):
-        raise TypeError(f"cannot cache a {type(array).__name__} as JSON")
-    return array.tolist()
-
-
-def _row(metric: str, value, params: dict) -> list:
-    """[metric, value, params JSON]; NaN (e.g. the energy of an all-zero map) becomes None -> empty cell."""
-    v = float(value)
-    return [metric, None if math.isnan(v) else v, json.dumps(params, sort_keys=True)]
-
-

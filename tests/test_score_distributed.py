@@ -36,7 +36,8 @@ def write_imagenet_val(root: Path, n: int = 6) -> str:
 
 def score_argv(images: str, out: Path) -> list[str]:
     return ["score", "--model", NETWORK, "--weights", "random", "--images", images, "--methods", "random,gradcam",
-            "--step", "6272", "--batch-size", "2", "--no-plots", "--out", str(out)]
+            "--step", "6272", "--batch-size", "2", "--no-plots", "--out", str(out),
+            "--metrics", "deletion,insertion,confidence,localization,infidelity"]  # infidelity: seeded per batch
 
 
 def torchrun(argv: list[str], **env) -> subprocess.CompletedProcess:

@@ -28,8 +28,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the randomised methods and the sanity check")
     parser.add_argument("--option", action="append", default=[], metavar="METHOD.KEY=VALUE",
                         help="explainer option, e.g. rise.n_masks=500 (repeatable; VALUE is JSON or a string)")
+    parser.add_argument("--metrics", default=None,
+                        help="comma-separated metric families or metric names, or 'all' (default: deletion,"
+                             "insertion,confidence,localization); see docs/METHODS.md for the names")
+    parser.add_argument("--score", choices=("softmax", "sigmoid", "logit"), default="softmax",
+                        help="class score of every metric that scores a class (default softmax)")
     parser.add_argument("--sanity", action="store_true",
                         help="also run the model-randomisation sanity check (recomputes every map once per stage)")
+    parser.add_argument("--sanity-mode", choices=("cascading", "independent"), default="cascading",
+                        help="randomise the layers cumulatively from the top (default) or one stage at a time")
     parser.add_argument("--no-plots", action="store_true", help="write the CSV files only")
     parser.add_argument("--out", required=True, type=Path, help="output folder (cache in OUT/cache)")
 
@@ -54,11 +61,14 @@ def run(args) -> int:
     from study import distributed, load_model
     from study.images import image_refs
     from study.outputs import FAITHFULNESS_FILE
+    from study.metric_catalog import choose_families
     from study.scoring import check_methods, write_scores
 
     methods = parse_methods(args.methods) if args.methods else None
     options = parse_options(args.option)
     check_methods(methods, options)  # a misspelt option fails before the model and images are loaded
+    metrics = None if args.metrics is None else [m.strip() for m in args.metrics.split(",") if m.strip()]
+    choose_families(metrics)  # so does a misspelt metric
     if args.max_images is not None and args.max_images < 1:
         raise ValueError(f"--max-images must be at least 1; got {args.max_images}")
     refs = image_refs(args.images)[: args.max_images]
@@ -66,7 +76,8 @@ def run(args) -> int:
         model = load_model(args.model, weights=args.weights, device=device)
         summary = write_scores(model, refs, methods, args.out, target=args.target, step=args.step,
                                batch_size=args.batch_size, workers=args.workers, amp=args.amp, seed=args.seed,
-                               explainer_options=options, sanity=args.sanity, plots=not args.no_plots)
+                               explainer_options=options, metrics=metrics, score=args.score, sanity=args.sanity,
+                               sanity_mode=args.sanity_mode, plots=not args.no_plots)
     if summary is not None:
         means = summary.means.pivot(index="method", columns="metric", values="value")
         print(means.to_string(float_format=lambda v: f"{v:.3f}"))

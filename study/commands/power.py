@@ -22,8 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="task type to plan for (default: the config's first task scored right/wrong)")
     parser.add_argument("--images", type=int, default=None,
                         help="images in the task (default: the task's trials, so everyone sees every image)")
-    parser.add_argument("--design", choices=("within", "between"), default="within",
-                        help="within: everyone sees every method (Latin square); between: one method each")
+    parser.add_argument("--design", choices=("within", "between"), default=None,
+                        help="within: everyone sees every method (Latin square); between: one method each "
+                             "(default: the task's design in the config)")
     parser.add_argument("--participant-sd", type=float, default=0.5,
                         help="SD of participant ability, logit scale (default 0.5; ignored with --pilot)")
     parser.add_argument("--image-sd", type=float, default=0.5,
@@ -43,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     per_participant = task.trials or args.images
     if per_participant is None:
         raise ValueError(f"the config does not say how many images the {task.type} task shows (trials); pass --images N")
-    layout = dict(images=args.images or per_participant, per_participant=per_participant, design=args.design)
+    layout = dict(images=args.images or per_participant, per_participant=per_participant,
+                  design=args.design or task.design)
     if args.pilot:
         plan = plan_from_pilot(args.pilot, task.type, task.methods, **layout)
     else:

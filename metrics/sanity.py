@@ -148,15 +148,8 @@ class RandomLogitResult:
     other: Tensor
 
 
-def random_logit(
-    explain_fn: ExplainFn,
-    model: nn.Module,
-    x: Tensor,
-    targets=None,
-    *,
-    seed: int = 0,
-    batch_size: int = 64,
-) -> RandomLogitResult:
+def random_logit(explain_fn: ExplainFn, model: nn.Module, x: Tensor, targets=None, *, seed: int = 0,
+                 batch_size: int = 64) -> RandomLogitResult:
     """Random-logit test of Sixt et al. 2020; see the module docstring.
 
     `explain_fn(model, x, targets) -> maps [B,H,W]` (at least 7x7) is called on `batch_size`

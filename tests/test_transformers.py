@@ -391,3 +391,29 @@ def test_a_missing_library_names_the_extra_to_install(name, extra, monkeypatch):
     monkeypatch.setitem(sys.modules, "timm" if extra == "timm" else "transformers", None)
     with pytest.raises(ValueError, match=rf"pip install 'camstudy\[{extra}\]'"):
         load_model(name)
+
+
+def test_timm_and_hugging_face_names_work_in_the_command_line(tmp_path):
+    """The names `load_model` takes work in `camstudy explain` and `camstudy score` too."""
+    timm = pytest.importorskip("timm")
+    transformers = pytest.importorskip("transformers")
+    from PIL import Image
+
+    from study.cli import main
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for k in range(2):
+        Image.fromarray(np.random.default_rng(k).integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(images / f"{k}.png")
+    torch.manual_seed(0)
+    torch.save(timm.create_model("test_vit", pretrained=False, num_classes=5).state_dict(), tmp_path / "vit.pt")
+    config = transformers.ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                                    num_attention_heads=2, intermediate_size=64, num_labels=3)
+    transformers.ViTForImageClassification(config).save_pretrained(tmp_path / "hf")
+    transformers.ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path / "hf")
+    assert main(["explain", "--model", "timm:test_vit", "--weights", str(tmp_path / "vit.pt"), "--images", str(images),
+                 "--methods", "gradcam,random", "--out", str(tmp_path / "maps")]) == 0
+    assert len(list((tmp_path / "maps").rglob("*.npy"))) == 4
+    assert main(["score", "--model", f"hf:{tmp_path / 'hf'}", "--images", str(images), "--methods", "gradcam",
+                 "--step", "256", "--no-plots", "--out", str(tmp_path / "scores")]) == 0
+    assert (tmp_path / "scores" / "faithfulness.csv").read_text().count("gradcam") >= 2

@@ -126,7 +126,7 @@ def test_full_run_from_link_to_completion_code(server, study, browser, page, sho
             look.checked = True
             images = page.locator('[data-testid="stImage"] img')
             assert images.count() and all(images.nth(i).get_attribute("alt") for i in range(images.count()))
-            assert page.locator(".keyboard-hint").is_visible()        # a laptop has keys
+            page.locator(".keyboard-hint").wait_for(state="visible", timeout=10_000)   # a laptop has keys
         return camera(page, screen)
 
     answered = take_part(page, server.url, "P-full", keyboard_every=2, on_screen=look)

@@ -290,6 +290,9 @@ class _Validator:
         tasks_raw = self.typed(raw, (), "tasks", list)
         if not tasks_raw:
             raise self.fail(("tasks",), "a study needs at least one [[tasks]] table")
+        if raw.get("signed_links") is True and raw.get("allow_anonymous") is True:
+            raise self.fail(("signed_links",), "signed links and anonymous entry exclude each other: an anonymous "
+                            "participant has no signed id (set allow_anonymous = false)")
         design = self.choice(raw, (), "design", DESIGNS, "within")
         tasks = tuple(self.task(t, ("tasks", i), models, methods, design) for i, t in enumerate(tasks_raw))
         between = [(i, t) for i, t in enumerate(tasks) if t.design == "between"]

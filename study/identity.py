@@ -60,11 +60,21 @@ def check_external_id(external_id: str) -> str:
 def link_secret(study_dir: str | Path) -> bytes:
     """The study's signing secret, made on first use and readable by its owner only."""
     path = Path(study_dir) / SECRET_FILE
-    if not path.is_file():
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    if not path.is_file():   # written whole under another name, then linked: no reader sees it half-written
+        temporary = path.with_name(f"{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as out:
             out.write(secrets.token_hex(32))
-    return bytes.fromhex(path.read_text().strip())
+        try:
+            os.link(temporary, path)      # fails if another process made the secret meanwhile: keep theirs
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(temporary)
+    secret = bytes.fromhex(path.read_text().strip())
+    if not secret:
+        raise ValueError(f"{path} holds no signing secret; delete it to make a new one (links made before stop working)")
+    return secret
 
 
 def sign(secret: bytes, external_id: str) -> str:
@@ -73,7 +83,7 @@ def sign(secret: bytes, external_id: str) -> str:
 
 
 def verify(secret: bytes, external_id: str, signature: str | None) -> bool:
-    return bool(signature) and hmac.compare_digest(sign(secret, external_id), str(signature))
+    return bool(signature) and hmac.compare_digest(sign(secret, external_id).encode(), str(signature).encode())
 
 
 def pilot_signature(secret: bytes, external_id: str) -> str:
@@ -83,7 +93,7 @@ def pilot_signature(secret: bytes, external_id: str) -> str:
 
 
 def is_pilot_link(secret: bytes, external_id: str, token: str | None) -> bool:
-    return bool(token) and hmac.compare_digest(pilot_signature(secret, external_id), str(token))
+    return bool(token) and hmac.compare_digest(pilot_signature(secret, external_id).encode(), str(token).encode())
 
 
 def signed_links(study_dir: str | Path, n: int, base_url: str, *, pilot: bool = False) -> list[str]:

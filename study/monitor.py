@@ -21,10 +21,11 @@ class StudyMonitor:
     def __init__(self, design: StudyDesign, db: Database):
         self.design, self.db = design, db
 
-    def example(self) -> tuple[Path, str] | None:
+    def example(self, condition: str | None = None) -> tuple[Path, str] | None:
         """An explanation for the instructions page, with its class name: a map of a plain photo's
         own class (not a composite), by the study's first model and, of the study-wide methods,
-        the first in config order."""
+        the first in config order; a between-subject participant's own `condition` (method) first,
+        so that nobody is shown a method they are not assigned."""
         config, study_id = self.design.config, self.design.study_id
         model = config.models[0]
         with self.db.read() as s:
@@ -34,7 +35,8 @@ class StudyMonitor:
                                     Stimulus.target_class.is_not(None))
                              .order_by(Stimulus.id)).all()
             rank = {m: i for i, m in enumerate(config.methods)}
-            best = min(rows, default=None, key=lambda r: (r.source.startswith("composite:"),
+            best = min(rows, default=None, key=lambda r: (condition is not None and r.method != condition,
+                                                          r.source.startswith("composite:"),
                                                           r.labels[:1] != [r.target_class],
                                                           rank.get(r.method, len(rank))))
             if best is None:
@@ -43,8 +45,8 @@ class StudyMonitor:
         return self.design.study_dir / best.path, categories[best.target_class]
 
     def link_views(self) -> int:
-        """How often the consent page was shown to people who have not answered it (no row is kept
-        for them, only this count)."""
+        """How often the consent page was shown to someone who had not answered it yet (reloads and
+        people who then answered included; no row is kept for a view, only this count)."""
         with self.db.read() as s:
             return s.scalar(select(func.count(Event.id)).where(Event.study_id == self.design.study_id,
                                                                Event.kind == "viewed"))

@@ -71,7 +71,7 @@ CODEBOOK: dict[str, list[tuple[str, str, str]]] = {
         ("n_answered", "integer", "Answered trials, practice trials not counted."),
         ("attention_passed", "boolean", "At most exclusion.max_failed_attention_checks attention checks answered wrongly."),
         ("excluded", "boolean", "Left out of the statistics: failed attention checks or did not complete."),
-        ("user_agent", "text", "Browser user agent at consent; empty for people who declined (nothing else is stored about them)."),
+        ("user_agent", "text", "Browser user agent at consent; empty for people who declined (of them only the id, the refusal and its time are kept)."),
         ("consent", "string", "agreed or declined: the answer on the consent page."),
         ("condition", "string", "Between-subject condition (method) assigned at consent, balanced across participants; empty within subjects."),
         ("is_pilot", "boolean", "Took part in a pilot run; excluded from the statistics unless exported with --include-pilot."),

@@ -99,12 +99,16 @@ def make_plan(blocks: Sequence[TaskBlock], practice: Sequence[Sequence[Any]], at
     condition (between subjects), of which the participant's `condition` is kept.
     """
     rng = random.Random(seed)
+    # Within a condition, participants are ranked slot div k; the within tasks of a mixed design
+    # rotate by that rank, so each condition's participants cover the Latin square of those tasks
+    # (rotating by the slot itself would tie a condition to a few of its rows).
+    rank = slot // n_conditions
     main: list[PlannedTrial] = []
     for block in blocks:
         if block.between:
-            cells = between_cells(block, condition, slot // n_conditions)
+            cells = between_cells(block, condition, rank)
         else:
-            cells = slot_cells(slot, block.n_units, block.n_conditions, block.per_participant)
+            cells = slot_cells(rank, block.n_units, block.n_conditions, block.per_participant)
         picked = [block.trials[j] for j in cells]
         rng.shuffle(picked)
         main += [PlannedTrial(t, t.spec.randomise(rng), False, False) for t in picked]

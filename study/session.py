@@ -74,6 +74,7 @@ class ParticipantState:
     completion_code: str | None
     credential: str | None = None
     language: str | None = None      # the survey's language, chosen at consent
+    condition: str | None = None     # the between-subject condition (method) assigned at consent
 
 
 @dataclass(frozen=True)
@@ -156,11 +157,15 @@ class SurveySession:
                 return None, None
             if known.consented is False or known.withdrawn_at is not None:
                 raise AlreadyCompleted(f"participant {external_id!r} has already taken part in this study")
-            issued = self._resume(s, known, credential)
             if known.completed_at is not None:
-                raise AlreadyCompleted(f"participant {external_id!r} has already completed this study",
-                                       known.completion_code, self._redirect(known.completion_code, external_id))
-            return known.id, issued
+                # The code again only for the browser that holds the credential: an id alone (a released
+                # one, one from before credentials, or `allow_browser_change`) does not show it.
+                own = credential is not None and known.credential_hash is not None and hmac.compare_digest(
+                    credential_hash(credential), known.credential_hash)
+                code = known.completion_code if own else None
+                raise AlreadyCompleted(f"participant {external_id!r} has already completed this study", code,
+                                       self._redirect(code, external_id) if own else None)
+            return known.id, self._resume(s, known, credential)
 
         participant_id, issued = self.db.write(work)
         if participant_id is None:
@@ -172,7 +177,7 @@ class SurveySession:
             p = self._participant(s, participant_id)
             done, total = self._counts(s, participant_id)
             return ParticipantState(p.id, p.external_id, p.consented, p.completed_at is not None,
-                                    done, total, p.completion_code, language=p.language)
+                                    done, total, p.completion_code, language=p.language, condition=p.condition)
 
     def consent(self, external_id: str | None, agreed: bool, *, user_agent: str = "",
                 context: dict[str, str] | None = None, credential: str | None = None,
@@ -203,7 +208,7 @@ class SurveySession:
                               .where(Participant.study_id == self.study_id,
                                      Participant.external_id == external_id)).first()
             if known is not None:
-                if known.consented is False or known.withdrawn_at is not None:
+                if known.consented is False or known.withdrawn_at is not None or known.completed_at is not None:
                     raise AlreadyCompleted(f"participant {external_id!r} has already taken part in this study")
                 if not agreed:
                     raise ConsentConflict("you already agreed to take part (in another tab or window); to stop "
@@ -213,7 +218,7 @@ class SurveySession:
             token, digest = new_credential() if agreed else (None, None)
             person = Participant(study_id=self.study_id, external_id=external_id, seed=seed, consented=agreed,
                                  is_pilot=pilot,
-                                 started_at=self._now(), link_params=dict(context or {}),
+                                 started_at=self._now(), link_params=dict(context or {}) if agreed else {},
                                  user_agent=(user_agent or "")[:1000] if agreed else "",
                                  consent_at=self._now() if agreed else None, credential_hash=digest,
                                  language=language if agreed else None)
@@ -231,8 +236,9 @@ class SurveySession:
                                   method_b=t.method_b, target_class=t.target_class,
                                   is_practice=planned.is_practice, is_attention_check=planned.is_attention_check,
                                   display=planned.display))
-            s.add(Event(study_id=self.study_id, participant_id=person.id, at=self._now(),
-                        kind="consented" if agreed else "declined", detail={"slot": person.slot}))
+            # A refusal is logged without whose it was: the row above is all that stays about a decliner.
+            s.add(Event(study_id=self.study_id, participant_id=person.id if agreed else None, at=self._now(),
+                        kind="consented" if agreed else "declined", detail={"slot": person.slot} if agreed else {}))
             return person.id, token
 
         try:
@@ -402,7 +408,7 @@ class SurveySession:
         """The participant's row (plain columns: cheap, and never an object to mutate by accident)."""
         p = s.execute(select(Participant.id, Participant.study_id, Participant.external_id, Participant.seed,
                              Participant.consented, Participant.completed_at, Participant.completion_code,
-                             Participant.withdrawn_at, Participant.language)
+                             Participant.withdrawn_at, Participant.language, Participant.condition)
                       .where(Participant.id == participant_id)).first()
         if p is None or p.study_id != self.study_id:
             raise LookupError(f"no participant {participant_id} in this study")

@@ -252,6 +252,13 @@ def _participant_protection(connection: Connection) -> None:
                          ("condition", "VARCHAR(50)"), ("is_pilot", "BOOLEAN"), ("language", "VARCHAR(8)")):
         connection.exec_driver_sql(f"ALTER TABLE participants ADD COLUMN {column} {kind}")
     connection.exec_driver_sql("UPDATE participants SET link_params = '{}', is_pilot = FALSE")
+    # Rows are made at consent now: people who only opened the link are not kept, and a refusal keeps
+    # the id and the refusal (events say whose only for those who consented).
+    for statement in ("DELETE FROM events WHERE participant_id IN (SELECT id FROM participants WHERE consented IS NULL "
+                      "OR consented = FALSE)",
+                      "DELETE FROM participants WHERE consented IS NULL",
+                      "UPDATE participants SET user_agent = '', consent_at = NULL WHERE consented = FALSE"):
+        connection.exec_driver_sql(statement)
     Base.metadata.create_all(connection, tables=[Audit.__table__])
 
 

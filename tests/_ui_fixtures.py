@@ -123,7 +123,7 @@ class FakeSurveySession:
         p = self.people[pid]
         return SimpleNamespace(participant_id=pid if p.consented else None, external_id=p.external_id,
                                consented=p.consented, completed=p.completed,
-                               n_done=len(p.answers), n_total=len(TRIALS), credential=p.credential,
+                               n_done=len(p.answers), n_total=len(TRIALS), credential=p.credential, condition=None,
                                completion_code=self.config.completion_code if p.completed else None,
                                language=p.language)
 
@@ -194,7 +194,7 @@ class FakeSurveySession:
         return url and url.format(code=self.config.completion_code,
                                   pid=self.people[pid].external_id)
 
-    def example(self):
+    def example(self, condition=None):
         return self.images[0], "tabby cat"
 
     def link_views(self):

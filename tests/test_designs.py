@@ -138,3 +138,32 @@ def test_the_admin_previews_any_trial_without_recording_anything(between_study):
         assert all(path.is_file() for path in view.images)
     with session.db.read() as s:
         assert (s.scalar(select(func.count(Response.id))), s.scalar(select(func.count(PlanRow.id)))) == before
+
+
+def test_within_tasks_of_a_mixed_design_rotate_within_each_condition(between_study):
+    """The rating task (within) must not give everyone in a condition the same image -> method layout."""
+    session = SurveySession(between_study)
+    with session.db.read() as s:
+        rows = s.execute(select(Participant.id, Participant.condition, PlanRow.image_id, PlanRow.method)
+                         .join(PlanRow, PlanRow.participant_id == Participant.id)
+                         .where(PlanRow.task == "rating", PlanRow.is_practice.is_(False),
+                                PlanRow.is_attention_check.is_(False))).all()
+    layouts: dict[str, set] = {}
+    per_person: dict[int, set] = {}
+    for pid, condition, image, method in rows:
+        per_person.setdefault(pid, set()).add((image, method))
+        layouts.setdefault(condition, set())
+    for pid, cells in per_person.items():
+        condition = next(c for p, c, _, _ in rows if p == pid)
+        layouts[condition].add(frozenset(cells))
+    assert all(len(distinct) > 1 for distinct in layouts.values()), layouts
+
+
+def test_the_instructions_example_shows_the_participants_own_method(between_study):
+    from study.monitor import StudyMonitor
+
+    session = SurveySession(between_study)
+    monitor = StudyMonitor(session.design, session.db)
+    for method in ("gradcam", "cam", "ablationcam"):
+        path, _ = monitor.example(method)
+        assert f"__{method}__" in path.name

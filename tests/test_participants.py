@@ -155,18 +155,49 @@ def test_admin_sign_in_locks_for_everyone_after_ten_failures(study):
 
 
 def test_a_round_one_database_is_migrated_in_place(study):
+    finish(SurveySession(study), "finished-v1")
     database = study / "study.db"
     with sqlite3.connect(database) as raw:
         for column in ("credential_hash", "link_params", "withdrawn_at", "condition", "is_pilot", "language"):
             raw.execute(f"ALTER TABLE participants DROP COLUMN {column}")
         raw.execute("DROP TABLE audit")
         raw.execute("UPDATE schema_version SET version = 1")
+        study_id = raw.execute("SELECT id FROM studies").fetchone()[0]
+        for external_id, consented in (("opened-only", None), ("declined-v1", 0)):   # round 1 made both
+            raw.execute("INSERT INTO participants (study_id, external_id, seed, consented, consent_at, started_at, "
+                        "user_agent) VALUES (?, ?, 1, ?, '2026-01-01 10:00:00', '2026-01-01 10:00:00', 'UA')",
+                        (study_id, external_id, consented))
     from study import storage
     storage._open.clear()                                       # a fresh server process
     session = SurveySession(study)
+    with session.db.read() as s:
+        people = {p.external_id: p for p in s.scalars(select(Participant))}
+    assert "opened-only" not in people                          # rows are made at consent now
+    assert people["declined-v1"].user_agent == "" and people["declined-v1"].consent_at is None
+    with pytest.raises(AlreadyCompleted) as closed:             # no credential from round 1: no code for an id alone
+        session.enter("finished-v1")
+    assert closed.value.completion_code is None
     state = session.consent("after-upgrade", True)
     assert session.enter("after-upgrade", credential=state.credential).participant_id == state.participant_id
     session.withdraw(state.participant_id)
     with session.db.read() as s:
         assert s.scalar(select(func.count(Audit.id))) == 1
         assert s.scalar(select(func.count(Participant.id)).where(Participant.external_id == "after-upgrade")) == 0
+
+
+def test_odd_signatures_are_refused_not_crashed_on(tmp_path):
+    study = build_fake_study(tmp_path, TASKS, extra="signed_links = true")
+    session = SurveySession(study)
+    for signature in ("ü" * 32, "", "0" * 500):
+        with pytest.raises(BadLink):
+            session.enter("P-1", signature=signature)
+    from study.identity import is_pilot_link
+    assert not is_pilot_link(b"secret", "P-2", "ß" * 32)                # an odd pilot token is just not one
+
+
+def test_signed_links_and_anonymous_entry_exclude_each_other(tmp_path):
+    from _study_fixtures import write_config
+    from study.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="signed_links.*anonymous"):
+        load_config(write_config(tmp_path, TASKS, anonymous=True, extra="signed_links = true"))

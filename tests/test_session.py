@@ -158,7 +158,7 @@ def test_participants_only_reach_their_own_trials(session):
 
 def test_nothing_happens_before_consent_and_a_refusal_ends_the_participant(session):
     assert session.enter("refuser").n_total == session.enter("undecided").n_total > 0   # known up front
-    state = session.consent("refuser", False, user_agent="Browser/1.0")
+    state = session.consent("refuser", False, user_agent="Browser/1.0", context={"SESSION_ID": "s-9"})
     assert state.consented is False and state.credential is None
     with pytest.raises(ValueError, match="consent"):
         session.next_trial(state.participant_id)
@@ -167,8 +167,10 @@ def test_nothing_happens_before_consent_and_a_refusal_ends_the_participant(sessi
     with session.db.read() as s:
         plan_rows = s.scalar(select(func.count(PlanRow.id)).where(PlanRow.participant_id == state.participant_id))
         events = s.scalars(select(Event.kind).where(Event.participant_id == state.participant_id)).all()
+        anonymous = s.scalars(select(Event.kind).where(Event.participant_id.is_(None))).all()
         person = s.get(Participant, state.participant_id)
-    assert plan_rows == 0 and "declined" in events
+    assert plan_rows == 0 and events == [] and "declined" in anonymous     # logged, but not whose
+    assert person.link_params == {}
     assert person.consent_at is None and person.user_agent == ""        # nothing else about a decliner
     with pytest.raises(AlreadyCompleted) as closed:
         session.enter("refuser")
@@ -212,8 +214,9 @@ def test_completion_code_redirect_and_no_second_start(session):
     assert session.redirect_url(pid) == "https://example.org/done?cc=DONE-1&p=finisher"
     state = session.state(pid)
     assert state.completed and state.completion_code == "DONE-1" and state.n_done == state.n_total
-    with pytest.raises(LinkInUse):                                     # not to whoever opens the link
+    with pytest.raises(AlreadyCompleted) as stranger:                  # not to whoever opens the link
         session.enter("finisher")
+    assert stranger.value.completion_code is None and stranger.value.redirect_url is None
     with pytest.raises(AlreadyCompleted, match="finisher") as closed:
         session.enter("finisher", credential=joined.credential)
     assert closed.value.completion_code == "DONE-1"                    # shown again on a reload

@@ -151,7 +151,7 @@ def test_full_run_from_link_to_completion_code(server, study, browser, page, sho
     # Whoever else opens the finished link sees neither the code nor anything of the participant's.
     stranger = browser.new_context().new_page()
     stranger.goto(link(server.url, "P-full"))
-    stranger.get_by_text("This link is in use in another browser").wait_for()
+    stranger.get_by_text("This link has already been used").wait_for()
     assert stranger.locator('[data-testid="stCode"]').count() == 0
     stranger.context.close()
 

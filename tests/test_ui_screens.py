@@ -257,7 +257,7 @@ def test_admin_dashboard_after_the_right_password(fake, monkeypatch, source):
     assert "Write the CSV files" in [b.label for b in at.button]
     assert [(m.label, m.value) for m in at.metric] == [("Participants", "2"), ("Completed", "0"),
                                                          ("Excluded", "1"), ("Withdrawn or erased", "0"),
-                                                         ("Opened, not answered", "3")]
+                                                         ("Consent page views", "3")]
     assert len(at.get("vega_lite_chart")) == 1
     assert at.selectbox(key="preview-trial").value == 0        # any trial can be previewed
     assert "Preview a trial" in [e.label for e in at.expander]

@@ -108,8 +108,9 @@ def _dashboard(s) -> None:
     b.metric("Completed", n_done)
     c.metric("Excluded", n_excl)
     d.metric("Withdrawn or erased", withdrawals)
-    e.metric("Opened, not answered", context.monitor().link_views(),
-             help="Views of the consent page by people who have not answered it (counted, not stored)")
+    e.metric("Consent page views", context.monitor().link_views(),
+             help="Every showing of the consent page to someone who had not answered it yet, reloads and "
+                  "people who then answered included (counted, nothing stored about them)")
     _progress(context.monitor().cell_progress())
     _results(tables["summary"])
     pilot = people["is_pilot"].fillna(False).astype(bool) if len(people) else pd.Series(dtype=bool)
@@ -159,7 +160,9 @@ def _participant_requests(s) -> None:
             st.warning("Tick the box to confirm the erasure.")
         elif erasure.erase(s.db, s.study_id, external_id.strip(), "admin page"):
             _tables.clear()
-            st.success("Erased. The audit log notes that an erasure happened, not whose.")
+            st.success("Erased from the database. The audit log notes that an erasure happened, not whose. "
+                       "CSV files written before still hold this participant's rows: write them again, and "
+                       "delete copies made elsewhere.")
         else:
             st.error("No participant with that id in this study.")
     if release_it:

@@ -83,7 +83,7 @@ def _enter(s) -> None:
     if p.participant_id is None:
         state.phase = "consent"
         return
-    state.pid = p.participant_id
+    state.pid, state.condition = p.participant_id, p.condition
     language.choose(s.config, p.language)
     state.phase = "instructions" if p.n_done == 0 else "trials"
 
@@ -115,7 +115,7 @@ def _answer_consent(s, agreed: bool) -> None:
     except AlreadyCompleted:
         state.phase = "closed"
     else:
-        state.pid = p.participant_id
+        state.pid, state.condition = p.participant_id, p.condition
         language.choose(s.config, p.language)
         _keep_credential(s, state.external, p.credential)
         state.phase = "instructions" if agreed else "declined"
@@ -125,7 +125,7 @@ def _answer_consent(s, agreed: bool) -> None:
 def _instructions(s) -> None:
     st.header(t("instructions.title"))
     st.markdown(s.config.text_in(language.current()).instructions_md)
-    example = context.monitor().example()
+    example = context.monitor().example(st.session_state.get("condition"))
     if example is not None:
         path, name = example
         context.show_stimulus(st, path, width=300, alt=t("instructions.example_alt", name=name),

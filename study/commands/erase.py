@@ -16,6 +16,7 @@ def run(args) -> int:
     folder = open_study(args.study_dir)
     if not erasure.erase(folder.database, folder.study_id, args.external_id, "command line"):
         raise LookupError(f"no participant {args.external_id!r} in this study (nothing was erased)")
-    print(f"erased every answer and record of participant {args.external_id!r}; the audit log notes "
-          "that an erasure happened, not whose")
+    print(f"erased every answer and record of participant {args.external_id!r} from the database; the audit log "
+          "notes that an erasure happened, not whose. CSV files exported before (camstudy export, the admin "
+          "page's STUDY/export/) still hold their rows: export again and delete the old copies")
     return 0

@@ -353,6 +353,8 @@ class Database:
                 Base.metadata.create_all(connection)
                 connection.execute(SchemaVersion.__table__.insert().values(id=1, version=SCHEMA_VERSION))
                 return
+            if connection.dialect.name == "postgresql":   # two servers starting at once migrate one at a time
+                connection.exec_driver_sql("LOCK TABLE schema_version IN ACCESS EXCLUSIVE MODE")
             version = connection.execute(select(SchemaVersion.version)).scalar_one()
             if version > SCHEMA_VERSION:
                 raise SchemaTooNew(f"database {self.engine.url!r} has schema version {version}, newer than "

@@ -120,3 +120,9 @@ def new_credential() -> tuple[str, str]:
 
 def credential_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def holds_credential(token: str | None, digest: str | None) -> bool:
+    """Whether a browser's credential is the one whose sha256 the database keeps (False if either is missing)."""
+    return token is not None and digest is not None and hmac.compare_digest(
+        credential_hash(token).encode(), digest.encode())

@@ -10,7 +10,6 @@ No Streamlit here: the UI calls these methods and renders what they return. The 
 """
 from __future__ import annotations
 
-import hmac
 import os
 import random
 import secrets
@@ -27,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from study import erasure, plans
 from study.design import StudyDesign
-from study.identity import (PILOT_ENV, BadLink, check_external_id, credential_hash, is_pilot_link, link_secret,
+from study.identity import (PILOT_ENV, BadLink, check_external_id, holds_credential, is_pilot_link, link_secret,
                             new_credential, verify)
 from study.storage import (Event, Participant, PlanRow, QuestionnaireAnswer, Response, Study, as_utc, open_study,
                            utcnow)
@@ -160,8 +159,7 @@ class SurveySession:
             if known.completed_at is not None:
                 # The code again only for the browser that holds the credential: an id alone (a released
                 # one, one from before credentials, or `allow_browser_change`) does not show it.
-                own = credential is not None and known.credential_hash is not None and hmac.compare_digest(
-                    credential_hash(credential), known.credential_hash)
+                own = holds_credential(credential, known.credential_hash)
                 code = known.completion_code if own else None
                 raise AlreadyCompleted(f"participant {external_id!r} has already completed this study", code,
                                        self._redirect(code, external_id) if own else None)
@@ -189,8 +187,9 @@ class SurveySession:
         writes the plan and issues the resume credential (returned in the state, for the browser to
         keep). A pilot participant (`pilot`: True, or a pilot link's token; everyone in a pilot run)
         is marked as such and holds no slot of the real participants': pilots take the slots in turn
-        among themselves, so a pilot run sees every condition. A refusal stores the id and the refusal
-        only (no time, no user agent) and ends the participant. Answering again the
+        among themselves, so a pilot run sees every condition. A refusal stores the id, the refusal and
+        its time only (no user agent, no link parameters, no event naming them) and ends the
+        participant. Answering again the
         same way from the same browser changes nothing; a contradicting answer (declining in one
         tab after agreeing in another) is a ConsentConflict. `language` is the one the survey is
         shown in (one of the study's; None or another: the default), kept for the trials' wording
@@ -387,7 +386,7 @@ class SurveySession:
             token, digest = new_credential()
             s.execute(update(Participant).where(Participant.id == known.id).values(credential_hash=digest))
             return token
-        if credential is None or not hmac.compare_digest(credential_hash(credential), known.credential_hash):
+        if not holds_credential(credential, known.credential_hash):
             raise LinkInUse("this link is in use in another browser")
         return None
 

@@ -83,15 +83,20 @@ def _enter(s) -> None:
     if p.participant_id is None:
         state.phase = "consent"
         return
-    state.pid, state.condition = p.participant_id, p.condition
-    language.choose(s.config, p.language)
+    _admitted(s, p)
     state.phase = "instructions" if p.n_done == 0 else "trials"
+
+
+def _admitted(s, p) -> None:
+    """Remember who this tab is, their condition and the language they took the study in."""
+    st.session_state.pid, st.session_state.condition = p.participant_id, p.condition
+    language.choose(s.config, p.language)
 
 
 def _consent(s) -> None:
     st.title(s.config.name)
     if s.pilot_run or st.query_params.get(PILOT_PARAM):
-        st.warning(language.t("consent.pilot"))
+        st.warning(t("consent.pilot"))
     st.markdown(s.config.text_in(language.current()).consent_md)
     agree, decline = st.columns(2)
     if agree.button(t("consent.agree"), type="primary", width="stretch"):
@@ -115,8 +120,7 @@ def _answer_consent(s, agreed: bool) -> None:
     except AlreadyCompleted:
         state.phase = "closed"
     else:
-        state.pid, state.condition = p.participant_id, p.condition
-        language.choose(s.config, p.language)
+        _admitted(s, p)
         _keep_credential(s, state.external, p.credential)
         state.phase = "instructions" if agreed else "declined"
     st.rerun()

@@ -30,7 +30,6 @@ from metrics._model import (
     checked_inputs,
     check_targets,
     evaluating,
-    logits_of,
     check_score,
     chunks,
     memory_format_of,

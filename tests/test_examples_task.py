@@ -9,7 +9,7 @@ from PIL import Image
 
 from _study_fixtures import NAMES, FakeRenderer, build_fake_study, fake_items
 from study.config import ConfigError, parse_config
-from study.tasks import TASKS, ExampleRequest, Unit
+from study.tasks import TASKS, ExampleRequest
 
 HEAD = """\
 name = "t"

@@ -2,10 +2,13 @@
 
     .venv/bin/python bench/bench_metrics_r2.py --quick        # CPU, a couple of minutes
     .venv/bin/python bench/bench_metrics_r2.py --device cuda --images 16 --model efficientnet_lite0
+    .venv/bin/python bench/bench_metrics_r2.py --chunks     # forward images/s by chunk size
 
-Times are this process's CPU time on the CPU (other load on the machine does not skew them), wall clock
-on a GPU. Each row also prints the ratio to its limit, the forward passes it needs per image over the
-model's raw batched forward rate measured in the same run (1.0 = at the limit), and the speed-up over
+Times are this process's CPU time on the CPU (other load on the machine does not skew them, but work
+spread over threads shows as no faster), wall clock on a GPU or with --wall. Both libraries run with their default chunking unless --batch-size is given: camstudy's is
+chosen for the device (metrics._model.chunk_size), Quantus's is the batch of the given images. Each row
+also prints the ratio to its limit, the forward passes it needs per image over the model's raw forward
+rate at camstudy's chunk size measured in the same run (1.0 = at the limit), and the speed-up over
 Quantus. What each side does, so that the comparison is the same work:
 
 - ROAD: the same one-channel images (Quantus's ROAD only runs on one channel; the model sees the gray
@@ -38,6 +41,7 @@ import torch.nn.functional as F
 import bench_explainers
 from bench_explainers import MODELS, load_subject, raw_rates
 from bench_metrics import timed
+from metrics._model import chunk_size
 from metrics import (
     box_masks,
     complexity,
@@ -109,11 +113,23 @@ def quantus_rows(model, gray_model, x, gray, maps, reference, targets, masks, ar
         if name not in names:
             continue
         try:
-            seconds[name] = timed(fn, device)
+            seconds[name] = timed(fn, device, args.wall)
             print(f"Quantus {name}: {seconds[name]:.2f} s", flush=True)
         except Exception as err:  # a peer's API drift must not hide our own figures
             print(f"Quantus {name} failed ({type(err).__name__}: {err}); skipped")
     return seconds
+
+
+def chunk_rates(model, x, device) -> list[dict]:
+    """Raw forward images/s of the model at chunk sizes 2..128: where a CPU's caches stop keeping up."""
+    rows = []
+    for size in (2, 4, 8, 16, 32, 64, 128):
+        rate = raw_rates(model, x[:1].expand(size, -1, -1, -1).contiguous(), None, 2)["forward"]
+        print(f"chunk {size:4d}: {rate:8.1f} images/s", flush=True)
+        rows.append({"row": f"forward, chunks of {size}", "images_per_s": rate, "ratio_to_limit": None,
+                     "raw_forward_per_s": None, "peer_of": None})
+    print(f"camstudy's default chunk here: {chunk_size(x, 256)} images")
+    return rows
 
 
 def main(argv=None) -> list[dict]:
@@ -126,7 +142,11 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--samples", type=int, default=10, help="perturbations per image")
     parser.add_argument("--percentages", type=int, default=9, help="ROAD percentages, evenly spaced in (0, 1)")
     parser.add_argument("--regions", type=int, default=14, help="deletion lerf: regions per side")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="camstudy's inputs per chunk (default: its own choice for the device)")
+    parser.add_argument("--wall", action="store_true",
+                        help="wall-clock time on the CPU too (what a user waits; needs an otherwise idle machine)")
+    parser.add_argument("--chunks", action="store_true", help="only the raw forward rate at chunk sizes 2..128")
     parser.add_argument("--only", default="", help="comma-separated metric-name prefixes to run (default: all)")
     parser.add_argument("--quick", action="store_true", help="4 images of 112x112, 5 percentages, 5 samples")
     args = parser.parse_args(argv)
@@ -172,14 +192,16 @@ def main(argv=None) -> list[dict]:
     }
     only = tuple(name for name in args.only.split(",") if name)
     ours = {name: work for name, work in ours.items() if not only or name.startswith(only)}
-    probe = x[:1].expand(min(batch, 32), -1, -1, -1).contiguous()
-    if device.type == "cpu":
+    if device.type == "cpu" and not args.wall:
         bench_explainers.CLOCK = time.process_time  # as `timed` here: this process's CPU time
+    if args.chunks:
+        return chunk_rates(model, x, device)
+    probe = x[:1].expand(batch or chunk_size(x, 64), -1, -1, -1).contiguous()
     rates = raw_rates(model, probe, None, 2)  # also the warm-up: neither side pays for first-call setup
     raw = rates["forward"]
     camstudy = {}
     for name, (fn, _, _) in ours.items():
-        camstudy[name] = timed(fn, device)
+        camstudy[name] = timed(fn, device, args.wall)
         print(f"camstudy {name}: {camstudy[name]:.2f} s", flush=True)
     quantus = quantus_rows(model, gray_model, x, gray, maps, reference, targets, masks, args, device, set(ours))
     print(f"{args.model} {args.size}x{args.size} on {device}, {args.images} images, {args.samples} perturbations, "

@@ -1,6 +1,9 @@
 """Faithfulness, localization, robustness, complexity and sanity metrics for saliency maps;
 depends on torch (and numpy/scipy) only, never on `study` or `ui`. Metrics that score a class take
-`score="softmax" | "sigmoid" | "logit"`.
+`score="softmax" | "sigmoid" | "logit"`. Metrics that run the model take `batch_size=`, how many
+inputs run at once (it bounds memory); left at None it is chosen for the device: the metric's own
+largest chunk (64 or 256) on an accelerator, about 2**20 input values on a CPU, where small chunks
+stay in cache and run faster per image.
 
 - `deletion`, `insertion`, `causal_curves` (both from one pass over the originals; `order="morf"|"lerf"`):
   RISE causal metrics.

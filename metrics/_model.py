@@ -15,6 +15,12 @@ from torch import Tensor, nn
 
 AMP_DTYPES = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
+CPU_CHUNK_VALUES = 2**20
+"""Input values per chunk when a metric chooses its own chunk size on a CPU. There, per-image
+throughput falls once a chunk's activations outgrow the caches: on 2 cores EfficientNet-Lite0 at
+224x224 runs about 2.3x faster per image in chunks of 2-8 images than of 64, ResNet-18 peaks from 8
+on (`bench/bench_metrics_r2.py --chunks`). 2**20 values is 6 images of 3x224x224, 27 of 3x112x112."""
+
 
 def model_device(model: nn.Module, fallback: torch.device = torch.device("cpu")) -> torch.device:
     """The device of the model's first parameter or buffer (a parameter-free model runs anywhere)."""
@@ -29,14 +35,24 @@ def check_amp(amp: str | None) -> torch.dtype | None:
     return AMP_DTYPES[amp]
 
 
-def checked_inputs(model: nn.Module, x: Tensor, batch_size: int, amp: str | None
-                   ) -> tuple[Tensor, torch.device, int, torch.dtype | None]:
+def checked_inputs(model: nn.Module, x: Tensor, batch_size: int | None, amp: str | None, *,
+                   largest: int = 256) -> tuple[Tensor, torch.device, int, torch.dtype | None]:
     """The checks every metric makes first: x is [B,C,H,W], on the model's device; a valid
-    batch size and autocast dtype."""
+    batch size (None: `chunk_size(x, largest)`) and autocast dtype."""
     if x.dim() != 4:
         raise ValueError(f"x must be a batch of preprocessed images [B,C,H,W]; got {tuple(x.shape)}")
-    device = model_device(model, x.device)
-    return x.to(device), device, check_batch_size(batch_size), check_amp(amp)
+    x = x.to(model_device(model, x.device))
+    size = chunk_size(x, largest) if batch_size is None else check_batch_size(batch_size)
+    return x, x.device, size, check_amp(amp)
+
+
+def chunk_size(x: Tensor, largest: int) -> int:
+    """How many inputs like x's a metric runs at once when the caller leaves it open: `largest` on
+    an accelerator, where bigger chunks keep it busy; on a CPU as many as hold CPU_CHUNK_VALUES
+    values (at least 1, at most `largest`), where smaller chunks stay in cache."""
+    if x.device.type != "cpu":
+        return largest
+    return max(1, min(largest, CPU_CHUNK_VALUES // max(1, x[0].numel())))
 
 
 def chunks(total: int, batch_size: int) -> Iterator[tuple[int, int]]:

@@ -126,7 +126,7 @@ def causal_curves(
     insertion_substrate: str | None = "blur",
     order: str = "morf",
     score: str = "softmax",
-    batch_size: int = 256,
+    batch_size: int | None = None,
     amp: str | None = None,
 ) -> dict[str, CausalCurve]:
     """Deletion and/or insertion from one scoring of the original images.
@@ -137,7 +137,7 @@ def causal_curves(
     (most salient pixels first, default) or "lerf"; `score` "softmax" (default), "sigmoid" or "logit".
     The model runs in eval mode (restored afterwards) on its own device; x moves there.
     """
-    x, device, batch_size, amp_dtype = checked_inputs(model, x, batch_size, amp)
+    x, device, batch_size, amp_dtype = checked_inputs(model, x, batch_size, amp, largest=256)
     batch, _, height, width = x.shape
     moved = pixels_moved(height * width, step, n_steps)
     rank = saliency_rank(maps_at(maps, batch, (height, width), device), order)
@@ -174,7 +174,7 @@ def _one_curve(kind: str, default_substrate: str, summary: str):
     """`deletion` or `insertion`: `causal_curves` for one of the two curves (one place for both signatures)."""
     def curve(model: nn.Module, x: Tensor, maps, targets=None, *, step: int | None = None,
               n_steps: int | None = None, substrate: str = default_substrate, order: str = "morf",
-              score: str = "softmax", batch_size: int = 256, amp: str | None = None) -> CausalCurve:
+              score: str = "softmax", batch_size: int | None = None, amp: str | None = None) -> CausalCurve:
         substrates = {"deletion_substrate": None, "insertion_substrate": None, f"{kind}_substrate": substrate}
         return causal_curves(model, x, maps, targets, step=step, n_steps=n_steps, order=order, score=score,
                              batch_size=batch_size, amp=amp, **substrates)[kind]

@@ -43,12 +43,12 @@ class ConfidenceChange:
 
 
 def confidence_change(
-    model: nn.Module, x: Tensor, maps, targets=None, *, score: str = "softmax", batch_size: int = 256,
+    model: nn.Module, x: Tensor, maps, targets=None, *, score: str = "softmax", batch_size: int | None = None,
     amp: str | None = None,
 ) -> ConfidenceChange:
     """Score each image and the image times its map (maps in [0, 1]; other sizes are upsampled);
     `score` is "softmax" (default), "sigmoid" or "logit"."""
-    x, device, batch_size, amp_dtype = checked_inputs(model, x, batch_size, amp)
+    x, device, batch_size, amp_dtype = checked_inputs(model, x, batch_size, amp, largest=256)
     check_score(score)
     m = maps_at(maps, x.shape[0], tuple(x.shape[-2:]), device)
     if m.min() < -1e-6 or m.max() > 1 + 1e-6:
@@ -65,7 +65,7 @@ def confidence_change(
 
 
 def average_drop(
-    model: nn.Module, x: Tensor, maps, targets=None, *, score: str = "softmax", batch_size: int = 256,
+    model: nn.Module, x: Tensor, maps, targets=None, *, score: str = "softmax", batch_size: int | None = None,
     amp: str | None = None,
 ) -> Tensor:
     """Per-image drop in confidence, in percent (lower is better); see the module docstring."""
@@ -73,7 +73,7 @@ def average_drop(
 
 
 def increase_in_confidence(
-    model: nn.Module, x: Tensor, maps, targets=None, *, score: str = "softmax", batch_size: int = 256,
+    model: nn.Module, x: Tensor, maps, targets=None, *, score: str = "softmax", batch_size: int | None = None,
     amp: str | None = None,
 ) -> Tensor:
     """Per image 100 if the explained image scores higher than the image, else 0 (higher is better)."""

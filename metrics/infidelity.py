@@ -44,7 +44,7 @@ def infidelity(
     normalize: bool = True,
     seed: int | None = None,
     score: str = "softmax",
-    batch_size: int = 256,
+    batch_size: int | None = None,
     amp: str | None = None,
 ) -> Tensor:
     """Infidelity of each image's map, Tensor[B] on the CPU; see the module docstring.
@@ -54,7 +54,7 @@ def infidelity(
     device seeded with `seed`, and scored in one forward pass. `score` is "softmax" (default),
     "sigmoid" or "logit"; `amp` as in `deletion`.
     """
-    x, device, batch_size, amp_dtype = checked_inputs(model, x, batch_size, amp)
+    x, device, batch_size, amp_dtype = checked_inputs(model, x, batch_size, amp, largest=256)
     check_score(score)
     check_samples(n_perturbations, "n_perturbations")
     if noise <= 0:

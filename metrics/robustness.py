@@ -35,7 +35,7 @@ def max_sensitivity(
     radius: float = 0.02,
     n_samples: int = 10,
     seed: int | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     maps=None,
 ) -> Tensor:
     """Max-sensitivity of each image's explanation, Tensor[B] on the CPU; see the module docstring.
@@ -50,7 +50,7 @@ def max_sensitivity(
     if radius <= 0:
         raise ValueError(f"radius must be > 0; got {radius!r}")
     check_samples(n_samples, "n_samples")
-    x, device, batch_size, _ = checked_inputs(model, x, batch_size, None)
+    x, device, batch_size, _ = checked_inputs(model, x, batch_size, None, largest=64)
     chosen = explained_targets(model, x, targets, batch_size)
     generator = seeded_generator(seed, device)
     reference = (_explained(explain_fn, model, x, chosen) if maps is None

@@ -149,7 +149,7 @@ class RandomLogitResult:
 
 
 def random_logit(explain_fn: ExplainFn, model: nn.Module, x: Tensor, targets=None, *, seed: int = 0,
-                 batch_size: int = 64) -> RandomLogitResult:
+                 batch_size: int | None = None) -> RandomLogitResult:
     """Random-logit test of Sixt et al. 2020; see the module docstring.
 
     `explain_fn(model, x, targets) -> maps [B,H,W]` (at least 7x7) is called on `batch_size`
@@ -157,7 +157,7 @@ def random_logit(explain_fn: ExplainFn, model: nn.Module, x: Tensor, targets=Non
     `targets=None` explains each image's top-1 class. The other class is
     (target + U{1, ..., K-1}) mod K from a CPU generator seeded with `seed`.
     """
-    x, device, batch_size, _ = checked_inputs(model, x, batch_size, None)
+    x, device, batch_size, _ = checked_inputs(model, x, batch_size, None, largest=64)
     with evaluating(model):
         classes = logits_of(model, x[:1], None).shape[1]
     if classes < 2:

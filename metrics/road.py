@@ -86,18 +86,19 @@ def road(
     noise: float = 0.01,
     seed: int | None = None,
     score: str = "softmax",
-    batch_size: int = 64,
+    batch_size: int | None = None,
     amp: str | None = None,
 ) -> RoadResult:
     """ROAD curves of each image; see the module docstring.
 
     `noise` is the standard deviation of the Gaussian noise added to imputed pixels, in the model's
-    input space; `seed` makes it reproducible (for a given `batch_size`). The imputation is solved
-    on the CPU in float64, `batch_size` (image, percentage) pairs at a time, and each chunk is
-    scored in one forward pass on the model's device. `score` is "softmax" (default), "sigmoid" or
-    "logit"; `amp` as in `deletion`. Maps of another size are upsampled bilinearly.
+    input space; `seed` makes it reproducible (for a given `batch_size`). The imputations of
+    `batch_size` (image, percentage) pairs at a time (None: chosen for the device, see `metrics`) are
+    solved on the CPU in float64, on parallel threads, and each chunk is scored in one forward pass
+    on the model's device. `score` is "softmax" (default), "sigmoid" or "logit"; `amp` as in
+    `deletion`. Maps of another size are upsampled bilinearly.
     """
-    x, device, batch_size, amp_dtype = checked_inputs(model, x, batch_size, amp)
+    x, device, batch_size, amp_dtype = checked_inputs(model, x, batch_size, amp, largest=64)
     check_score(score)
     fractions = check_percentages(percentages)
     if not isinstance(noise, numbers.Real) or noise < 0:

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from metrics._model import chunk_size
 from study import distributed
 from study.distributed import Ranks
 from study.explainers import METHODS, check_options, explain, general_methods
@@ -108,7 +109,8 @@ def write_scores(
 
     `model` is a camstudy Classifier (it preprocesses the images). `items` are ImageItems (photos in
     memory) or ImageRefs (read by `workers` DataLoader processes, `batch_size` images at a time, which
-    is also the explainers' and metrics' batch). `target="label"` explains each image's main label where
+    is also the explainers' batch and the most inputs a metric runs at once: fewer on a CPU, where
+    smaller chunks stay in cache, see `metrics`). `target="label"` explains each image's main label where
     it has one and the model's top-1 class otherwise; `"top1"` always the top-1 class.
     `explainer_options` maps a method to extra options for `explain` (e.g. `{"rise": {"n_masks": 500}}`
     for a quick demo). `metrics` names the metric families (or metric names, or ["all"]; default
@@ -260,7 +262,7 @@ class _Scorer:
                     for digest, t in zip(batch.digests, targets)]
         maps = self._maps(method, items, x, targets, map_keys, options)
         work = BatchWork(self.model, x, maps, targets, batch.boxes, self._explainer(method, options),
-                         self.batch_size, self.amp, self.settings)
+                         chunk_size(x, self.batch_size), self.amp, self.settings)
         per_image: list[tuple[list[dict], list[Path]]] = [([], []) for _ in items]
         for family in self.families:
             chosen = [i for i, b in enumerate(batch.boxes) if b] if WORK[family].boxes else list(range(len(items)))
@@ -279,7 +281,7 @@ class _Scorer:
         depend on the whole batch it also holds the batch's maps, and a miss recomputes the whole batch."""
         spec = WORK[family]
         params = spec.params(self.settings)
-        context = fingerprint(map_keys, self.batch_size) if spec.whole_batch else None
+        context = fingerprint(map_keys, work.batch_size) if spec.whole_batch else None
         keys = [fingerprint(map_keys[i], family, params, self.amp, work.boxes[i] if spec.boxes else None, context)
                 for i in chosen]
         def compute(missing: list[int]) -> list[dict]:

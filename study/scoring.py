@@ -109,8 +109,8 @@ def write_scores(
 
     `model` is a camstudy Classifier (it preprocesses the images). `items` are ImageItems (photos in
     memory) or ImageRefs (read by `workers` DataLoader processes, `batch_size` images at a time, which
-    is also the explainers' batch and the most inputs a metric runs at once: fewer on a CPU, where
-    smaller chunks stay in cache, see `metrics`). `target="label"` explains each image's main label where
+    is also the most inputs an explainer or a metric runs at once: fewer on a CPU, where smaller
+    chunks stay in cache, see `metrics`). `target="label"` explains each image's main label where
     it has one and the model's top-1 class otherwise; `"top1"` always the top-1 class.
     `explainer_options` maps a method to extra options for `explain` (e.g. `{"rise": {"n_masks": 500}}`
     for a quick demo). `metrics` names the metric families (or metric names, or ["all"]; default
@@ -296,8 +296,8 @@ class _Scorer:
         """`explain_fn(model, x, targets)` for the metrics that explain again (sanity, max-sensitivity,
         random logit), with the method's options and the run's batch size, seed and amp."""
         def explain_fn(model, images, classes):
-            return explain(method, model, images, classes, batch_size=self.batch_size, seed=self.seed,
-                           amp=self.amp, **options)
+            return explain(method, model, images, classes, batch_size=chunk_size(images, self.batch_size),
+                           seed=self.seed, amp=self.amp, **options)
 
         return explain_fn
 
@@ -310,8 +310,8 @@ class _Scorer:
                 for i, p in enumerate(paths) if p.is_file()}
         missing = [i for i in range(len(paths)) if i not in maps]
         if missing:
-            fresh = explain(method, self.model, x[missing], targets[missing], batch_size=self.batch_size,
-                            seed=self.seed, amp=self.amp, **options).float()
+            fresh = explain(method, self.model, x[missing], targets[missing],
+                            batch_size=chunk_size(x, self.batch_size), seed=self.seed, amp=self.amp, **options).float()
             folder.mkdir(parents=True, exist_ok=True)
             for i, saliency, on_host in zip(missing, fresh, fresh.cpu()):
                 _write_atomically(paths[i], lambda f, a=on_host.numpy(): np.save(f, a, allow_pickle=False))

@@ -167,3 +167,21 @@ def test_registering_a_method_name_twice_is_an_error():
 def test_cam_needs_a_gap_linear_head():
     with pytest.raises(ValueError, match="GAP\\+linear"):
         explain("cam", PlantedNet("fc"), planted_images(1), target_layer="features")
+
+
+def test_default_chunks_on_a_cpu_hold_about_a_million_input_values(monkeypatch, planted):
+    import metrics._model
+
+    model, x = planted
+    monkeypatch.setattr(metrics._model, "CPU_CHUNK_VALUES", x[0].numel() * 5)  # five inputs a chunk
+    calls = []
+    handle = model.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    try:
+        chosen = explain("rise", model, x, n_masks=24, seed=0)
+        assert max(calls) == 5
+        calls.clear()
+        given = explain("rise", model, x, n_masks=24, seed=0, batch_size=12)  # an explicit size is kept
+        assert max(calls) == 12
+    finally:
+        handle.remove()
+    torch.testing.assert_close(chosen, given, atol=1e-5, rtol=0)  # the same masks, whatever the chunks

@@ -11,7 +11,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="efficientnet_lite0 (embedded), a torchvision classifier name, or module:callable")
     parser.add_argument("--weights", default=None, help="state-dict file for the model ('random' keeps random init)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
-    parser.add_argument("--batch-size", type=int, default=32, help="images or perturbed copies per forward pass")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="the most images or perturbed copies per forward pass (a CPU runs fewer: they stay in cache)")
     parser.add_argument("--amp", choices=("bf16", "fp16"), default=None, help="mixed precision on GPU")
 
 

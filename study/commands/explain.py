@@ -63,6 +63,7 @@ def run(args) -> int:
 def _explain_shard(items, model, layer, methods, args) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Explain `items` with every method, write each image's .npy and .png; return the targets and the maps
     as shown (guided methods: RGB) on the CPU, for the grid."""
+    from metrics._model import chunk_size
     from study.explainers import explain, min_max, reduce_guided, resolve_method
     from study.render import picture
 
@@ -70,7 +71,7 @@ def _explain_shard(items, model, layer, methods, args) -> tuple[torch.Tensor, di
     targets = _targets(args.target, model, x, items)
     shown_maps = {}
     for method in tqdm(methods, desc="explain", unit="method"):
-        options = dict(target_layer=layer, batch_size=args.batch_size, seed=args.seed, amp=args.amp)
+        options = dict(target_layer=layer, batch_size=chunk_size(x, args.batch_size), seed=args.seed, amp=args.amp)
         if resolve_method(method).guided:   # one pass: the RGB map is shown, its reduction saved
             shown = explain(method, model, x, targets, reduce="none", normalize=False, **options).cpu()
             maps = min_max(reduce_guided(shown))

@@ -16,10 +16,11 @@ from torch import Tensor, nn
 AMP_DTYPES = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 CPU_CHUNK_VALUES = 2**20
-"""Input values per chunk when a metric chooses its own chunk size on a CPU. There, per-image
-throughput falls once a chunk's activations outgrow the caches: on 2 cores EfficientNet-Lite0 at
-224x224 runs about 2.3x faster per image in chunks of 2-8 images than of 64, ResNet-18 peaks from 8
-on (`bench/bench_metrics_r2.py --chunks`). 2**20 values is 6 images of 3x224x224, 27 of 3x112x112."""
+"""Input values per chunk when a metric or `explain` chooses its own chunk size on a CPU. There,
+per-image throughput falls once a chunk's activations outgrow the caches: on 2 cores
+EfficientNet-Lite0 at 224x224 runs about 2.3x faster per image in chunks of 2-8 images than of 64,
+ResNet-18 peaks from 8 on (`bench/bench_metrics_r2.py --chunks`). 2**20 values is 6 images of
+3x224x224, 27 of 3x112x112."""
 
 
 def model_device(model: nn.Module, fallback: torch.device = torch.device("cpu")) -> torch.device:
@@ -47,9 +48,9 @@ def checked_inputs(model: nn.Module, x: Tensor, batch_size: int | None, amp: str
 
 
 def chunk_size(x: Tensor, largest: int) -> int:
-    """How many inputs like x's a metric runs at once when the caller leaves it open: `largest` on
-    an accelerator, where bigger chunks keep it busy; on a CPU as many as hold CPU_CHUNK_VALUES
-    values (at least 1, at most `largest`), where smaller chunks stay in cache."""
+    """How many inputs like x's to run at once when the caller leaves it open, or gives only an upper
+    bound: `largest` on an accelerator, where bigger chunks keep it busy; on a CPU as many as hold
+    CPU_CHUNK_VALUES values (at least 1, at most `largest`), where smaller chunks stay in cache."""
     if x.device.type != "cpu":
         return largest
     return max(1, min(largest, CPU_CHUNK_VALUES // max(1, x[0].numel())))

@@ -51,9 +51,10 @@ def chunk_size(x: Tensor, largest: int) -> int:
     """How many inputs like x's to run at once when the caller leaves it open, or gives only an upper
     bound: `largest` on an accelerator, where bigger chunks keep it busy; on a CPU as many as hold
     CPU_CHUNK_VALUES values (at least 1, at most `largest`), where smaller chunks stay in cache."""
+    check_batch_size(largest)
     if x.device.type != "cpu":
         return largest
-    return max(1, min(largest, CPU_CHUNK_VALUES // max(1, x[0].numel())))
+    return max(1, min(largest, CPU_CHUNK_VALUES // max(1, x.shape[1:].numel())))
 
 
 def chunks(total: int, batch_size: int) -> Iterator[tuple[int, int]]:

@@ -60,6 +60,7 @@ def dissection_order(height: int, width: int, leaf: int = 16) -> np.ndarray:
             number(key[cut, x0:x1])
 
     dissect(0, height, 0, width)
+    key.setflags(write=False)  # cached and shared by the solver threads
     return key.reshape(-1)
 
 

@@ -42,7 +42,7 @@ from tqdm import tqdm
 from metrics._model import chunk_size
 from study import distributed
 from study.distributed import Ranks
-from study.explainers import METHODS, check_options, explain, general_methods
+from study.explainers import METHODS, check_options, explain, general_methods, resolve_method
 from study.figures import curves_figure, table_figure
 from study.images import ImageItem, ImageRef
 from study.metric_catalog import choose_families
@@ -258,7 +258,9 @@ class _Scorer:
     def method_on_group(self, method, items, batch: Batch, x, targets) -> list[tuple[list[dict], list[Path]]]:
         """Per image, its results for `method` (one per family it gets, in catalog order) and their cache files."""
         options = dict(self.options.get(method, {}))
-        map_keys = [fingerprint(self.model_key, digest, method, options, self.seed, int(t), self.amp)
+        # a randomised method's maps may depend on its chunks (captum's samplers are seeded per chunk)
+        chunked = (chunk_size(x, self.batch_size),) if resolve_method(method).randomised else ()
+        map_keys = [fingerprint(self.model_key, digest, method, options, self.seed, int(t), self.amp, *chunked)
                     for digest, t in zip(batch.digests, targets)]
         maps = self._maps(method, items, x, targets, map_keys, options)
         work = BatchWork(self.model, x, maps, targets, batch.boxes, self._explainer(method, options),

@@ -215,6 +215,8 @@ def test_default_chunks_on_a_cpu_hold_about_a_million_input_values(monkeypatch):
     assert max(model.batches) == 9
     torch.testing.assert_close(chosen["deletion"].curve, explicit["deletion"].curve)
     assert metrics._model.chunk_size(x.to("meta"), 256) == 256  # accelerators keep the large chunk
+    with pytest.raises(ValueError, match="batch_size"):
+        metrics._model.chunk_size(x, 0)  # a --batch-size of 0 is an error on every device
 
 
 def test_metrics_package_does_not_import_study_or_ui():

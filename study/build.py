@@ -10,6 +10,7 @@ but only with `force_new=True` once the current version has answers.
 """
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 from collections.abc import Callable, Sequence
@@ -134,15 +135,19 @@ def build_study(config_path: str | Path, out_dir: str | Path, force_new: bool = 
     out.mkdir(parents=True, exist_ok=True)
     database = open_database(config.database(out))
     current = _current_study(database)
+    weights = weights_digests(config)
     if current is not None:
-        if current["hash"] == config.hash and not force_new:
+        changed = _changed_weights(current["weights"], weights)
+        if current["hash"] == config.hash and not changed and not force_new:
             if not (out / CONFIG_FILE).is_file():  # a server database shared by two study folders
                 raise ValueError(f"the database {config.database_url} already holds this study, built into another "
                                  "folder; copy that folder here, or build with --force-new for a new study version")
             return current["id"]
         if current["answers"] and not force_new:
-            raise ValueError(f"the study in {out} already has {current['answers']} answers and its config "
-                             "changed; rebuild with --force-new to start a new study version")
+            what = (f"the weights file of {', '.join(changed)} changed since it was built" if changed
+                    else "its config changed")
+            raise ValueError(f"the study in {out} already has {current['answers']} answers and {what}; "
+                             "rebuild with --force-new to start a new study version")
     from study import images
     if items is None:
         items = images.image_set(config.images, config.root)
@@ -167,7 +172,31 @@ def build_study(config_path: str | Path, out_dir: str | Path, force_new: bool = 
     _render(plan, out, renderer, progress)
     # The text that was validated and hashed, not the file as it is now (it may have changed).
     (out / CONFIG_FILE).write_text(config.source, encoding="utf-8")
-    return database.write(lambda session: _write(session, config, plan, predictions, categories))
+    return database.write(lambda session: _write(session, config, plan, predictions, categories, weights))
+
+
+def weights_digests(config: StudyConfig) -> dict[str, str]:
+    """sha256 of each `[weights]` file: the stimuli depend on the weights as much as on the config, and
+    a retrained checkpoint saved over the old one leaves the config (and its hash) as it was."""
+    digests = {}
+    for model, relative in sorted(config.weights.items()):
+        path = config.resolve(relative)
+        if not path.is_file():
+            raise FileNotFoundError(f"weights file of {model!r} not found: {path}")
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        digests[model] = digest.hexdigest()
+    return digests
+
+
+def _changed_weights(built: dict[str, str] | None, now: dict[str, str]) -> list[str]:
+    """Models whose weights file differs from the one the current version was built from (none known for
+    a version built before the digests were recorded)."""
+    if built is None:
+        return []
+    return [model for model in sorted(set(built) | set(now)) if built.get(model) != now.get(model)]
 
 
 def _current_study(database: Database) -> dict[str, Any] | None:
@@ -177,7 +206,10 @@ def _current_study(database: Database) -> dict[str, Any] | None:
             return None
         answers = session.scalar(select(func.count(Response.id)).join(Participant)
                                  .where(Participant.study_id == study.id))
-        return {"id": study.id, "hash": study.config_hash, "answers": answers}
+        built = session.scalars(select(Event.detail).where(Event.study_id == study.id, Event.kind == "built")
+                                .order_by(Event.id.desc())).first()
+        return {"id": study.id, "hash": study.config_hash, "answers": answers,
+                "weights": (built or {}).get("weights")}
 
 
 def _predict(renderer: Renderer, predictions: tasks.Predictions, models: Sequence[str], items: Sequence[Any]) -> None:
@@ -325,7 +357,8 @@ def _render(plan: _Plan, out: Path, renderer: Renderer, progress: bool, batch_si
                 bar.update(len(chunk))
 
 
-def _write(session, config: StudyConfig, plan: _Plan, predictions: dict[str, dict], categories: dict[str, list[str]]) -> int:
+def _write(session, config: StudyConfig, plan: _Plan, predictions: dict[str, dict], categories: dict[str, list[str]],
+           weights: dict[str, str]) -> int:
     study = Study(name=config.name, config_hash=config.hash, config_toml=config.source,
                   schema_version=SCHEMA_VERSION, seed=config.seed, layout=plan.layout)
     session.add(study)
@@ -358,6 +391,7 @@ def _write(session, config: StudyConfig, plan: _Plan, predictions: dict[str, dic
         session.add(Trial(study_id=study.id, **fields))
     session.add(Event(study_id=study.id, kind="built", detail={"config_hash": config.hash,
                                                                  "n_trials": len(plan.trials),
-                                                                 "n_stimuli": len(plan.stimuli)}))
+                                                                 "n_stimuli": len(plan.stimuli),
+                                                                 "weights": weights}))
     session.flush()
     return study.id

@@ -40,6 +40,33 @@ def test_rebuilding_the_same_config_is_a_no_op(tmp_path):
     assert renderer.rendered == 0
 
 
+def test_a_retrained_weights_file_rebuilds_and_is_refused_once_there_are_answers(tmp_path):
+    config = write_config(tmp_path / "config")
+    config.write_text(config.read_text() + '\n[weights]\nm1 = "m1.pt"\n')
+    weights = tmp_path / "config" / "m1.pt"
+    weights.write_bytes(b"first training run")
+    study_dir = tmp_path / "study"
+    first = fake_build(config, study_dir)
+    assert fake_build(config, study_dir) == first  # the same config and weights: nothing to do
+
+    weights.write_bytes(b"retrained, saved over the first")  # the config, and its hash, stay as they were
+    renderer = FakeRenderer()
+    second = fake_build(config, study_dir, renderer)
+    assert second != first and renderer.rendered > 0  # the stimuli are made again from the new weights
+
+    session = SurveySession(study_dir)
+    pid = session.consent("someone", True).participant_id
+    trial = session.next_trial(pid)
+    session.answer(pid, trial.trial_index, trial.options[0][0], 500)
+    weights.write_bytes(b"retrained again")
+    with pytest.raises(ValueError, match="1 answers and the weights file of m1 changed.*--force-new"):
+        fake_build(config, study_dir)
+    assert fake_build(config, study_dir, force_new=True) not in (first, second)
+    weights.unlink()
+    with pytest.raises(FileNotFoundError, match="weights file of 'm1' not found"):
+        fake_build(config, study_dir)
+
+
 def test_a_changed_config_is_refused_once_there_are_answers_unless_forced(tmp_path):
     config = write_config(tmp_path / "config")
     study_dir = tmp_path / "study"

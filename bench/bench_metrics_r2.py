@@ -5,11 +5,12 @@
     .venv/bin/python bench/bench_metrics_r2.py --chunks     # forward images/s by chunk size
 
 Times are this process's CPU time on the CPU (other load on the machine does not skew them, but work
-spread over threads shows as no faster), wall clock on a GPU or with --wall. Both libraries run with their default chunking unless --batch-size is given: camstudy's is
-chosen for the device (metrics._model.chunk_size), Quantus's is the batch of the given images. Each row
-also prints the ratio to its limit, the forward passes it needs per image over the model's raw forward
-rate measured in the same run, in chunks of --batch-size or of camstudy's CPU default for the RGB images
-(1.0 = at the limit), and the speed-up over Quantus. What each side does, so that the comparison is the same work:
+spread over threads shows as no faster), wall clock on a GPU or with --wall. Both libraries run with
+their default chunking unless --batch-size is given: camstudy's is chosen for the device
+(metrics._model.chunk_size), Quantus's is the batch of the given images. Each row also prints the ratio
+to its limit, the forward passes it needs per image over the model's raw forward rate measured in the
+same run, in chunks of --batch-size or of camstudy's CPU default for the RGB images (1.0 = at the
+limit), and the speed-up over Quantus. What each side does, so that the comparison is the same work:
 
 - ROAD: the same one-channel images (Quantus's ROAD only runs on one channel; the model sees the gray
   image repeated on its three input channels), the same percentages, noise 0.01, the same given targets.

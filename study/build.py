@@ -183,11 +183,8 @@ def weights_digests(config: StudyConfig) -> dict[str, str]:
         path = config.resolve(relative)
         if not path.is_file():
             raise FileNotFoundError(f"weights file of {model!r} not found: {path}")
-        digest = hashlib.sha256()
         with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        digests[model] = digest.hexdigest()
+            digests[model] = hashlib.file_digest(f, "sha256").hexdigest()
     return digests
 
 

@@ -258,13 +258,14 @@ class _Scorer:
     def method_on_group(self, method, items, batch: Batch, x, targets) -> list[tuple[list[dict], list[Path]]]:
         """Per image, its results for `method` (one per family it gets, in catalog order) and their cache files."""
         options = dict(self.options.get(method, {}))
+        chunk = chunk_size(x, self.batch_size)  # what explainers and metrics run at once on this device
         # a randomised method's maps may depend on its chunks (captum's samplers are seeded per chunk)
-        chunked = (chunk_size(x, self.batch_size),) if resolve_method(method).randomised else ()
+        chunked = (chunk,) if resolve_method(method).randomised else ()
         map_keys = [fingerprint(self.model_key, digest, method, options, self.seed, int(t), self.amp, *chunked)
                     for digest, t in zip(batch.digests, targets)]
-        maps = self._maps(method, items, x, targets, map_keys, options)
-        work = BatchWork(self.model, x, maps, targets, batch.boxes, self._explainer(method, options),
-                         chunk_size(x, self.batch_size), self.amp, self.settings)
+        maps = self._maps(method, items, x, targets, map_keys, options, chunk)
+        work = BatchWork(self.model, x, maps, targets, batch.boxes, self._explainer(method, options, chunk),
+                         chunk, self.amp, self.settings)
         per_image: list[tuple[list[dict], list[Path]]] = [([], []) for _ in items]
         for family in self.families:
             chosen = [i for i, b in enumerate(batch.boxes) if b] if WORK[family].boxes else list(range(len(items)))
@@ -294,16 +295,16 @@ class _Scorer:
 
         return self._cached(family, method, items, keys, compute)
 
-    def _explainer(self, method, options):
+    def _explainer(self, method, options, chunk: int):
         """`explain_fn(model, x, targets)` for the metrics that explain again (sanity, max-sensitivity,
-        random logit), with the method's options and the run's batch size, seed and amp."""
+        random logit), with the method's options, the batch's chunk size and the run's seed and amp."""
         def explain_fn(model, images, classes):
-            return explain(method, model, images, classes, batch_size=chunk_size(images, self.batch_size),
-                           seed=self.seed, amp=self.amp, **options)
+            return explain(method, model, images, classes, batch_size=chunk, seed=self.seed, amp=self.amp,
+                           **options)
 
         return explain_fn
 
-    def _maps(self, method, items, x, targets, keys, options) -> torch.Tensor:
+    def _maps(self, method, items, x, targets, keys, options, chunk: int) -> torch.Tensor:
         """Maps [B,H,W] on the model's device: read from the .npy cache where there, explained (and cached)
         where not. Fresh maps are used as computed; the cache is written for the next run, not read back."""
         folder = self.cache / "maps" / safe_name(method)
@@ -312,8 +313,8 @@ class _Scorer:
                 for i, p in enumerate(paths) if p.is_file()}
         missing = [i for i in range(len(paths)) if i not in maps]
         if missing:
-            fresh = explain(method, self.model, x[missing], targets[missing],
-                            batch_size=chunk_size(x, self.batch_size), seed=self.seed, amp=self.amp, **options).float()
+            fresh = explain(method, self.model, x[missing], targets[missing], batch_size=chunk, seed=self.seed,
+                            amp=self.amp, **options).float()
             folder.mkdir(parents=True, exist_ok=True)
             for i, saliency, on_host in zip(missing, fresh, fresh.cpu()):
                 _write_atomically(paths[i], lambda f, a=on_host.numpy(): np.save(f, a, allow_pickle=False))

@@ -43,7 +43,7 @@ def checked_inputs(model: nn.Module, x: Tensor, batch_size: int | None, amp: str
     if x.dim() != 4:
         raise ValueError(f"x must be a batch of preprocessed images [B,C,H,W]; got {tuple(x.shape)}")
     x = x.to(model_device(model, x.device))
-    size = chunk_size(x, largest) if batch_size is None else check_batch_size(batch_size)
+    size = chunk_size(x, largest) if batch_size is None else check_positive(batch_size, "batch_size")
     return x, x.device, size, check_amp(amp)
 
 
@@ -51,7 +51,7 @@ def chunk_size(x: Tensor, largest: int) -> int:
     """How many inputs like x's to run at once when the caller leaves it open, or gives only an upper
     bound: `largest` on an accelerator, where bigger chunks keep it busy; on a CPU as many as hold
     CPU_CHUNK_VALUES values (at least 1, at most `largest`), where smaller chunks stay in cache."""
-    check_batch_size(largest)
+    check_positive(largest, "batch_size")
     if x.device.type != "cpu":
         return largest
     return max(1, min(largest, CPU_CHUNK_VALUES // max(1, x.shape[1:].numel())))
@@ -74,16 +74,11 @@ def seeded_generator(seed: int | None, device: torch.device) -> torch.Generator:
     return generator
 
 
-def check_samples(n: int, name: str) -> int:
+def check_positive(n: int, name: str) -> int:
+    """`n` if it is a positive int (a count of samples, a batch size); else a ValueError naming `name`."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"{name} must be a positive integer; got {n!r}")
     return n
-
-
-def check_batch_size(batch_size: int) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
-    return batch_size
 
 
 @contextlib.contextmanager

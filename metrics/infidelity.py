@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from metrics._maps import maps_at
 from metrics._model import (
-    check_samples,
+    check_positive,
     check_score,
     check_targets,
     checked_inputs,
@@ -56,7 +56,7 @@ def infidelity(
     """
     x, device, batch_size, amp_dtype = checked_inputs(model, x, batch_size, amp, largest=256)
     check_score(score)
-    check_samples(n_perturbations, "n_perturbations")
+    check_positive(n_perturbations, "n_perturbations")
     if noise <= 0:
         raise ValueError(f"noise is a standard deviation and must be > 0; got {noise!r}")
     batch = x.shape[0]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from metrics._model import check_samples, checked_inputs, chunks, explained_targets, seeded_generator
+from metrics._model import check_positive, checked_inputs, chunks, explained_targets, seeded_generator
 from metrics.sanity import ExplainFn
 
 
@@ -49,7 +49,7 @@ def max_sensitivity(
     """
     if radius <= 0:
         raise ValueError(f"radius must be > 0; got {radius!r}")
-    check_samples(n_samples, "n_samples")
+    check_positive(n_samples, "n_samples")
     x, device, batch_size, _ = checked_inputs(model, x, batch_size, None, largest=64)
     chosen = explained_targets(model, x, targets, batch_size)
     generator = seeded_generator(seed, device)

@@ -14,7 +14,7 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
-from metrics._model import autocast, check_amp, check_score, chunk_size, model_device
+from metrics._model import autocast, check_amp, check_positive, check_score, chunk_size, model_device
 from study.explainers.core import METHODS, Method, as_targets, targets_checked, upsample
 from study.explainers.reshape import FeatureLayer, Reshape
 from study.layers import default_layer, resolve_layer
@@ -82,8 +82,8 @@ def explain(
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.dtype.is_floating_point:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"x must be a float Tensor[B,C,H,W] of preprocessed images, got {shape}")
-    if batch_size is not None and batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if batch_size is not None:
+        check_positive(batch_size, "batch_size")
     dtype = check_amp(amp)
     if reduce not in ("max", "none"):
         raise ValueError(f"reduce must be 'max' or 'none', got {reduce!r}")

@@ -135,7 +135,7 @@ class Participant:
 
 
 def stored_answers(study: Path) -> dict[str, list[int]]:
-    from study.export import export_tables
+    from study.results.export import export_tables
     responses = export_tables(study, n_resamples=10)["responses"]
     return {pid: sorted(g["trial_index"]) for pid, g in responses.groupby("external_id")}
 

@@ -76,13 +76,13 @@ def demo_config() -> str:
 def run_demo(out: str | Path = "demo", *, seed: int = 0, device: str = "cpu", progress: bool = True) -> DemoOutputs:
     """Run every stage into the study folder `out`; a rerun with the same seed writes the same CSVs."""
     from study import load_model
-    from study.build import build_study
+    from study.stimuli.build import build_study
     from study.explainers import general_methods
-    from study.export import write_exports
-    from study.images import bundled_images, image_set
-    from study.report import write_report
-    from study.scoring import merge_scores, score
-    from study.simulate import simulate_participants
+    from study.results.export import write_exports
+    from study.images.items import bundled_images, image_set
+    from study.results.report import write_report
+    from study.scoring.scorer import merge_scores, score
+    from study.survey.simulator import simulate_participants
 
     out = _fresh_folder(Path(out))
     stages = tqdm(total=7, desc="demo", unit="stage", disable=not progress)
@@ -136,9 +136,9 @@ def train_demo_abn(path: Path, *, seed: int, device: str, progress: bool) -> Non
     train-abn` writes it, so the study loads it by name (`[weights] abn = "abn.pt"`)."""
     import torch
 
-    from study.datasets import labelled_images
+    from study.images.labelled import labelled_images
     from study.models import IMAGENET_MEAN, IMAGENET_STD, AttentionBranchNetwork
-    from study.training import train_abn
+    from study.models.training import train_abn
 
     size = ABN["size"]
     dataset, classes = labelled_images("digits:train", size, IMAGENET_MEAN, IMAGENET_STD)

@@ -113,13 +113,13 @@ methods = ["cam", "gradcam"]
 
 def populate_study(folder, seed: int = 0):
     """A study folder (study.toml, stimuli/, study.db) holding `synthetic_results()`, written
-    through the ORM models of study.storage, as `camstudy build` plus a survey would leave it."""
+    through the ORM models of study.store.database, as `camstudy build` plus a survey would leave it."""
     from pathlib import Path
 
     from PIL import Image as PILImage
 
-    from study.config import load_config
-    from study.storage import (Image, Model, Participant, PlanRow, QuestionnaireAnswer, Response,
+    from study.protocol.config import load_config
+    from study.store.database import (Image, Model, Participant, PlanRow, QuestionnaireAnswer, Response,
                                Stimulus, Study, Trial, open_database)
 
     folder = Path(folder)

@@ -25,9 +25,9 @@ from types import SimpleNamespace
 import pandas as pd
 from PIL import Image
 
-from study.config import QuestionItem, TextConfig
-from study.identity import BadLink, check_external_id
-from study.session import AlreadyCompleted, ConsentConflict
+from study.protocol.config import QuestionItem, TextConfig
+from study.store.identity import BadLink, check_external_id
+from study.survey.session import AlreadyCompleted, ConsentConflict
 
 LIKERT = [(str(i), str(i)) for i in range(1, 6)]
 TRUST = [("-2", "A much more"), ("-1", "A a bit more"), ("0", "Same"), ("1", "B a bit more"),
@@ -60,7 +60,7 @@ TEXTS = {"en": TextConfig(consent_md="We ask you to judge **heatmaps**.",
 
 
 def make_config(allow_anonymous=False, redirect="https://app.prolific.com/submissions/complete?cc={code}"):
-    """A config in English (the default) and German, as study.config makes it."""
+    """A config in English (the default) and German, as study.protocol.config makes it."""
     return SimpleNamespace(
         name="Which explanation helps?", language="en", languages=tuple(TEXTS), text=TEXTS["en"],
         text_in=lambda language: TEXTS.get(language, TEXTS["en"]),
@@ -85,7 +85,7 @@ class _Person:
 
 
 class FakeSurveySession:
-    """Same names and behaviour (idempotence, resume, AlreadyCompleted) as study.session."""
+    """Same names and behaviour (idempotence, resume, AlreadyCompleted) as study.survey.session."""
 
     def __init__(self, image_dir: Path, config=None):
         self.config = config or make_config()
@@ -206,7 +206,7 @@ class FakeSurveySession:
 
 
 class FakeLogin:
-    """study.admin_login.AdminLogin without a database: the password check alone."""
+    """study.survey.admin_login.AdminLogin without a database: the password check alone."""
 
     def check(self, given, expected, address):
         return given == expected
@@ -214,7 +214,7 @@ class FakeLogin:
 
 def fake_tables():
     """Export tables with the real columns: two participants, one summary row."""
-    from study.outputs import TABLES, columns
+    from study.results.codebook import TABLES, columns
     tables = {name: pd.DataFrame(columns=columns(name)) for name in TABLES}
     people = tables["participants"]
     tables["participants"] = pd.concat([people, pd.DataFrame(
@@ -362,7 +362,7 @@ class SketchRenderer:
     @staticmethod
     def _sketch(item, request):
         import numpy as np
-        from study.render import overlay
+        from study.stimuli.render import overlay
         w, h = item.image.size
         yy, xx = np.mgrid[0:h, 0:w]
         spread = 0.12 if request.method == "gradcam" else 0.3
@@ -383,7 +383,7 @@ def build_study_folder(out: Path, real_maps: bool = False, german: bool = False)
     attention checks). `real_maps` renders real Grad-CAM/CAM maps (minutes on 2 busy cores);
     `trust` then compares the default model with an alias of itself. `german` adds the study's
     German texts (`bilingual`)."""
-    from study.build import ExplainerRenderer, build_study
+    from study.stimuli.build import ExplainerRenderer, build_study
 
     class AliasRenderer(ExplainerRenderer):
         def _model(self, name):

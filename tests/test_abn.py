@@ -8,7 +8,7 @@ from torch.utils.data import Dataset, TensorDataset
 from _squares import SIZE, SQUARE, squares, tiny_abn
 from study.explainers import explain
 from study.models import AttentionBranchNetwork, Classifier
-from study.training import learning_rate, train_abn
+from study.models.training import learning_rate, train_abn
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # small passes
 

@@ -1,4 +1,4 @@
-"""study.analysis checked against independent oracles (statsmodels, scipy, krippendorff) on known data."""
+"""study.results.analysis checked against independent oracles (statsmodels, scipy, krippendorff) on known data."""
 import krippendorff
 import numpy as np
 import pandas as pd
@@ -8,7 +8,7 @@ from scipy import stats
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.proportion import proportion_confint
 
-from study import analysis
+from study.results import analysis
 
 
 @pytest.mark.parametrize("k,n", [(0, 10), (1, 10), (7, 10), (10, 10), (37, 120), (3, 4)])

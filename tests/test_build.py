@@ -8,11 +8,11 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from _study_fixtures import FakeRenderer, build_fake_study, fake_items, write_config
-from study.build import build_study
+from study.stimuli.build import build_study
 from study.cli import main
-from study.images import bundled_images, composite
-from study.session import SurveySession
-from study.storage import Stimulus, Study, Trial, open_database
+from study.images.items import bundled_images, composite
+from study.survey.session import SurveySession
+from study.store.database import Stimulus, Study, Trial, open_database
 
 
 def fake_build(config, out, renderer=None, **options):
@@ -143,7 +143,7 @@ type = "rating"
 def test_real_stimuli_are_the_explainers_maps_over_the_photos(tmp_path):
     from study.explainers import explain
     from study.models import load_model
-    from study.render import overlay
+    from study.stimuli.render import overlay
 
     config = tmp_path / "real.toml"
     config.write_text(REAL)
@@ -167,7 +167,7 @@ def test_real_stimuli_are_the_explainers_maps_over_the_photos(tmp_path):
 
 
 def test_two_object_images_are_used_as_they_are_and_single_ones_as_composites(tmp_path):
-    from study.images import ImageItem
+    from study.images.items import ImageItem
     duo = ImageItem(image_id="duo", image=Image.new("RGB", (40, 20)), labels=(16, 18),
                     boxes=((0, 0, 20, 20), (20, 0, 40, 20)), source="voc:duo")
     config = write_config(tmp_path / "config", '[[tasks]]\ntype = "class_discrimination"\ncomposites = 3\n',

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from study.config import KNOWN_METHODS, ConfigError, load_config, parse_config
-from study.tasks import TASKS
+from study.protocol.config import KNOWN_METHODS, ConfigError, load_config, parse_config
+from study.protocol.tasks import TASKS
 from study.resources import data_path
 
 GOOD = """\

@@ -10,11 +10,11 @@ from sqlalchemy import func, select
 
 from _study_fixtures import build_fake_study, write_config
 from study.cli import main
-from study.config import ConfigError, load_config
-from study.export import export_tables
-from study.session import SurveySession
-from study.simulate import simulate_participants
-from study.storage import Participant, PlanRow, Response
+from study.protocol.config import ConfigError, load_config
+from study.results.export import export_tables
+from study.survey.session import SurveySession
+from study.survey.simulator import simulate_participants
+from study.store.database import Participant, PlanRow, Response
 
 BETWEEN = """
 [[tasks]]
@@ -160,7 +160,7 @@ def test_within_tasks_of_a_mixed_design_rotate_within_each_condition(between_stu
 
 
 def test_the_instructions_example_shows_the_participants_own_method(between_study):
-    from study.monitor import StudyMonitor
+    from study.survey.monitor import StudyMonitor
 
     session = SurveySession(between_study)
     monitor = StudyMonitor(session.design, session.db)

@@ -8,9 +8,9 @@ from PIL import Image
 
 from _study_fixtures import FakeRenderer, fake_items, write_config
 from _ui_fixtures import CHROMIUM_ARGS, Server, chromium_path, take_part
-from study.build import build_study
-from study.images import composite
-from study.render import examples_picture
+from study.stimuli.build import build_study
+from study.images.items import composite
+from study.stimuli.render import examples_picture
 
 pytestmark = [
     pytest.mark.browser,
@@ -49,7 +49,7 @@ def study(tmp_path_factory):
 def test_a_participant_sees_the_examples_answers_and_is_scored(study):
     from playwright.sync_api import sync_playwright
 
-    from study.export import export_tables
+    from study.results.export import export_tables
 
     seen = []
 

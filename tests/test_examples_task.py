@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from _study_fixtures import NAMES, FakeRenderer, build_fake_study, fake_items
-from study.config import ConfigError, parse_config
-from study.tasks import TASKS, ExampleRequest
+from study.protocol.config import ConfigError, parse_config
+from study.protocol.tasks import TASKS, ExampleRequest
 
 HEAD = """\
 name = "t"
@@ -86,11 +86,11 @@ confidence_points = 5
 
 
 def test_a_study_with_the_examples_task_builds_simulates_and_exports(tmp_path):
-    from study.analysis import task_measures
-    from study.export import export_tables
-    from study.session import SurveySession
-    from study.simulate import simulate_participants
-    from study.storage import Stimulus
+    from study.results.analysis import task_measures
+    from study.results.export import export_tables
+    from study.survey.session import SurveySession
+    from study.survey.simulator import simulate_participants
+    from study.store.database import Stimulus
 
     study = build_fake_study(tmp_path, tasks=EXAMPLES, practice=1, attention=1)
     session = SurveySession(study)
@@ -116,7 +116,7 @@ def test_a_study_with_the_examples_task_builds_simulates_and_exports(tmp_path):
 
 
 def test_a_participant_answer_is_scored_against_the_models_prediction(tmp_path):
-    from study.session import SurveySession
+    from study.survey.session import SurveySession
 
     study = build_fake_study(tmp_path, tasks=EXAMPLES, practice=0, attention=0, wrong=("img3",))
     session = SurveySession(study)
@@ -145,17 +145,17 @@ def tiny_digit_classifier(categories):
 
 
 def test_real_example_pictures_never_show_the_image_itself_and_name_the_labels(monkeypatch):
-    import study.render
-    from study.digits import DIGIT_CLASSES
-    from study.example_stimuli import TrainingPool, example_pictures
-    from study.images import image_set
+    import study.stimuli.render
+    from study.images.digits import DIGIT_CLASSES
+    from study.stimuli.example_pictures import TrainingPool, example_pictures
+    from study.images.items import image_set
 
     model = tiny_digit_classifier(DIGIT_CLASSES)
     pool = TrainingPool.load("digits", None, model)
     assert len(pool.items) == 1797 and pool.labels[:3].tolist() == [0, 1, 2]
     tests = image_set("digits")[:3]
     shown = []
-    monkeypatch.setattr(study.render, "examples_picture", lambda image, examples: shown.append(examples) or image)
+    monkeypatch.setattr(study.stimuli.render, "examples_picture", lambda image, examples: shown.append(examples) or image)
     for method in ("similarity", "influence"):
         shown.clear()
         requests = [ExampleRequest(t.image_id, "tiny", method, (t.labels[0],), "digits", 3, 1e-2) for t in tests]
@@ -169,7 +169,7 @@ def test_real_example_pictures_never_show_the_image_itself_and_name_the_labels(m
 
 
 def test_training_classes_must_be_the_models(tmp_path):
-    from study.example_stimuli import TrainingPool
+    from study.stimuli.example_pictures import TrainingPool
 
     for name in ("cat", "dog"):
         (tmp_path / "train" / name).mkdir(parents=True)
@@ -182,7 +182,7 @@ def test_training_classes_must_be_the_models(tmp_path):
 
 
 def test_example_pictures_put_the_image_first_and_write_each_label():
-    from study.render import examples_picture
+    from study.stimuli.render import examples_picture
 
     image = Image.new("RGB", (64, 64), "red")
     picture = examples_picture(image, [(Image.new("RGB", (32, 16), "blue"), "3")] * 4, cell=64)

@@ -8,12 +8,13 @@ from _export_fixtures import populate_study, synthetic_faithfulness, synthetic_r
 from _study_fixtures import build_fake_study
 from sqlalchemy import func, select
 
-from study import export, outputs
+from study.results import export
+from study.results import codebook as outputs
 from study.cli import main
-from study.config import load_config
-from study.report import write_report
-from study.simulate import simulate_participants
-from study.storage import Response, open_database
+from study.protocol.config import load_config
+from study.results.report import write_report
+from study.survey.simulator import simulate_participants
+from study.store.database import Response, open_database
 
 # The Export section of DESIGN.md, copied by hand: the contract the code must meet.
 DESIGN_COLUMNS = {
@@ -177,7 +178,7 @@ def test_csv_bytes_refuses_wrong_columns():
     assert list(csv.reader(io.StringIO(header.decode())))[0] == DESIGN_COLUMNS["faithfulness"].split(", ")
 
 
-# --- end to end: a study built by `study.build` and answered by `study.simulate` --------------
+# --- end to end: a study built by `study.stimuli.build` and answered by `study.survey.simulator` --------------
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 import pytest
 from PIL import Image
 
-from study.images import bundled_images, composite, folder_images, image_set, load_image, voc_images
+from study.images.items import bundled_images, composite, folder_images, image_set, load_image, voc_images
 
 
 def test_bundled_photos_have_labels_and_boxes_inside_them():

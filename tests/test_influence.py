@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from study.examples import influence, last_layer_features
+from study.explainers.influence import influence, last_layer_features
 
 L2 = 1e-2
 N_TRAIN = 300
@@ -26,7 +26,7 @@ def objective(head: nn.Linear, phi: torch.Tensor, y: torch.Tensor) -> torch.Tens
 
 def fit(head: nn.Linear, phi: torch.Tensor, y: torch.Tensor, *, from_scratch: bool = False) -> None:
     """Train the head to its optimum in float64, from where it is: L-BFGS first when starting far away, then
-    Newton steps with autograd's Hessian (an oracle independent of the closed form in study.examples)."""
+    Newton steps with autograd's Hessian (an oracle independent of the closed form in study.explainers.influence)."""
     if from_scratch:
         opt = torch.optim.LBFGS(head.parameters(), lr=1, max_iter=1000, tolerance_grad=1e-9,
                                 tolerance_change=1e-15, history_size=50, line_search_fn="strong_wolfe")
@@ -109,7 +109,7 @@ def test_exact_hessian_and_conjugate_gradients_agree(digits_model):
 
 
 def test_exact_hessian_equals_autograd(digits_model):
-    from study.examples import _Head, _Hessian
+    from study.explainers.influence import _Head, _Hessian
 
     model, phi, _, train_y, _, _ = digits_model
     head = model[2]

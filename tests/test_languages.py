@@ -9,13 +9,13 @@ import pytest
 from sqlalchemy import select
 
 from _study_fixtures import FakeRenderer, build_fake_study, fake_items, write_config
-from study.build import build_study
-from study.images import composite
-from study.config import ConfigError, parse_config
-from study.languages import read_class_names
-from study.messages import LANGUAGES, MESSAGES, choose_language, message, speaker
-from study.session import SurveySession
-from study.storage import Participant, Trial, open_study
+from study.stimuli.build import build_study
+from study.images.items import composite
+from study.protocol.config import ConfigError, parse_config
+from study.protocol.languages import read_class_names
+from study.protocol.messages import LANGUAGES, MESSAGES, choose_language, message, speaker
+from study.survey.session import SurveySession
+from study.store.database import Participant, Trial, open_study
 
 GERMAN = '''
 [text.de]
@@ -200,7 +200,7 @@ def test_a_participant_sees_the_trials_in_their_consent_language(bilingual, tmp_
     declined = session.consent("no-1", False, language="de")
     assert declined.language is None
 
-    from study.export import export_tables
+    from study.results.export import export_tables
     people = export_tables(bilingual)["participants"].set_index("external_id")
     assert people.loc["de-1", "language"] == "de" and people.loc["en-1", "language"] == "en"
     assert pd.isna(people.loc["no-1", "language"])

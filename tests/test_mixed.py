@@ -1,4 +1,4 @@
-"""study.mixed against known effects and against R's lme4 (glmer Laplace, lmer REML).
+"""study.results.mixed against known effects and against R's lme4 (glmer Laplace, lmer REML).
 
 The R comparisons skip when Rscript or lme4 is missing (.ci/run installs Debian's r-cran-lme4).
 """
@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 from scipy.special import logit
 
-from study import analysis, mixed
-from study.power import PowerPlan, layout, simulate_correct
+from study.results import analysis
+from study.results import mixed
+from study.results.power import PowerPlan, layout, simulate_correct
 
 METHODS = ("gradcam", "cam", "ablationcam")
 ACCURACY = (0.8, 0.55, 0.7)

@@ -10,13 +10,13 @@ import pytest
 from sqlalchemy import func, select
 
 from _study_fixtures import build_fake_study
-from study import erasure
-from study.admin_login import MAX_FAILURES, AdminLogin, LoginLocked
+from study.store import erasure
+from study.survey.admin_login import MAX_FAILURES, AdminLogin, LoginLocked
 from study.cli import main
-from study.export import export_tables, write_exports
-from study.identity import BadLink, SIGNATURE_PARAM
-from study.session import AlreadyCompleted, SurveySession
-from study.storage import Audit, Event, Participant, PlanRow, Response
+from study.results.export import export_tables, write_exports
+from study.store.identity import BadLink, SIGNATURE_PARAM
+from study.survey.session import AlreadyCompleted, SurveySession
+from study.store.database import Audit, Event, Participant, PlanRow, Response
 
 TASKS = """
 [[tasks]]
@@ -169,7 +169,7 @@ def test_a_round_one_database_is_migrated_in_place(study):
             raw.execute("INSERT INTO participants (study_id, external_id, seed, consented, consent_at, started_at, "
                         "user_agent) VALUES (?, ?, 1, ?, '2026-01-01 10:00:00', '2026-01-01 10:00:00', 'UA')",
                         (study_id, external_id, consented))
-    from study import storage
+    from study.store import database as storage
     storage._open.clear()                                       # a fresh server process
     session = SurveySession(study)
     with session.db.read() as s:
@@ -193,13 +193,13 @@ def test_odd_signatures_are_refused_not_crashed_on(tmp_path):
     for signature in ("ü" * 32, "", "0" * 500):
         with pytest.raises(BadLink):
             session.enter("P-1", signature=signature)
-    from study.identity import is_pilot_link
+    from study.store.identity import is_pilot_link
     assert not is_pilot_link(b"secret", "P-2", "ß" * 32)                # an odd pilot token is just not one
 
 
 def test_signed_links_and_anonymous_entry_exclude_each_other(tmp_path):
     from _study_fixtures import write_config
-    from study.config import ConfigError, load_config
+    from study.protocol.config import ConfigError, load_config
 
     with pytest.raises(ConfigError, match="signed_links.*anonymous"):
         load_config(write_config(tmp_path, TASKS, anonymous=True, extra="signed_links = true"))

@@ -8,8 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from study import plans, tasks
-from study.tasks.class_discrimination import NEITHER
+from study.protocol import plans
+from study.protocol import tasks
+from study.protocol.tasks.class_discrimination import NEITHER
 
 
 @pytest.mark.parametrize("units, conditions, per_participant", [(7, 3, 7), (5, 6, 4), (8, 2, 3), (6, 4, 6), (3, 1, 2)])

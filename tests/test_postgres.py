@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import create_engine
 
 from _study_fixtures import FakeRenderer, fake_items, write_config
-from study.build import build_study
-from study.export import write_exports
-from study.images import composite
-from study.simulate import simulate_participants
-from study.storage import Base
+from study.stimuli.build import build_study
+from study.results.export import write_exports
+from study.images.items import composite
+from study.survey.simulator import simulate_participants
+from study.store.database import Base
 
 URL = os.environ.get("CAMSTUDY_TEST_POSTGRES_URL")
 pytestmark = pytest.mark.skipif(not URL, reason="set CAMSTUDY_TEST_POSTGRES_URL to test on PostgreSQL")
@@ -56,7 +56,7 @@ def test_the_same_seeded_study_exports_the_same_bytes_on_postgresql_and_sqlite(t
 
 
 def test_concurrent_participants_on_postgresql_lose_and_duplicate_nothing(tmp_path):
-    from study.export import export_tables
+    from study.results.export import export_tables
 
     study = built(tmp_path, "threads", URL, force_new=True)  # a new study version in the same database
     with pytest.raises(ValueError, match="already holds this study, built into another folder"):
@@ -77,11 +77,11 @@ def test_two_server_processes_sharing_the_database_give_each_participant_a_slot_
 
     from sqlalchemy import select
 
-    from study.session import SurveySession
-    from study.storage import Participant
+    from study.survey.session import SurveySession
+    from study.store.database import Participant
 
     study = built(tmp_path, "shared", URL, force_new=True)
-    code = ("import sys; from study.simulate import simulate_participants; "
+    code = ("import sys; from study.survey.simulator import simulate_participants; "
             f"simulate_participants(sys.argv[1], 6, {ACCURACY!r}, seed=int(sys.argv[2]), threads=3)")
     workers = [subprocess.Popen([sys.executable, "-c", code, str(study), str(seed)]) for seed in (11, 12)]
     assert [w.wait(timeout=300) for w in workers] == [0, 0]

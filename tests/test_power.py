@@ -1,8 +1,8 @@
-"""study.power: the planned layout, an honest test (alpha at zero effect) and growing power."""
+"""study.results.power: the planned layout, an honest test (alpha at zero effect) and growing power."""
 import numpy as np
 import pytest
 
-from study.power import PowerPlan, layout, power_curve
+from study.results.power import PowerPlan, layout, power_curve
 
 
 def test_the_layout_follows_the_plans():

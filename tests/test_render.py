@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from study.render import grid_figure, guided_view, overlay
+from study.stimuli.render import grid_figure, guided_view, overlay
 
 
 def test_overlay_keeps_the_photo_size_and_marks_the_hot_region():
@@ -43,9 +43,9 @@ def test_grid_has_a_column_per_method():
 def test_a_guided_stimulus_of_a_real_photo_is_visible(method):
     """The build's guided picture of a real photo is not a flat grey: one outlier pixel used to set
     the scale and leave every other pixel within a few levels of mid-grey (std 2-4 of 255)."""
-    from study.build import ExplainerRenderer
-    from study.images import bundled_images
-    from study.tasks import MapRequest
+    from study.stimuli.build import ExplainerRenderer
+    from study.images.items import bundled_images
+    from study.protocol.tasks import MapRequest
 
     item = next(i for i in bundled_images() if i.image_id == "chelsea")
     request = MapRequest(item.image_id, "efficientnet_lite0", method, (item.labels[0],))

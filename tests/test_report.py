@@ -60,7 +60,7 @@ def scored_study(tmp_path_factory):
     fractions = np.linspace(0, 1, 5)
     curves = [("efficientnet_lite0", m, kind, f, (1 - f if kind == "deletion" else f) * (0.5 + 0.1 * i))
               for i, m in enumerate(METHODS) for kind in ("deletion", "insertion") for f in fractions]
-    # The layout study.scoring writes (curves.csv next to faithfulness.csv).
+    # The layout study.scoring.scorer writes (curves.csv next to faithfulness.csv).
     pd.DataFrame(curves, columns=["model", "method", "curve", "fraction", "value"]).to_csv(
         folder / "curves.csv", index=False)
     return folder

@@ -1,8 +1,8 @@
 """A seeded simulation on a simulated clock writes byte-identical exports (what the demo promises)."""
 from datetime import datetime, timezone
 
-from study.export import write_exports
-from study.simulate import simulate_participants
+from study.results.export import write_exports
+from study.survey.simulator import simulate_participants
 from tests._study_fixtures import build_fake_study
 
 START = datetime(2026, 1, 1, 9, 0, tzinfo=timezone.utc)

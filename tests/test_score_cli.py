@@ -1,4 +1,4 @@
-"""`camstudy score` and `study.scoring.score`: CSV schema, plots, cache, errors."""
+"""`camstudy score` and `study.scoring.scorer.score`: CSV schema, plots, cache, errors."""
 import json
 
 import numpy as np
@@ -44,7 +44,7 @@ def test_score_cli_writes_the_csv_and_plots_and_reruns_from_the_cache(tmp_path, 
     first = (out / "faithfulness.csv").read_text()
     assert "deletion_auc" in capsys.readouterr().out
 
-    monkeypatch.setattr("study.scoring.explain", _refuse)
+    monkeypatch.setattr("study.scoring.scorer.explain", _refuse)
     monkeypatch.setattr("metrics.causal_curves", _refuse)
     assert main(argv) == 0
     assert (out / "faithfulness.csv").read_text() == first
@@ -64,7 +64,7 @@ def test_bad_option_exits_2(tmp_path, capsys):
 
 def test_misspelt_option_exits_2_naming_the_valid_ones_before_any_work(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("study.load_model", _refuse)
-    monkeypatch.setattr("study.images.image_set", _refuse)
+    monkeypatch.setattr("study.images.items.image_set", _refuse)
     assert main(["score", "--option", "rise.n_mask=5", "--methods", "rise,gradcam", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and err.startswith("camstudy score: error:")
@@ -87,7 +87,7 @@ def _tiny_classifier():
 
 
 def _items():
-    from study.images import ImageItem
+    from study.images.items import ImageItem
 
     rng = np.random.default_rng(1)
     photo = lambda: Image.fromarray(rng.integers(0, 255, (50, 70, 3), dtype=np.uint8))  # noqa: E731
@@ -99,7 +99,7 @@ def _items():
 
 def test_score_api_options_cache_keys_and_localization_only_with_boxes(tmp_path):
     from study.explainers import explain
-    from study.scoring import score
+    from study.scoring.scorer import score
 
     model = _tiny_classifier()
     items = _items()
@@ -129,7 +129,7 @@ def test_score_api_options_cache_keys_and_localization_only_with_boxes(tmp_path)
 def test_score_with_every_method_is_byte_identical_for_a_seed(tmp_path):
     """What `camstudy demo` promises: a rerun (no cache) writes the same faithfulness.csv and curves.csv."""
     from study.explainers import general_methods
-    from study.scoring import score
+    from study.scoring.scorer import score
 
     model, items = _tiny_classifier(), _items()
     options = {"rise": {"n_masks": 16}, "lime": {"num_samples": 16}}
@@ -148,7 +148,7 @@ def test_score_with_every_method_is_byte_identical_for_a_seed(tmp_path):
 
 def test_score_api_sanity_rows_name_each_stage(tmp_path):
     from metrics import default_stages
-    from study.scoring import score
+    from study.scoring.scorer import score
 
     model = _tiny_classifier()
     table = score(model, _items()[:1], ["gradcam"], tmp_path, step=50176, plots=False, progress=False, sanity=True)
@@ -169,7 +169,7 @@ def test_score_api_sanity_rows_name_each_stage(tmp_path):
     ],
 )
 def test_score_api_refuses_bad_requests(tmp_path, kwargs, message):
-    from study.scoring import score
+    from study.scoring.scorer import score
 
     with pytest.raises(ValueError, match=message):
         score(_tiny_classifier(), _items(), out_dir=tmp_path, progress=False, **kwargs)

@@ -10,7 +10,7 @@ from PIL import Image
 
 from _metrics_fixtures import write_voc_set
 from study.cli import main
-from study.metric_catalog import BY_NAME, DEFAULT_FAMILIES, FAMILIES, METRICS, choose_families, codebook_text
+from study.scoring.catalog import BY_NAME, DEFAULT_FAMILIES, FAMILIES, METRICS, choose_families, codebook_text
 
 TINY = "_metrics_fixtures:score_test_network"
 
@@ -22,7 +22,7 @@ def _tiny_classifier():
 
 
 def _items():
-    from study.images import ImageItem
+    from study.images.items import ImageItem
 
     rng = np.random.default_rng(1)
     photo = lambda: Image.fromarray(rng.integers(0, 255, (50, 70, 3), dtype=np.uint8))  # noqa: E731
@@ -34,7 +34,7 @@ def _cache_files(out):
 
 
 def test_the_catalog_and_the_computations_name_the_same_families():
-    from study.metric_runs import WORK
+    from study.scoring.families import WORK
 
     assert tuple(WORK) == FAMILIES
     assert DEFAULT_FAMILIES == ("deletion", "insertion", "confidence", "localization")
@@ -71,7 +71,7 @@ def test_cli_metrics_choose_rows_and_a_rerun_adding_one_computes_only_it(tmp_pat
     assert set(pd.read_csv(out / "curves.csv")["curve"]) == {"deletion"}
     before = _cache_files(out)
 
-    monkeypatch.setattr("study.scoring.explain", lambda *a, **k: pytest.fail("maps are cached"))
+    monkeypatch.setattr("study.scoring.scorer.explain", lambda *a, **k: pytest.fail("maps are cached"))
     monkeypatch.setattr("metrics.causal_curves", lambda *a, **k: pytest.fail("deletion is cached"))
     calls = []
     import metrics
@@ -88,7 +88,7 @@ def test_cli_metrics_choose_rows_and_a_rerun_adding_one_computes_only_it(tmp_pat
 
 
 def test_all_metrics_on_a_tiny_model_with_independent_sanity_and_logit_scores(tmp_path):
-    from study.scoring import score
+    from study.scoring.scorer import score
 
     table = score(_tiny_classifier(), _items(), ["gradcam"], tmp_path, metrics=["all"], step=12544,
                   sanity_mode="independent", score="logit", plots=False, progress=False, seed=2)
@@ -109,7 +109,7 @@ def test_all_metrics_on_a_tiny_model_with_independent_sanity_and_logit_scores(tm
 
 def test_values_in_the_csv_are_the_metric_functions_on_the_cached_maps(tmp_path):
     import metrics
-    from study.scoring import score
+    from study.scoring.scorer import score
 
     model, items = _tiny_classifier(), _items()
     table = score(model, items, ["random"], tmp_path, metrics=["sparseness", "relevance_mass_accuracy", "infidelity"],
@@ -132,7 +132,7 @@ def test_values_in_the_csv_are_the_metric_functions_on_the_cached_maps(tmp_path)
 def test_a_new_metric_shows_up_in_correlations(tmp_path):
     from _export_fixtures import populate_study, synthetic_faithfulness, synthetic_results
 
-    from study import export
+    from study.results import export
 
     folder = populate_study(tmp_path / "study")
     faith = synthetic_faithfulness(synthetic_results()[0])
@@ -143,7 +143,7 @@ def test_a_new_metric_shows_up_in_correlations(tmp_path):
 
 
 def test_report_metrics_table_labels_every_metric_with_its_direction(tmp_path):
-    from study.report import metric_means
+    from study.results.report import metric_means
 
     faith = pd.DataFrame({"image_id": ["a", "a", "a", "b"], "model": "m", "method": "gradcam", "target_class": 1,
                           "metric": ["sparseness", "deletion_auc", "custom", "sparseness"],
@@ -156,7 +156,7 @@ def test_report_metrics_table_labels_every_metric_with_its_direction(tmp_path):
 
 def test_score_runs_cpu_cache_sized_chunks_of_at_most_batch_size(tmp_path, monkeypatch):
     import metrics._model
-    from study.scoring import score
+    from study.scoring.scorer import score
 
     model, sizes = _tiny_classifier(), []
     model.register_forward_hook(lambda module, inputs, output: sizes.append(inputs[0].shape[0]))
@@ -173,7 +173,7 @@ def test_score_runs_cpu_cache_sized_chunks_of_at_most_batch_size(tmp_path, monke
 
 def test_a_randomised_methods_cached_maps_are_keyed_by_the_chunk_they_ran_in(tmp_path, monkeypatch):
     import metrics._model
-    from study.scoring import score
+    from study.scoring.scorer import score
 
     run = dict(metrics=["sparseness"], plots=False, progress=False, seed=3, explainer_options={"rise": {"n_masks": 8}})
     for values in (3 * 224 * 224, 2**40):  # chunks of 1, then of 32: captum's samplers are seeded per chunk

@@ -8,12 +8,12 @@ from PIL import Image
 from sqlalchemy import func, select, update
 
 from _study_fixtures import build_fake_study
-from study import plans
-from study.monitor import StudyMonitor
-from study import erasure
-from study.identity import BadLink
-from study.session import ABANDONED_AFTER, AlreadyCompleted, ConsentConflict, LinkInUse, SurveySession
-from study.storage import Event, Image as ImageRow, Model, Participant, PlanRow, Response, Stimulus, Trial, utcnow
+from study.protocol import plans
+from study.survey.monitor import StudyMonitor
+from study.store import erasure
+from study.store.identity import BadLink
+from study.survey.session import ABANDONED_AFTER, AlreadyCompleted, ConsentConflict, LinkInUse, SurveySession
+from study.store.database import Event, Image as ImageRow, Model, Participant, PlanRow, Response, Stimulus, Trial, utcnow
 
 
 @pytest.fixture(scope="module")

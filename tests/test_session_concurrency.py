@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import func, select
 
 from _study_fixtures import build_fake_study, memory_backed_dir
-from study import plans
-from study.session import SurveySession
-from study.simulate import simulate_participants
-from study.storage import Participant, PlanRow, Response, Study, Trial
+from study.protocol import plans
+from study.survey.session import SurveySession
+from study.survey.simulator import simulate_participants
+from study.store.database import Participant, PlanRow, Response, Study, Trial
 
 ACCURACY = {"gradcam": 0.9, "cam": 0.55, "ablationcam": 0.75}
 N_PARTICIPANTS = 30

@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import select
 
 from _study_fixtures import build_fake_study
-from study.session import SurveySession
-from study.storage import Participant, Response
+from study.survey.session import SurveySession
+from study.store.database import Participant, Response
 
 ROOT = Path(__file__).resolve().parents[1]
 KILL_AFTER = 20          # acknowledged answers before the kill
@@ -34,7 +34,7 @@ trials = 3
 # only after answer() has returned, like a server replying to the browser.
 CHILD = """
 import sys
-from study.session import SurveySession
+from study.survey.session import SurveySession
 session = SurveySession(sys.argv[1])
 credentials = {}   # what each participant's browser keeps after consenting
 with open(sys.argv[2], "a", buffering=1) as ack:

@@ -5,10 +5,10 @@ import pytest
 from sqlalchemy import select
 
 from _study_fixtures import build_fake_study
-from study.identity import SIM_PREFIX
-from study.session import SurveySession
-from study.simulate import simulate_participants
-from study.storage import Participant, PlanRow, Response
+from study.store.identity import SIM_PREFIX
+from study.survey.session import SurveySession
+from study.survey.simulator import simulate_participants
+from study.store.database import Participant, PlanRow, Response
 
 TASKS = """
 [[tasks]]

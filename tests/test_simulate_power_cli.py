@@ -8,9 +8,9 @@ from _study_fixtures import build_fake_study, memory_backed_dir, write_config
 from sqlalchemy import select
 
 from study.cli import main
-from study.identity import SIM_PREFIX
-from study.session import SurveySession
-from study.storage import Participant
+from study.store.identity import SIM_PREFIX
+from study.survey.session import SurveySession
+from study.store.database import Participant
 from test_mixed import needs_lme4
 
 TASKS = """

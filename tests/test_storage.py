@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from study import storage
-from study.storage import (SCHEMA_VERSION, Database, Participant, PlanRow, Response, SchemaTooNew, SchemaVersion,
+from study.store import database as storage
+from study.store.database import (SCHEMA_VERSION, Database, Participant, PlanRow, Response, SchemaTooNew, SchemaVersion,
                            Study, Trial)
 
 

@@ -6,10 +6,10 @@ import torch
 from PIL import Image
 
 from study.cli import main
-from study.config import parse_config
-from study.datasets import labelled_images
+from study.protocol.config import parse_config
+from study.images.labelled import labelled_images
 from study.explainers import explain
-from study.images import image_set
+from study.images.items import image_set
 from study.models import Classifier, load_model
 
 

@@ -21,7 +21,7 @@ from _planted import PlantedViT, boxes, in_box, planted_images
 from study import load_model
 from study.explainers import explain
 from study.explainers.reshape import FeatureLayer
-from study.layers import default_layer
+from study.models.layers import default_layer
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # many small passes: one thread
 

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from _ui_fixtures import (CHROMIUM_ARGS, FORM, Server, after_submit, answer, build_study_folder, chromium_path,
                           link, question, settle, take_part)
-from study.storage import Participant
+from study.store.database import Participant
 
 pytestmark = [
     pytest.mark.browser,
@@ -27,7 +27,7 @@ pytestmark = [
 PASSWORD = "correct horse battery staple"
 SCREENSHOTS = os.environ.get("CAMSTUDY_SCREENSHOTS")
 LAPTOP = {"width": 1366, "height": 768}
-# The opening words of every task's prompt in German (study.messages).
+# The opening words of every task's prompt in German (study.protocol.messages).
 GERMAN_QUESTION = re.compile(r"Das Bild enthält|Welche Karte|Wie gut hebt|Beide Modelle|Dies sind die|Das Modell sagt|"
                              r"Diese Frage prüft")
 PHONE = {"width": 390, "height": 844}
@@ -37,7 +37,7 @@ PHONE = {"width": 390, "height": 844}
 def study(tmp_path_factory):
     folder = build_study_folder(tmp_path_factory.mktemp("ui") / "study", real_maps=bool(SCREENSHOTS))
     if SCREENSHOTS:  # results for the admin dashboard's picture
-        from study.simulate import simulate_participants
+        from study.survey.simulator import simulate_participants
         simulate_participants(folder, 12, {"gradcam": 0.85, "cam": 0.6})
     return folder
 
@@ -79,7 +79,7 @@ class Camera:
     the first screenful, so that no one has to scroll to find the choices."""
 
     def __init__(self, study: Path, out: Path, pid: str):
-        from study.session import SurveySession
+        from study.survey.session import SurveySession
         self.session, self.out, self.pid = SurveySession(study), out, pid
         self.participant: int | None = None
         self.taken: list[str] = []
@@ -111,7 +111,7 @@ class Camera:
 
 def answers_of(study, pid: str) -> list[int]:
     """Trial indexes stored for one external id, straight from the export."""
-    from study.export import export_tables
+    from study.results.export import export_tables
     responses = export_tables(study, n_resamples=10)["responses"]
     return sorted(responses.loc[responses.external_id == pid, "trial_index"].tolist())
 
@@ -290,7 +290,7 @@ def test_the_german_survey_from_consent_to_a_stored_answer(german_server, browse
     answer(page, 1, keyboard=True)
     page.get_by_role("button", name="Fortfahren").or_(page.get_by_text(re.compile(r"^Frage 2 von"))).first.wait_for()
     assert answers_of(german_server.study_dir, "P-de") == [0]
-    from study.export import export_tables
+    from study.results.export import export_tables
     people = export_tables(german_server.study_dir, n_resamples=10)["participants"]
     assert people.loc[people.external_id == "P-de", "language"].tolist() == ["de"]
     # Without ?lang=, a browser that prefers German gets German; others the default, English.

@@ -88,7 +88,7 @@ def test_anonymous_entry_writes_its_id_into_the_url_and_resumes(fake):
 
 
 def test_only_prolific_pid_or_pid_identify_a_person():
-    from study.identity import context_from, external_id_from
+    from study.store.identity import context_from, external_id_from
     assert external_id_from({"STUDY_ID": "s", "PROLIFIC_PID": "p"}) == "p"
     assert external_id_from({"pid": "x", "SESSION_ID": "y"}) == "x"
     assert external_id_from({"PROLIFIC_PID": " p ", "pid": "x"}) == "p"

@@ -3,7 +3,7 @@ request, and the export CSVs, behind a password.
 
 The password comes from $CAMSTUDY_ADMIN_PASSWORD or Streamlit secrets `admin_password`, is
 typed into a form (never taken from the URL) and compared in constant time; failures are
-throttled for everyone (`study.admin_login`). With neither set the page stays locked. The CSVs
+throttled for everyone (`study.survey.admin_login`). With neither set the page stays locked. The CSVs
 are written into the study folder on request, never offered as downloads: a Streamlit download
 is a URL that anyone could fetch, without signing in, for a while after the page showed it.
 """
@@ -17,9 +17,9 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from study import erasure
-from study.admin_login import LoginLocked
-from study.export import export_tables, write_exports
+from study.store import erasure
+from study.survey.admin_login import LoginLocked
+from study.results.export import export_tables, write_exports
 from ui import context
 from ui.tasks_view import trial_form
 

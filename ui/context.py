@@ -13,9 +13,9 @@ from pathlib import Path
 import streamlit as st
 from PIL import Image
 
-from study.admin_login import AdminLogin
-from study.monitor import StudyMonitor
-from study.session import SurveySession
+from study.survey.admin_login import AdminLogin
+from study.survey.monitor import StudyMonitor
+from study.survey.session import SurveySession
 
 STUDY_ENV = "CAMSTUDY_STUDY_DIR"
 

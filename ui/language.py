@@ -1,13 +1,13 @@
 """The language of a browser tab: chosen once when the tab enters, then used for every string.
 
-The survey's own strings come from `study.messages`; this module only remembers which language
+The survey's own strings come from `study.protocol.messages`; this module only remembers which language
 the tab speaks (`st.session_state.lang`) and looks strings up in it, so pages call `t(key)`.
 """
 from __future__ import annotations
 
 import streamlit as st
 
-from study.messages import DEFAULT_LANGUAGE, choose_language, message
+from study.protocol.messages import DEFAULT_LANGUAGE, choose_language, message
 
 LANG_PARAM = "lang"
 

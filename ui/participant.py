@@ -15,8 +15,8 @@ from datetime import datetime, timezone
 
 import streamlit as st
 
-from study.identity import PILOT_PARAM, SIGNATURE_PARAM, BadLink, context_from, external_id_from
-from study.session import MAX_RT_MS, AlreadyCompleted, ConsentConflict, LinkInUse
+from study.store.identity import PILOT_PARAM, SIGNATURE_PARAM, BadLink, context_from, external_id_from
+from study.survey.session import MAX_RT_MS, AlreadyCompleted, ConsentConflict, LinkInUse
 from ui import context, language
 from ui.language import t
 from ui.tasks_view import submit_key, trial_form

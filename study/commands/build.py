@@ -15,8 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from study.build import ExplainerRenderer, build_study
-    from study.config import load_config
+    from study.stimuli.build import ExplainerRenderer, build_study
+    from study.protocol.config import load_config
 
     config = load_config(args.config)
     study_id = build_study(args.config, args.out, force_new=args.force_new, progress=not args.quiet,

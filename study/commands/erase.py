@@ -10,8 +10,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from study import erasure
-    from study.storage import open_study
+    from study.store import erasure
+    from study.store.database import open_study
 
     folder = open_study(args.study_dir)
     if not erasure.erase(folder.database, folder.study_id, args.external_id, "command line"):

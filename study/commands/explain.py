@@ -1,6 +1,6 @@
 """`camstudy explain`: saliency maps (.npy) and overlays (.png) for a set of images and methods.
 
-Under torchrun each rank explains its shard of the images (`study.distributed`) and writes their files;
+Under torchrun each rank explains its shard of the images (`study.scoring.distributed`) and writes their files;
 rank 0 gathers the maps and draws the grid of all of them.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from study.commands._common import add_model_arguments, parse_methods
-from study.outputs import safe_name
+from study.results.codebook import safe_name
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,10 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from study import distributed, load_model
-    from study.images import image_refs
-    from study.layers import resolve_layer
-    from study.render import grid_figure
+    from study.scoring import distributed
+    from study import load_model
+    from study.images.items import image_refs
+    from study.models.layers import resolve_layer
+    from study.stimuli.render import grid_figure
 
     methods = parse_methods(args.methods)
     refs = image_refs(args.images)
@@ -65,7 +66,7 @@ def _explain_shard(items, model, layer, methods, args) -> tuple[torch.Tensor, di
     as shown (guided methods: RGB) on the CPU, for the grid."""
     from metrics._model import chunk_size
     from study.explainers import explain, min_max, reduce_guided, resolve_method
-    from study.render import picture
+    from study.stimuli.render import picture
 
     x = model.preprocess([item.image for item in items])
     targets = _targets(args.target, model, x, items)

@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from study.export import write_exports
+    from study.results.export import write_exports
 
     for path in write_exports(args.study_dir, args.out, scores_dir=args.scores, include_pilot=args.include_pilot):
         print(path)

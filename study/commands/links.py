@@ -14,8 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from study.identity import signed_links
-    from study.storage import open_study
+    from study.store.identity import signed_links
+    from study.store.database import open_study
 
     folder = open_study(args.study_dir)
     for link in signed_links(folder.path, args.n, args.base_url, pilot=args.pilot):

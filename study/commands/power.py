@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from study.outputs import POWER_FILE, POWER_PLOT
+from study.results.codebook import POWER_FILE, POWER_PLOT
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,9 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from study.commands._common import parse_accuracy, parse_counts
-    from study.config import load_config
-    from study.figures import power_figure
-    from study.power import PowerPlan, accuracy_task, plan_from_pilot, power_curve
+    from study.protocol.config import load_config
+    from study.scoring.figures import power_figure
+    from study.results.power import PowerPlan, accuracy_task, plan_from_pilot, power_curve
 
     config = load_config(args.config)
     task = accuracy_task(config, args.task)

@@ -11,7 +11,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from study.report import write_report
+    from study.results.report import write_report
 
     print(write_report(args.study_dir, args.out, scores_dir=args.scores))
     return 0

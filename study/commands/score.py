@@ -1,8 +1,8 @@
 """`camstudy score`: faithfulness, localization and sanity metrics into faithfulness.csv and plots.
 
-The work is done by `study.scoring.write_scores`; this module only turns arguments into its call.
+The work is done by `study.scoring.scorer.write_scores`; this module only turns arguments into its call.
 Under torchrun (`torchrun --nproc_per_node=N --no-python camstudy score ...`) every rank runs this and
-`study.distributed.launched` joins them into one process group for the call.
+`study.scoring.distributed.launched` joins them into one process group for the call.
 """
 from __future__ import annotations
 
@@ -58,11 +58,12 @@ def parse_options(texts: list[str]) -> dict[str, dict]:
 
 
 def run(args) -> int:
-    from study import distributed, load_model
-    from study.images import image_refs
-    from study.outputs import FAITHFULNESS_FILE
-    from study.metric_catalog import choose_families
-    from study.scoring import check_methods, write_scores
+    from study.scoring import distributed
+    from study import load_model
+    from study.images.items import image_refs
+    from study.results.codebook import FAITHFULNESS_FILE
+    from study.scoring.catalog import choose_families
+    from study.scoring.scorer import check_methods, write_scores
 
     methods = parse_methods(args.methods) if args.methods else None
     options = parse_options(args.option)

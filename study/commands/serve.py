@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import ui
-from study.identity import PILOT_ENV
-from study.session import SurveySession
+from study.store.identity import PILOT_ENV
+from study.survey.session import SurveySession
 
 APP = Path(ui.__file__).with_name("app.py")
 

@@ -21,9 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from study.commands._common import parse_accuracy
-    from study.export import method_order
-    from study.simulate import simulate_participants
-    from study.storage import open_study
+    from study.results.export import method_order
+    from study.survey.simulator import simulate_participants
+    from study.store.database import open_study
 
     if args.participants < 1:
         raise ValueError(f"--participants must be at least 1, got {args.participants}")

@@ -1,6 +1,6 @@
 """`camstudy train-abn`: train an Attention Branch Network and write a checkpoint `load_model("abn")` reads.
 
-The work is done by `study.training.train_abn`; this module turns arguments into its call and records in
+The work is done by `study.models.training.train_abn`; this module turns arguments into its call and records in
 the checkpoint what a `Classifier` needs (backbone, class names, input size, normalisation).
 """
 from __future__ import annotations
@@ -31,10 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from study.datasets import labelled_images
-    from study.digits import DIGIT_SETS
+    from study.images.labelled import labelled_images
+    from study.images.digits import DIGIT_SETS
     from study.models import IMAGENET_MEAN, IMAGENET_STD, LITE_MEAN, LITE_STD, AttentionBranchNetwork
-    from study.training import train_abn
+    from study.models.training import train_abn
 
     size = args.size or (64 if args.images in DIGIT_SETS else 224)
     if size < 8:

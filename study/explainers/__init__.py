@@ -17,7 +17,7 @@ from torch import nn
 from metrics._model import autocast, check_amp, check_positive, check_score, chunk_size, model_device
 from study.explainers.core import METHODS, Method, as_targets, targets_checked, upsample
 from study.explainers.reshape import FeatureLayer, Reshape
-from study.layers import default_layer, resolve_layer
+from study.models.layers import default_layer, resolve_layer
 
 __all__ = ["explain", "METHODS", "check_options", "general_methods", "min_max", "resolve_method", "reduce_guided"]
 

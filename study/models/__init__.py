@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from study.layers import default_layer
+from study.models.layers import default_layer
 from study.models.abn import AttentionBranchNetwork, load_abn
 from study.models.classifier import Classifier
 from study.models.files import read_weights

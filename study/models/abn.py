@@ -3,7 +3,7 @@
 A feature extractor gives g [B,C,h,w]. The attention branch, after its own resolution-keeping
 convolutions, makes K class maps and from them one attention map M; the perception branch classifies
 the attended features. In the paper's notation (eqs. 1-2; eq. 3 is the training loss, see
-`study.training.train_abn`):
+`study.models.training.train_abn`):
 
     class maps  = ReLU(BN(conv1x1_K(branch(g))))               [B,K,h,w]
     attention logits = GAP(class maps)                          [B,K]
@@ -185,7 +185,7 @@ META_KEYS = ("backbone", "num_classes", "categories", "input_size", "mean", "std
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """A checkpoint written by `study.training.train_abn`, read with `weights_only=True`.
+    """A checkpoint written by `study.models.training.train_abn`, read with `weights_only=True`.
 
     It is a dict: `format`, `model` (state dict), `optimizer` (state dict), `epoch` (epochs done), `seed`,
     and `meta` (backbone, num_classes, categories, input_size, mean, std: what `load_model("abn")` needs).
@@ -198,7 +198,7 @@ def read_checkpoint(path: str | Path) -> dict:
 
 def load_abn(weights: str | Path | None):
     """`load_model("abn", weights=CHECKPOINT)`: the trained ABN as a camstudy `Classifier`."""
-    from study.layers import last_spatial_layer
+    from study.models.layers import last_spatial_layer
     from study.models.classifier import Classifier
 
     if weights is None:

@@ -1,0 +1,30 @@
+"""HIVE: the model's prediction and its map; is the prediction correct?"""
+from __future__ import annotations
+
+from study.protocol.tasks.base import ENGLISH, Measure, TaskType, Unit, confidence_options, confidence_points, labelled
+from study.protocol.tasks.spec import TrialSpec
+
+
+class Agreement(TaskType):
+    name = "agreement"
+    option_keys = TaskType.option_keys | {"confidence_points"}
+    hosts_attention_checks = True
+    measures = (Measure("correct", "accuracy", "nominal"), Measure("confidence", "confidence", "ordinal"))
+    codebook = "yes/no"
+
+    def parse_options(self, check, raw, path, methods, models):
+        return {"confidence_points": confidence_points(check, raw, path)}
+
+    def units(self, task, items, predictions, combine, rng):
+        units = []
+        for item in labelled(items):
+            top = predictions[task.model][item.image_id][0][0]
+            units.append(Unit(item, (top,), answer=int(top in item.labels)))
+        return units
+
+    def spec(self, task, unit, cond, names, say=ENGLISH):
+        answer = "yes" if unit.answer else "no"
+        return TrialSpec(say("task.agreement.prompt", name=names[unit.classes[0]]),
+                         (("yes", say("task.agreement.yes")), ("no", say("task.agreement.no"))), answer=answer,
+                         confidence_options=confidence_options(task.confidence_points, say),
+                         feedback_md=say("task.agreement.was_right" if unit.answer else "task.agreement.was_wrong"))

@@ -1,0 +1,165 @@
+"""What every task type shares: units, conditions, map requests, and the plugin interface.
+
+A task type turns images into *units* (what one trial shows: an image and the class it is
+about) and the task's config into *conditions* (method, method pair, models, ...). Every
+unit x condition pair is a cell; `study.protocol.plans` decides which cells a participant sees. The
+build renders the maps a cell needs (`maps`) and stores a `TrialSpec` per trial; the survey
+shows and scores trials from that spec alone.
+
+A task type owns everything about itself: its config keys and their validation
+(`option_keys`, `parse_options`), whether it can host attention checks, how its trials are made,
+its answer vocabulary, its measures for the analysis and its codebook text. The rest of camstudy
+looks these up in `study.protocol.tasks.TASKS`.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from study.protocol.messages import DEFAULT_LANGUAGE, Say, speaker
+from study.protocol.tasks.spec import Option, TrialSpec
+
+if TYPE_CHECKING:
+    import random
+
+    from study.protocol.config import TaskConfig
+
+CONFIDENCE_POINTS = (4, 5)       # the confidence scales of the HIVE tasks (labels: study.protocol.messages)
+ENGLISH: Say = speaker(DEFAULT_LANGUAGE)
+
+
+def confidence_options(points: int, say: Say) -> tuple[Option, ...]:
+    """The `points`-point confidence scale in `say`'s language; () when none is asked (0)."""
+    return tuple((str(k), say(f"confidence.{points}.{k}")) for k in range(1, points + 1)) if points else ()
+
+
+@dataclass(frozen=True)
+class Unit:
+    """What one trial is about: an image item (`study.images.items.ImageItem`) and its classes."""
+    item: Any
+    classes: tuple[int, ...]      # class(es) the trial's maps explain, in canonical order
+    answer: int | None = None     # distinction: the right class; agreement: 1/0 prediction right
+
+
+@dataclass(frozen=True)
+class Condition:
+    """What varies between cells of one unit."""
+    method: str
+    model: str
+    method_b: str | None = None
+    model_b: str | None = None
+    which: int = 0                # class_discrimination: which of the two classes is explained
+
+
+@dataclass(frozen=True)
+class MapRequest:
+    """Maps to render: one PNG per target; `joint` scales them together (distinction)."""
+    image_id: str
+    model: str
+    method: str
+    targets: tuple[int, ...]
+    joint: bool = False
+
+    def batch_key(self) -> tuple:
+        """Requests with equal keys go through the explainer as one batch."""
+        return ("maps", self.model, self.method, self.joint, len(self.targets))
+
+    def name_parts(self) -> tuple[str, ...]:
+        """What sets this picture apart from others of the same image, model, method and target."""
+        return ("joint-" + "-".join(map(str, self.targets)),) if self.joint else ()
+
+    def meta(self) -> dict[str, Any]:
+        return {"targets": list(self.targets), "joint": self.joint}
+
+
+@dataclass(frozen=True)
+class ExampleRequest:
+    """One picture (the examples task): the image beside the `k` training images of `train_images` that
+    most helped the model predict `targets[0]`, by `method` ("influence" with the head's weight decay
+    `l2`, or "similarity")."""
+    image_id: str
+    model: str
+    method: str
+    targets: tuple[int]
+    train_images: str
+    k: int
+    l2: float
+
+    def batch_key(self) -> tuple:
+        return ("examples", self.model, self.method, self.train_images, self.k, self.l2)
+
+    def name_parts(self) -> tuple[str, ...]:
+        return (f"k{self.k}", f"l2-{self.l2:g}", self.train_images)
+
+    def meta(self) -> dict[str, Any]:
+        return {"targets": list(self.targets), "train_images": self.train_images, "k": self.k, "l2": self.l2}
+
+
+class Measure(NamedTuple):
+    """How a task's answers enter the analysis: the response column, the measure's name and its
+    level of measurement (Krippendorff's alpha). `correct` is a proportion (Wilson interval); the
+    other columns are means (bootstrap over participants)."""
+    column: str
+    name: str
+    level: str
+
+
+Predictions = dict[str, dict[str, list[tuple[int, float]]]]   # model -> image_id -> top-5
+
+
+class TaskType:
+    """Base task: one map of the unit's class per trial, under each configured method."""
+    name = ""
+    option_keys: frozenset[str] = frozenset({"model"})   # config keys beyond type, methods, trials and images
+    method_names: frozenset[str] | None = None  # what `methods` may name (None: the explainers)
+    default_methods: tuple[str, ...] | None = None   # `methods` when the task names none (None: the study's)
+    hosts_attention_checks = False              # can a trial be turned into an instructed-response check
+    between_subjects = True                     # can each participant see one method only (design = "between")
+    measures: tuple[Measure, ...] = ()
+    codebook = ""                               # what `response` holds for this task (codebook.csv)
+
+    def parse_options(self, check, raw: dict, path: tuple, methods: tuple[str, ...],
+                      models: tuple[str, ...]) -> dict[str, Any]:
+        """TaskConfig fields from the task's own config keys; `check` is the config validator
+        (its `typed`, `count`, `strings` and `fail` give errors that name the key and line)."""
+        return {}
+
+    def conditions(self, task: TaskConfig) -> list[Condition]:
+        return [Condition(method=m, model=task.model) for m in task.methods]
+
+    def units(self, task: TaskConfig, items: Sequence, predictions: Predictions,
+              combine: Callable, rng: random.Random) -> list[Unit]:
+        return [Unit(item, (item.labels[0],)) for item in labelled(items)]
+
+    def maps(self, task: TaskConfig, unit: Unit, cond: Condition) -> list[MapRequest | ExampleRequest]:
+        return [MapRequest(unit.item.image_id, cond.model, cond.method, (self.target(unit, cond),))]
+
+    def target(self, unit: Unit, cond: Condition) -> int:
+        return unit.classes[cond.which]
+
+    def spec(self, task: TaskConfig, unit: Unit, cond: Condition, names: Sequence[str],
+             say: Say = ENGLISH) -> TrialSpec:
+        """The trial's spec; `stimuli` is filled in by the build once the maps are stored.
+
+        `names` are the class names and `say` the catalogue (study.protocol.messages) of one language: the
+        build calls this once per language of the study, and the specs must differ only in their
+        wording (same options, answer and order), so that every language is scored alike."""
+        raise NotImplementedError
+
+    def shown_methods(self, method: str, method_b: str | None, display: dict[str, Any]) -> tuple[str, str | None]:
+        """(method, method_b) as the participant saw them (compare: left, then right)."""
+        return method, method_b
+
+
+def labelled(items: Sequence) -> list:
+    """Images with at least one known class: the only ones a trial can be about or score."""
+    return [i for i in items if i.labels]
+
+
+def confidence_points(check, raw: dict, path: tuple) -> int:
+    """The `confidence_points` key of the HIVE tasks: a 4- or 5-point scale, or 0 (not asked)."""
+    points = check.typed(raw, path, "confidence_points", int, 4)
+    if points not in (0, *CONFIDENCE_POINTS):
+        raise check.fail(path + ("confidence_points",), f"must be 4 or 5 (or 0: not asked), got {points}")
+    return points

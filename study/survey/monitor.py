@@ -1,0 +1,69 @@
+"""What the admin page asks of a running study: progress per cell, link views, and the
+instructions' example.
+
+Read-only queries, kept apart from the participant flow (`study.survey.session`) so neither grows the
+other's concerns; both share one `StudyDesign` and database.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import func, select
+
+from study.store.built_study import StudyDesign
+from study.store.database import Database, Event, Image, Model, PlanRow, Response, Stimulus
+
+
+class StudyMonitor:
+    """Admin queries over one study; cheap to create, safe to share between threads."""
+
+    def __init__(self, design: StudyDesign, db: Database):
+        self.design, self.db = design, db
+
+    def example(self, condition: str | None = None) -> tuple[Path, str] | None:
+        """An explanation for the instructions page, with its class name: a map of a plain photo's
+        own class (not a composite), by the study's first model and, of the study-wide methods,
+        the first in config order; a between-subject participant's own `condition` (method) first,
+        so that nobody is shown a method they are not assigned."""
+        config, study_id = self.design.config, self.design.study_id
+        model = config.models[0]
+        with self.db.read() as s:
+            rows = s.execute(select(Stimulus.path, Stimulus.method, Stimulus.target_class, Image.source, Image.labels)
+                             .join(Image, Image.id == Stimulus.image_ref)
+                             .where(Stimulus.study_id == study_id, Stimulus.model == model,
+                                    Stimulus.target_class.is_not(None))
+                             .order_by(Stimulus.id)).all()
+            rank = {m: i for i, m in enumerate(config.methods)}
+            best = min(rows, default=None, key=lambda r: (condition is not None and r.method != condition,
+                                                          r.source.startswith("composite:"),
+                                                          r.labels[:1] != [r.target_class],
+                                                          rank.get(r.method, len(rank))))
+            if best is None:
+                return None
+            categories = s.scalar(select(Model.categories).where(Model.study_id == study_id, Model.name == model))
+        return self.design.study_dir / best.path, categories[best.target_class]
+
+    def link_views(self) -> int:
+        """How often the consent page was shown to someone who had not answered it yet (reloads and
+        people who then answered included; no row is kept for a view, only this count)."""
+        with self.db.read() as s:
+            return s.scalar(select(func.count(Event.id)).where(Event.study_id == self.design.study_id,
+                                                               Event.kind == "viewed"))
+
+    def cell_progress(self) -> pd.DataFrame:
+        """Answers so far per main-trial cell (task, image, method) against the quota target."""
+        trials = [t for block in self.design.blocks for t in block.trials]
+        with self.db.read() as s:
+            counts = dict(s.execute(
+                select(PlanRow.trial_id, func.count(Response.id))
+                .join(Response, Response.plan_row_id == PlanRow.id)
+                .where(PlanRow.trial_id.in_([t.id for t in trials]))
+                .group_by(PlanRow.trial_id)).all()) if trials else {}
+        frame = pd.DataFrame(
+            [(t.task, t.image_id, f"{t.method} vs {t.method_b}" if t.method_b else t.method, counts.get(t.id, 0))
+             for t in trials], columns=["task", "image_id", "method", "n_answers"])
+        frame = frame.groupby(["task", "image_id", "method"], as_index=False).agg(
+            n_answers=("n_answers", "sum"), cells=("n_answers", "size"))
+        frame["target"] = frame.pop("cells") * self.design.config.answers_per_cell
+        return frame

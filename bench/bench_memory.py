@@ -36,7 +36,7 @@ def write_images(folder: Path, n: int, size: int) -> None:
 def child(args) -> None:
     """Score the first `args.child` images and print this process's peak RSS (KiB on Linux) as JSON."""
     from study import load_model
-    from study.images.items import image_refs
+    from study.images import image_refs
     from study.scoring.scorer import write_scores
 
     model = load_model(f"resnet18@{args.size}", weights="random")

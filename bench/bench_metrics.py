@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from bench_explainers import MODELS, load_subject
 from metrics import causal_curves, deletion
-from metrics._model import AMP_DTYPES
+from metrics.model_calls import AMP_DTYPES
 
 
 def synchronize(device: torch.device) -> None:

@@ -7,7 +7,7 @@
 Times are this process's CPU time on the CPU (other load on the machine does not skew them, but work
 spread over threads shows as no faster), wall clock on a GPU or with --wall. Both libraries run with
 their default chunking unless --batch-size is given: camstudy's is chosen for the device
-(metrics._model.chunk_size), Quantus's is the batch of the given images. Each row also prints the ratio
+(metrics.model_calls.chunk_size), Quantus's is the batch of the given images. Each row also prints the ratio
 to its limit, the forward passes it needs per image over the model's raw forward rate measured in the
 same run, in chunks of --batch-size or of camstudy's CPU default for the RGB images (1.0 = at the
 limit), and the speed-up over Quantus. What each side does, so that the comparison is the same work:
@@ -42,7 +42,7 @@ import torch.nn.functional as F
 import bench_explainers
 from bench_explainers import MODELS, load_subject, raw_rates
 from bench_metrics import timed
-from metrics._model import chunk_size
+from metrics.model_calls import chunk_size
 from metrics import (
     box_masks,
     complexity,

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from metrics._maps import maps_at, saliency_rank
-from metrics._model import (
+from metrics.model_calls import (
     checked_inputs,
     check_targets,
     evaluating,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from metrics._maps import maps_at
-from metrics._model import (
+from metrics.model_calls import (
     check_score,
     checked_inputs,
     check_targets,

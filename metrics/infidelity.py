@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from metrics._maps import maps_at
-from metrics._model import (
+from metrics.model_calls import (
     check_positive,
     check_score,
     check_targets,

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from metrics._maps import maps_at, saliency_rank
-from metrics._model import (
+from metrics.model_calls import (
     check_score,
     check_target_range,
     check_targets,

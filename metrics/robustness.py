@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from metrics._model import check_positive, checked_inputs, chunks, explained_targets, seeded_generator
+from metrics.model_calls import check_positive, checked_inputs, chunks, explained_targets, seeded_generator
 from metrics.sanity import ExplainFn
 
 

@@ -26,7 +26,7 @@ import torch
 from scipy.stats import rankdata
 from torch import Tensor, nn
 
-from metrics._model import checked_inputs, chunks, evaluating, explained_targets, logits_of
+from metrics.model_calls import checked_inputs, chunks, evaluating, explained_targets, logits_of
 from metrics.ssim import ssim
 
 ExplainFn = Callable[[nn.Module, Tensor, Tensor], Tensor]

@@ -51,12 +51,17 @@ def _parser(argv: list[str]) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = _parser(argv).parse_args(argv)
+    command = next((a for a in argv if a in COMMANDS), "")
     try:
+        args = _parser(argv).parse_args(argv)
         return int(args._run(args) or 0)
+    except ImportError as err:   # a broken installation, or an optional extra that is not installed
+        print(f"camstudy {command}: error: cannot import {err.name or err} ({err}); reinstall camstudy, or install "
+              "the extra that provides it (pip install 'camstudy[compare,postgres,timm,hf]')", file=sys.stderr)
+        return 2
     except (ValueError, LookupError, FileNotFoundError) as err:
         message = str(err).strip().strip("'\"") or type(err).__name__
-        print(f"camstudy {args.command}: error: {message}", file=sys.stderr)
+        print(f"camstudy {command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -62,13 +62,13 @@ def settings_note() -> str:
 
 
 def demo_config() -> str:
-    """data/example_study.toml with the ABN added to its models and data/demo_abn.toml's tables after it."""
-    text = data_path("example_study.toml").read_text(encoding="utf-8")
+    """data/sample_study.toml with the ABN added to its models and data/demo_abn.toml's tables after it."""
+    text = data_path("sample_study.toml").read_text(encoding="utf-8")
     models = tomllib.loads(text)["models"]
     line = f"\nmodels = {json.dumps(models)}\n"
     top, tables = text.split("\n[", 1)      # top-level keys come before the first table
     if top.count(line) != 1:
-        raise ValueError(f"data/example_study.toml must name its models on one line written as {line.strip()!r}")
+        raise ValueError(f"data/sample_study.toml must name its models on one line written as {line.strip()!r}")
     top = top.replace(line, f"\nmodels = {json.dumps([*models, 'abn'])}\n")
     return top + "\n[" + tables + "\n" + data_path("demo_abn.toml").read_text(encoding="utf-8")
 
@@ -79,7 +79,7 @@ def run_demo(out: str | Path = "demo", *, seed: int = 0, device: str = "cpu", pr
     from study.stimuli.build import build_study
     from study.explainers import general_methods
     from study.results.export import write_exports
-    from study.images.items import bundled_images, image_set
+    from study.images.sets import bundled_images, image_set
     from study.results.report import write_report
     from study.scoring.scorer import merge_scores, score
     from study.survey.simulator import simulate_participants
@@ -109,7 +109,7 @@ def run_demo(out: str | Path = "demo", *, seed: int = 0, device: str = "cpu", pr
     merge_scores(scores, [scores, scores / "abn"])
     stages.update()
 
-    stage("building the study from data/example_study.toml and data/demo_abn.toml")
+    stage("building the study from data/sample_study.toml and data/demo_abn.toml")
     config = out / "study.toml"
     config.write_text(demo_config(), encoding="utf-8")
     build_study(config, out, progress=progress)
@@ -136,12 +136,12 @@ def train_demo_abn(path: Path, *, seed: int, device: str, progress: bool) -> Non
     train-abn` writes it, so the study loads it by name (`[weights] abn = "abn.pt"`)."""
     import torch
 
-    from study.images.labelled import labelled_images
+    from study.models.training import labelled_dataset
     from study.models import IMAGENET_MEAN, IMAGENET_STD, AttentionBranchNetwork
     from study.models.training import train_abn
 
     size = ABN["size"]
-    dataset, classes = labelled_images("digits:train", size, IMAGENET_MEAN, IMAGENET_STD)
+    dataset, classes = labelled_dataset("digits:train", size, IMAGENET_MEAN, IMAGENET_STD)
     with torch.random.fork_rng():       # the initial weights come from the seed too, not from the global state
         torch.manual_seed(seed)
         net = AttentionBranchNetwork.from_backbone(ABN["backbone"], len(classes))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def data_path(name: str) -> Path:
-    """Path of a shipped data file such as `bundled.toml` or `example_study.toml`."""
+    """Path of a shipped data file such as `bundled.toml` or `sample_study.toml`."""
     try:
         candidate = Path(str(resources.files("study._data") / name))
         if candidate.is_file():

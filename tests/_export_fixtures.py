@@ -120,7 +120,7 @@ def populate_study(folder, seed: int = 0):
 
     from study.protocol.config import load_config
     from study.store.database import (Image, Model, Participant, PlanRow, QuestionnaireAnswer, Response,
-                               Stimulus, Study, Trial, open_database)
+                                      Stimulus, Study, Trial, open_database)
 
     folder = Path(folder)
     (folder / "stimuli").mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from study.stimuli.build import build_study
-from study.images.items import ImageItem, composite
+from study.images import ImageItem, composite
 
 N_CLASSES = 20
 NAMES = [f"class {i}" for i in range(N_CLASSES)]

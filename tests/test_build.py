@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from _study_fixtures import FakeRenderer, build_fake_study, fake_items, write_config
 from study.stimuli.build import build_study
 from study.cli import main
-from study.images.items import bundled_images, composite
+from study.images import bundled_images, composite
 from study.survey.session import SurveySession
 from study.store.database import Stimulus, Study, Trial, open_database
 
@@ -167,7 +167,7 @@ def test_real_stimuli_are_the_explainers_maps_over_the_photos(tmp_path):
 
 
 def test_two_object_images_are_used_as_they_are_and_single_ones_as_composites(tmp_path):
-    from study.images.items import ImageItem
+    from study.images import ImageItem
     duo = ImageItem(image_id="duo", image=Image.new("RGB", (40, 20)), labels=(16, 18),
                     boxes=((0, 0, 20, 20), (20, 0, 40, 20)), source="voc:duo")
     config = write_config(tmp_path / "config", '[[tasks]]\ntype = "class_discrimination"\ncomposites = 3\n',

@@ -35,7 +35,7 @@ def fails(text: str, match: str, root=None):
 
 def test_the_example_config_is_valid_and_with_the_demos_abn_uses_every_task_type():
     from study.demo import demo_config
-    config = load_config(data_path("example_study.toml"))
+    config = load_config(data_path("sample_study.toml"))
     # The examples task needs a model trained on a known set: the demo trains one and adds it.
     assert {t.type for t in config.tasks} == set(TASKS) - {"examples"}
     demo = parse_config(demo_config())
@@ -55,7 +55,7 @@ def test_known_methods_match_the_explainer_registry():
 def test_defaults_and_derived_values():
     config = parse_config(GOOD)
     assert config.models == ("efficientnet_lite0",)
-    assert config.tasks[1].pairs == (("gradcam", "cam"),)
+    assert config.tasks[1].options.pairs == (("gradcam", "cam"),)
     assert config.tasks[0].methods == ("gradcam", "cam") and config.tasks[0].model == "efficientnet_lite0"
     assert config.practice_trials == 2 and config.exclusion.min_rt_ms == 300
     assert config.text.consent_md == "multi-line\nconsent\n"

@@ -132,7 +132,7 @@ def test_the_admin_previews_any_trial_without_recording_anything(between_study):
     session = SurveySession(between_study)
     with session.db.read() as s:
         before = (s.scalar(select(func.count(Response.id))), s.scalar(select(func.count(PlanRow.id))))
-    for trial_id, template in session.design.trials.items():
+    for trial_id, template in session.built.trials.items():
         view = session.preview(trial_id)
         assert view.task == template.task and view.images and view.options
         assert all(path.is_file() for path in view.images)
@@ -163,7 +163,7 @@ def test_the_instructions_example_shows_the_participants_own_method(between_stud
     from study.survey.monitor import StudyMonitor
 
     session = SurveySession(between_study)
-    monitor = StudyMonitor(session.design, session.db)
+    monitor = StudyMonitor(session.built, session.db)
     for method in ("gradcam", "cam", "ablationcam"):
-        path, _ = monitor.example(method)
+        path, _ = monitor.instructions_map(method)
         assert f"__{method}__" in path.name

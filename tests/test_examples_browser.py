@@ -9,7 +9,7 @@ from PIL import Image
 from _study_fixtures import FakeRenderer, fake_items, write_config
 from _ui_fixtures import CHROMIUM_ARGS, Server, chromium_path, take_part
 from study.stimuli.build import build_study
-from study.images.items import composite
+from study.images import composite
 from study.stimuli.render import examples_picture
 
 pytestmark = [

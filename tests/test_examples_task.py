@@ -29,7 +29,8 @@ def task(extra: str = 'train_images = "digits:train"\n'):
 
 def test_defaults_and_the_methods_it_takes():
     t = task()
-    assert (t.methods, t.k, t.choices, t.l2, t.train_images, t.confidence_points) == (
+    o = t.options
+    assert (t.methods, o.k, o.choices, o.l2, o.train_images, o.confidence_points) == (
         ("influence",), 4, 4, 1e-4, "digits:train", 4)
     assert task('train_images = "digits"\nmethods = ["influence", "similarity"]\n').methods == (
         "influence", "similarity")
@@ -122,7 +123,7 @@ def test_a_participant_answer_is_scored_against_the_models_prediction(tmp_path):
     session = SurveySession(study)
     pid = session.consent("P1", True).participant_id
     while (trial := session.next_trial(pid)) is not None:
-        template = session.design.trial(trial.trial_id)
+        template = session.built.trial(trial.trial_id)
         assert len(trial.images) == 1 and trial.captions[0].startswith("The image, and the 3")
         wrong = next(v for v, _ in trial.options if v != template.spec.answer)
         outcome = session.answer(pid, trial.trial_index, wrong if trial.trial_index % 2 else template.spec.answer,
@@ -148,7 +149,7 @@ def test_real_example_pictures_never_show_the_image_itself_and_name_the_labels(m
     import study.stimuli.render
     from study.images.digits import DIGIT_CLASSES
     from study.stimuli.example_pictures import TrainingPool, example_pictures
-    from study.images.items import image_set
+    from study.images import image_set
 
     model = tiny_digit_classifier(DIGIT_CLASSES)
     pool = TrainingPool.load("digits", None, model)
@@ -177,7 +178,7 @@ def test_training_classes_must_be_the_models(tmp_path):
     model = tiny_digit_classifier(["cat", "bird"])
     with pytest.raises(ValueError, match="classes dog are not classes of model 'tiny'"):
         TrainingPool.load("train", tmp_path, model)
-    with pytest.raises(FileNotFoundError, match="no class folders"):
+    with pytest.raises(FileNotFoundError, match="image folder not found.*folder of class folders"):
         TrainingPool.load("missing", tmp_path, model)
 
 

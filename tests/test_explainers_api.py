@@ -170,10 +170,10 @@ def test_cam_needs_a_gap_linear_head():
 
 
 def test_default_chunks_on_a_cpu_hold_about_a_million_input_values(monkeypatch, planted):
-    import metrics._model
+    import metrics.model_calls
 
     model, x = planted
-    monkeypatch.setattr(metrics._model, "CPU_CHUNK_VALUES", x[0].numel() * 5)  # five inputs a chunk
+    monkeypatch.setattr(metrics.model_calls, "CPU_CHUNK_VALUES", x[0].numel() * 5)  # five inputs a chunk
     calls = []
     handle = model.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
     try:

@@ -2,7 +2,7 @@
 import pytest
 from PIL import Image
 
-from study.images.items import bundled_images, composite, folder_images, image_set, load_image, voc_images
+from study.images import bundled_images, composite, folder_images, image_set, load_image, voc_images
 
 
 def test_bundled_photos_have_labels_and_boxes_inside_them():
@@ -78,3 +78,11 @@ def test_composite_has_known_boxes_and_both_labels():
     assert both.image.getpixel((10, 100)) != both.image.getpixel((300, 100))
     with pytest.raises(ValueError, match="labelled"):
         composite(items["astronaut"], items["coffee"])
+
+
+def test_the_shipped_imagenet_names_are_torchvisions():
+    from torchvision.models import ResNet50_Weights
+
+    from study.images.imagenet import imagenet_categories
+
+    assert imagenet_categories() == list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from _study_fixtures import FakeRenderer, build_fake_study, fake_items, write_config
 from study.stimuli.build import build_study
-from study.images.items import composite
+from study.images import composite
 from study.protocol.config import ConfigError, parse_config
 from study.protocol.languages import read_class_names
 from study.protocol.messages import LANGUAGES, MESSAGES, choose_language, message, speaker
@@ -212,6 +212,6 @@ def test_german_trials_are_scored_like_english_ones(bilingual):
     outcomes = []
     for pid in pids:
         trial = session.next_trial(pid)
-        right = session.design.trial(trial.trial_id).spec.answer
+        right = session.built.trial(trial.trial_id).spec.answer
         outcomes.append(session.answer(pid, trial.trial_index, right or trial.options[0][0], rt_ms=800).correct)
     assert outcomes[0] == outcomes[1]

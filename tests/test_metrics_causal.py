@@ -202,9 +202,9 @@ def test_passes_are_streamed_in_chunks_and_the_original_is_scored_once():
 
 
 def test_default_chunks_on_a_cpu_hold_about_a_million_input_values(monkeypatch):
-    import metrics._model
+    import metrics.model_calls
 
-    monkeypatch.setattr(metrics._model, "CPU_CHUNK_VALUES", 3 * 12 * 10 * 4)  # four 3x12x10 inputs
+    monkeypatch.setattr(metrics.model_calls, "CPU_CHUNK_VALUES", 3 * 12 * 10 * 4)  # four 3x12x10 inputs
     model = CountingModel(tiny_classifier(seed=8))
     x = torch.randn(3, 3, 12, 10)
     maps = torch.rand(3, 12, 10)
@@ -214,9 +214,9 @@ def test_default_chunks_on_a_cpu_hold_about_a_million_input_values(monkeypatch):
     explicit = causal_curves(model, x, maps, step=7, batch_size=9)  # an explicit size is kept
     assert max(model.batches) == 9
     torch.testing.assert_close(chosen["deletion"].curve, explicit["deletion"].curve)
-    assert metrics._model.chunk_size(x.to("meta"), 256) == 256  # accelerators keep the large chunk
+    assert metrics.model_calls.chunk_size(x.to("meta"), 256) == 256  # accelerators keep the large chunk
     with pytest.raises(ValueError, match="batch_size"):
-        metrics._model.chunk_size(x, 0)  # a --batch-size of 0 is an error on every device
+        metrics.model_calls.chunk_size(x, 0)  # a --batch-size of 0 is an error on every device
 
 
 def test_metrics_package_does_not_import_study_or_ui():

@@ -10,8 +10,7 @@ import pandas as pd
 import pytest
 from scipy.special import logit
 
-from study.results import analysis
-from study.results import mixed
+from study.results import analysis, mixed
 from study.results.power import PowerPlan, layout, simulate_correct
 
 METHODS = ("gradcam", "cam", "ablationcam")

@@ -5,9 +5,8 @@ import textwrap
 import pytest
 import torch
 
-from study import Classifier
-from study import load_model
-from study.images.items import bundled_images
+from study import Classifier, load_model
+from study.images import bundled_images
 
 
 @pytest.fixture(scope="module")

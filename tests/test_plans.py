@@ -8,8 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from study.protocol import plans
-from study.protocol import tasks
+from study.protocol import plans, tasks
 from study.protocol.tasks.class_discrimination import NEITHER
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import create_engine
 from _study_fixtures import FakeRenderer, fake_items, write_config
 from study.stimuli.build import build_study
 from study.results.export import write_exports
-from study.images.items import composite
+from study.images import composite
 from study.survey.simulator import simulate_participants
 from study.store.database import Base
 

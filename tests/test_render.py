@@ -44,7 +44,7 @@ def test_a_guided_stimulus_of_a_real_photo_is_visible(method):
     """The build's guided picture of a real photo is not a flat grey: one outlier pixel used to set
     the scale and leave every other pixel within a few levels of mid-grey (std 2-4 of 255)."""
     from study.stimuli.build import ExplainerRenderer
-    from study.images.items import bundled_images
+    from study.images import bundled_images
     from study.protocol.tasks import MapRequest
 
     item = next(i for i in bundled_images() if i.image_id == "chelsea")

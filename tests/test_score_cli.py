@@ -64,7 +64,7 @@ def test_bad_option_exits_2(tmp_path, capsys):
 
 def test_misspelt_option_exits_2_naming_the_valid_ones_before_any_work(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("study.load_model", _refuse)
-    monkeypatch.setattr("study.images.items.image_set", _refuse)
+    monkeypatch.setattr("study.images.sets.image_set", _refuse)
     assert main(["score", "--option", "rise.n_mask=5", "--methods", "rise,gradcam", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and err.startswith("camstudy score: error:")
@@ -87,7 +87,7 @@ def _tiny_classifier():
 
 
 def _items():
-    from study.images.items import ImageItem
+    from study.images import ImageItem
 
     rng = np.random.default_rng(1)
     photo = lambda: Image.fromarray(rng.integers(0, 255, (50, 70, 3), dtype=np.uint8))  # noqa: E731

@@ -54,7 +54,7 @@ def cache_files(out: Path) -> dict[str, int]:
 
 
 def test_imagenet_val_layout_gives_labels_boxes_and_id_order(tmp_path):
-    from study.images.items import image_refs
+    from study.images import image_refs
 
     refs = image_refs(write_imagenet_val(tmp_path))
     assert [r.image_id for r in refs] == [f"ILSVRC2012_val_{i:08d}" for i in range(1, 7)]
@@ -71,7 +71,7 @@ def test_imagenet_val_layout_gives_labels_boxes_and_id_order(tmp_path):
     (lambda root: (root / "val" / "ILSVRC2012_val_00000002.JPEG").unlink(), "no image ILSVRC2012_val_00000002"),
 ])
 def test_imagenet_val_errors_name_the_problem(tmp_path, change, message):
-    from study.images.items import image_refs
+    from study.images import image_refs
 
     spec = write_imagenet_val(tmp_path)
     change(tmp_path)

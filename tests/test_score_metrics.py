@@ -22,7 +22,7 @@ def _tiny_classifier():
 
 
 def _items():
-    from study.images.items import ImageItem
+    from study.images import ImageItem
 
     rng = np.random.default_rng(1)
     photo = lambda: Image.fromarray(rng.integers(0, 255, (50, 70, 3), dtype=np.uint8))  # noqa: E731
@@ -155,29 +155,29 @@ def test_report_metrics_table_labels_every_metric_with_its_direction(tmp_path):
 
 
 def test_score_runs_cpu_cache_sized_chunks_of_at_most_batch_size(tmp_path, monkeypatch):
-    import metrics._model
+    import metrics.model_calls
     from study.scoring.scorer import score
 
     model, sizes = _tiny_classifier(), []
     model.register_forward_hook(lambda module, inputs, output: sizes.append(inputs[0].shape[0]))
     run = dict(metrics=["deletion", "insertion", "infidelity"], step=12544, plots=False, progress=False, seed=3)
-    monkeypatch.setattr(metrics._model, "CPU_CHUNK_VALUES", 3 * 3 * 224 * 224)  # three 3x224x224 inputs
+    monkeypatch.setattr(metrics.model_calls, "CPU_CHUNK_VALUES", 3 * 3 * 224 * 224)  # three 3x224x224 inputs
     small = score(model, _items(), ["gradcam"], tmp_path / "small", **run)
     assert max(sizes) == 3
     sizes.clear()
-    monkeypatch.setattr(metrics._model, "CPU_CHUNK_VALUES", 2**40)
+    monkeypatch.setattr(metrics.model_calls, "CPU_CHUNK_VALUES", 2**40)
     large = score(model, _items(), ["gradcam"], tmp_path / "large", batch_size=5, **run)
     assert max(sizes) == 5  # --batch-size bounds the chunk
     np.testing.assert_allclose(small["value"], large["value"], rtol=1e-5, atol=1e-12)
 
 
 def test_a_randomised_methods_cached_maps_are_keyed_by_the_chunk_they_ran_in(tmp_path, monkeypatch):
-    import metrics._model
+    import metrics.model_calls
     from study.scoring.scorer import score
 
     run = dict(metrics=["sparseness"], plots=False, progress=False, seed=3, explainer_options={"rise": {"n_masks": 8}})
     for values in (3 * 224 * 224, 2**40):  # chunks of 1, then of 32: captum's samplers are seeded per chunk
-        monkeypatch.setattr(metrics._model, "CPU_CHUNK_VALUES", values)
+        monkeypatch.setattr(metrics.model_calls, "CPU_CHUNK_VALUES", values)
         score(_tiny_classifier(), _items(), ["rise", "gradcam"], tmp_path, **run)
     maps = tmp_path / "cache" / "maps"
     assert len(list((maps / "rise").glob("*.npy"))) == 4  # two images, each at two chunk sizes

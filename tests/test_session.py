@@ -235,13 +235,13 @@ def test_anonymous_entry_needs_the_config_to_allow_it(session, tmp_path):
 
 
 def test_cell_progress_counts_main_answers_per_cell(session):
-    before = StudyMonitor(session.design, session.db).cell_progress()
+    before = StudyMonitor(session.built, session.db).cell_progress()
     assert list(before.columns) == ["task", "image_id", "method", "n_answers", "target"]
     assert (before["target"] > 0).all()
     assert "gradcam vs cam" in set(before.loc[before.task == "compare", "method"])
     pid = started(session, "cells")
     answer_all(session, pid)
-    after = StudyMonitor(session.design, session.db).cell_progress()
+    after = StudyMonitor(session.built, session.db).cell_progress()
     with session.db.read() as s:
         main = s.scalar(select(func.count(PlanRow.id)).where(PlanRow.participant_id == pid,
                                                               PlanRow.is_practice.is_(False),
@@ -292,7 +292,7 @@ def test_the_slot_of_a_participant_who_left_is_reused_after_a_while(tmp_path):
 
 
 def test_the_example_is_a_map_of_a_plain_photos_own_class(session):
-    path, name = StudyMonitor(session.design, session.db).example()
+    path, name = StudyMonitor(session.built, session.db).instructions_map()
     assert path.is_file() and path.is_relative_to(session.study_dir)
     with session.db.read() as s:
         stimulus, image, categories = s.execute(

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from study.store import database as storage
 from study.store.database import (SCHEMA_VERSION, Database, Participant, PlanRow, Response, SchemaTooNew, SchemaVersion,
-                           Study, Trial)
+                                  Study, Trial)
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ from PIL import Image
 
 from study.cli import main
 from study.protocol.config import parse_config
-from study.images.labelled import labelled_images
+from study.models.training import labelled_dataset
 from study.explainers import explain
-from study.images.items import image_set
+from study.images import image_set
 from study.models import Classifier, load_model
 
 
@@ -26,7 +26,7 @@ def test_an_image_folder_is_a_labelled_dataset(tmp_path):
     for name, colour in (("cat", 200), ("dog", 30)):
         (tmp_path / name).mkdir()
         Image.fromarray(np.full((20, 30, 3), colour, np.uint8)).save(tmp_path / name / "a.png")
-    data, classes = labelled_images(tmp_path, 16, (0.5,) * 3, (0.5,) * 3)
+    data, classes = labelled_dataset(tmp_path, 16, (0.5,) * 3, (0.5,) * 3)
     assert classes == ["cat", "dog"] and len(data) == 2
     x, y = data[1]
     assert x.shape == (3, 16, 16) and y == 1 and torch.allclose(x, torch.full_like(x, 30 / 255 * 2 - 1), atol=1e-6)

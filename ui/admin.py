@@ -136,7 +136,7 @@ def _dashboard(s) -> None:
 def _preview(s) -> None:
     """Any trial of any task exactly as a participant sees it; nothing is recorded."""
     with st.expander("Preview a trial"):
-        trials = sorted(s.design.trials.values(), key=lambda t: (t.task_position, t.role != "main", t.id))
+        trials = sorted(s.built.trials.values(), key=lambda t: (t.task_position, t.role != "main", t.id))
         labels = {t.id: f"{t.task} · {t.role} · {t.image_id} · {t.method}" + (f" vs {t.method_b}" if t.method_b else "")
                   + (f" · {t.model} / {t.model_b}" if t.model_b else "") for t in trials}
         chosen = st.selectbox("Trial", list(labels), format_func=labels.__getitem__, key="preview-trial")

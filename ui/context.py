@@ -69,7 +69,7 @@ def session() -> SurveySession:
 @st.cache_resource(show_spinner=False)
 def _monitor(folder: str) -> _Bounded:
     survey = _open(folder)
-    return _Bounded(StudyMonitor(survey.design, survey.db), DB_CALLS_IN_FLIGHT)
+    return _Bounded(StudyMonitor(survey.built, survey.db), DB_CALLS_IN_FLIGHT)
 
 
 @st.cache_resource(show_spinner=False)

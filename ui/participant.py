@@ -129,7 +129,7 @@ def _answer_consent(s, agreed: bool) -> None:
 def _instructions(s) -> None:
     st.header(t("instructions.title"))
     st.markdown(s.config.text_in(language.current()).instructions_md)
-    example = context.monitor().example(st.session_state.get("condition"))
+    example = context.monitor().instructions_map(st.session_state.get("condition"))
     if example is not None:
         path, name = example
         context.show_stimulus(st, path, width=300, alt=t("instructions.example_alt", name=name),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", type=Path, help="the study config (TOML), e.g. data/example_study.toml")
+    parser.add_argument("config", type=Path, help="the study config (TOML), e.g. data/sample_study.toml")
     parser.add_argument("--out", required=True, type=Path, help="the study folder to create or update")
     parser.add_argument("--force-new", action="store_true",
                         help="start a new study version even though the current one already has answers")

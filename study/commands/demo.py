@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from study.demo import run_demo, settings_note
-    from study.results.codebook import CURVES_FILE, CURVES_PLOT, FAITHFULNESS_FILE, TABLE_PLOT
+    from study.scoring.files import CURVES_FILE, CURVES_PLOT, FAITHFULNESS_FILE, TABLE_PLOT
 
     started = time.perf_counter()
     print(settings_note())

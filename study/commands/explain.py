@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from study.commands._common import add_model_arguments, parse_methods
-from study.results.codebook import safe_name
+from study.scoring.files import safe_name
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from study.scoring import distributed
     from study import load_model
-    from study.images.items import image_refs
+    from study.images.sets import image_refs
     from study.models.layers import resolve_layer
     from study.stimuli.render import grid_figure
 
@@ -64,7 +64,7 @@ def run(args) -> int:
 def _explain_shard(items, model, layer, methods, args) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Explain `items` with every method, write each image's .npy and .png; return the targets and the maps
     as shown (guided methods: RGB) on the CPU, for the grid."""
-    from metrics._model import chunk_size
+    from metrics.model_calls import chunk_size
     from study.explainers import explain, min_max, reduce_guided, resolve_method
     from study.stimuli.render import picture
 

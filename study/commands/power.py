@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from study.results.codebook import POWER_FILE, POWER_PLOT
+from study.results.power import POWER_FILE, POWER_PLOT
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

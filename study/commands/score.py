@@ -60,8 +60,8 @@ def parse_options(texts: list[str]) -> dict[str, dict]:
 def run(args) -> int:
     from study.scoring import distributed
     from study import load_model
-    from study.images.items import image_refs
-    from study.results.codebook import FAITHFULNESS_FILE
+    from study.images.sets import image_refs
+    from study.scoring.files import FAITHFULNESS_FILE
     from study.scoring.catalog import choose_families
     from study.scoring.scorer import check_methods, write_scores
 

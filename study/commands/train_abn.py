@@ -31,16 +31,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from study.images.labelled import labelled_images
-    from study.images.digits import DIGIT_SETS
+    from study.images.digits import DIGITS_SIZE
+    from study.images.specs import parse_image_set
+    from study.models.training import labelled_dataset
     from study.models import IMAGENET_MEAN, IMAGENET_STD, LITE_MEAN, LITE_STD, AttentionBranchNetwork
     from study.models.training import train_abn
 
-    size = args.size or (64 if args.images in DIGIT_SETS else 224)
+    size = args.size or (DIGITS_SIZE if parse_image_set(args.images).in_memory else 224)
     if size < 8:
         raise ValueError(f"--size must be at least 8 pixels, got {size}")
     mean, std = (LITE_MEAN, LITE_STD) if args.backbone == "efficientnet_lite0" else (IMAGENET_MEAN, IMAGENET_STD)
-    dataset, classes = labelled_images(args.images, size, mean, std)
+    dataset, classes = labelled_dataset(args.images, size, mean, std)
     net = AttentionBranchNetwork.from_backbone(args.backbone, len(classes), weights=args.pretrained)
     meta = {"categories": classes, "input_size": [size, size], "mean": list(mean), "std": list(std)}
     history = train_abn(net, dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,

@@ -14,7 +14,7 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
-from metrics._model import autocast, check_amp, check_positive, check_score, chunk_size, model_device
+from metrics.model_calls import autocast, check_amp, check_positive, check_score, chunk_size, model_device
 from study.explainers.core import METHODS, Method, as_targets, targets_checked, upsample
 from study.explainers.reshape import FeatureLayer, Reshape
 from study.models.layers import default_layer, resolve_layer

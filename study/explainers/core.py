@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metrics._model import check_targets
+from metrics.model_calls import check_targets
 from study.explainers.reshape import FeatureLayer, Reshape, as_feature_layer
 
 MethodFn = Callable[..., torch.Tensor]

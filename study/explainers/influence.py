@@ -36,11 +36,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metrics._model import model_device
+from metrics.model_calls import model_device
 
 __all__ = ["influence", "Influence", "last_layer_features"]
 
-METHODS = ("influence", "similarity")
+EXAMPLE_METHODS = ("influence", "similarity")   # the examples task's methods (study.protocol.tasks.examples)
 CHUNK_ELEMENTS = 1 << 24  # bound on the [B, chunk, K] intermediates of the contractions
 
 
@@ -78,8 +78,8 @@ def influence(
     `solver`: "exact" (Cholesky of the full Hessian), "cg" (conjugate gradients), or "auto" (exact when
     K(D+1) <= `max_exact`).
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if method not in EXAMPLE_METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(EXAMPLE_METHODS)}")
     if solver not in ("auto", "exact", "cg"):
         raise ValueError(f"solver must be 'auto', 'exact' or 'cg', got {solver!r}")
     if method == "influence" and not l2 > 0:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from skimage.segmentation import quickshift, slic
 
-from metrics._model import class_scores
+from metrics.model_calls import class_scores
 from study.explainers.core import register
 
 KERNEL_WIDTH = 0.25

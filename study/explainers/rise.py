@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
-from metrics._model import class_scores
+from metrics.model_calls import class_scores
 from study.explainers.core import register
 
 

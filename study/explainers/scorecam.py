@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from metrics._model import class_scores
+from metrics.model_calls import class_scores
 from study.explainers.core import capture, register
 
 

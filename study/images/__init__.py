@@ -1,14 +1,15 @@
 """Layer `images`: image sets and the pixels a classifier takes.
 
-Holds what an image is (`ImageItem`, `ImageRef`, boxes), the one parser of image-set specs (`bundled`,
-folders, `voc:`, `imagenet:`, the digits and shortcut sets), labelled sets for training and example
-pictures, and streaming through DataLoader workers. May import: `study.resources` only (and torch in
-`pixels` and `streaming`, which the survey never imports).
+Holds what an image is (`items`), the one parser of image-set specs (`specs`), reading a set (`sets`;
+bundled photos, folders, VOC, the digits in `digits`, ImageNet in `imagenet`), the one preprocessing
+path from a picture to a model's input (`pixels`) and streaming through DataLoader workers
+(`streaming`). May import: `study.resources` only. Only `pixels` and `streaming` import torch, and the
+torch-free layers (protocol, store, survey, results, ui) never import those two.
 """
 from __future__ import annotations
 
-from study.images.items import (ImageItem, ImageRef, bundled_images, composite, folder_images, image_refs,
-                                image_set, load_image, voc_images)
+from study.images.items import ImageItem, ImageRef, composite, load_image
+from study.images.sets import bundled_images, folder_images, image_refs, image_set, labelled_refs, voc_images
 
 __all__ = ["ImageItem", "ImageRef", "bundled_images", "composite", "folder_images", "image_refs", "image_set",
-           "load_image", "voc_images"]
+           "labelled_refs", "load_image", "voc_images"]

@@ -17,9 +17,23 @@ from __future__ import annotations
 
 import csv
 import os
+from functools import lru_cache
 from pathlib import Path
 
 from study.images.items import IMAGE_SUFFIXES, ImageRef
+from study.resources import data_path
+
+
+def imagenet_categories() -> list[str]:
+    """The 1000 ImageNet class names in class-index order: torchvision's list (the order its weights and
+    EfficientNet-Lite0's use), shipped as `data/imagenet_categories.txt` so that reading an image set
+    needs no torchvision (tests/test_images.py keeps the two equal)."""
+    return list(_categories())
+
+
+@lru_cache(maxsize=1)
+def _categories() -> tuple[str, ...]:
+    return tuple(data_path("imagenet_categories.txt").read_text(encoding="utf-8").splitlines())
 
 
 def imagenet_refs(images_dir: str | Path, solution_csv: str | Path, synset_mapping: str | Path) -> list[ImageRef]:

@@ -1,5 +1,4 @@
-"""Image sets for explaining, scoring and building studies: the bundled photos, a folder, PASCAL VOC or
-the ImageNet validation set.
+"""What an image of a set is: `ImageRef` (where a photo is, and what is known about it) and `ImageItem`.
 
 A set is first read as `ImageRef`s: where each photo is and what is known about it (acceptable ImageNet
 labels, object boxes in the photo's own pixels), without decoding a pixel, so a 50,000-image set costs
@@ -10,16 +9,11 @@ Boxes are rescaled onto maps with `boxes_at` (`scale_boxes`).
 from __future__ import annotations
 
 import hashlib
-import tomllib
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-
-from study.resources import data_path
 
 Box = tuple[int, int, int, int]
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -98,129 +92,6 @@ def load_image(path: str | Path) -> Image.Image:
         raise ValueError(f"cannot read image {path}: {err}") from err
 
 
-def bundled_images() -> list[ImageItem]:
-    """The real photos that scikit-image, scikit-learn and matplotlib ship, with labels and hand-made boxes."""
-    return list(_bundled())
-
-
-@lru_cache(maxsize=1)
-def _bundled() -> tuple[ImageItem, ...]:
-    return tuple(ref.load() for ref in bundled_refs())
-
-
-def bundled_refs() -> list[ImageRef]:
-    manifest = tomllib.loads(data_path("bundled.toml").read_text())
-    return [_ref(entry) for entry in manifest["image"]]
-
-
-def folder_images(path: str | Path) -> list[ImageItem]:
-    """Every image file in a folder, loaded; see `folder_refs`."""
-    return [ref.load() for ref in folder_refs(path)]
-
-
-def folder_refs(path: str | Path) -> list[ImageRef]:
-    """Every image file in a folder (sorted; sub-folders included), ids = relative paths without suffix.
-
-    A `manifest.toml` in the folder, in the format of camstudy's `data/bundled.toml` with `path = "file"`
-    instead of `source`, adds labels and boxes.
-    """
-    root = Path(path)
-    if not root.is_dir():
-        raise FileNotFoundError(f"image folder not found: {root}")
-    manifest_file = root / "manifest.toml"
-    known = {}
-    if manifest_file.is_file():
-        known = {e["path"]: e for e in tomllib.loads(manifest_file.read_text()).get("image", [])}
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not files:
-        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {root}")
-    refs = []
-    for file in files:
-        rel = file.relative_to(root).as_posix()
-        entry = {"id": known.get(rel, {}).get("id", str(Path(rel).with_suffix(""))), **known.get(rel, {})}
-        refs.append(_ref({**entry, "source": str(file)}))
-    return refs
-
-
-def voc_images(images_dir: str | Path, annotations_dir: str | Path) -> list[ImageItem]:
-    """Images with PASCAL VOC XML annotations, loaded; see `voc_refs`."""
-    return [ref.load() for ref in voc_refs(images_dir, annotations_dir)]
-
-
-def voc_refs(images_dir: str | Path, annotations_dir: str | Path) -> list[ImageRef]:
-    """Images with PASCAL VOC XML annotations: every object's box (VOC's 1-based inclusive corners
-    become 0-based max-exclusive) and its class name; names that are ImageNet classes become labels."""
-    images_dir, annotations_dir = Path(images_dir), Path(annotations_dir)
-    xml_files = sorted(annotations_dir.glob("*.xml")) if annotations_dir.is_dir() else []
-    if not xml_files:
-        raise FileNotFoundError(f"no VOC .xml annotations in {annotations_dir}")
-    refs = []
-    for xml_file in xml_files:
-        try:
-            root = ET.parse(xml_file).getroot()
-            filename = root.findtext("filename") or f"{xml_file.stem}.jpg"
-            names, boxes = [], []
-            for obj in root.iter("object"):
-                bb = obj.find("bndbox")
-                x0, y0, x1, y1 = (int(float(bb.findtext(k))) for k in ("xmin", "ymin", "xmax", "ymax"))
-                names.append(obj.findtext("name", "").strip())
-                boxes.append((x0 - 1, y0 - 1, x1, y1))
-        except (ET.ParseError, AttributeError, TypeError, ValueError) as err:
-            raise ValueError(f"cannot parse VOC annotation {xml_file}: {err}") from err
-        entry = {"id": xml_file.stem, "labels": names, "boxes": boxes, "box_names": names,
-                 "source": str(images_dir / filename)}
-        refs.append(_ref(entry))
-    missing = [ref.source for ref in refs if not Path(ref.source).is_file()]
-    if missing:
-        raise FileNotFoundError(f"image not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if missing[1:] else ""))
-    return refs
-
-
-def image_set(spec: str, root: str | Path | None = None) -> list[ImageItem]:
-    """Resolve an image-set spec (see `image_refs`) and load every photo; `digits` / `digits:train` /
-    `digits:test` (scikit-learn's and its fixed split, see `study.images.digits`) are made in memory.
-
-    With `root` (a study folder), relative paths are taken inside it and may not leave it.
-    """
-    if spec == "bundled":
-        return bundled_images()
-    if spec == "digits" or spec.startswith("digits:"):
-        from study.images.digits import digits_images
-
-        return digits_images(split=spec)
-    return [ref.load() for ref in image_refs(spec, root)]
-
-
-# Written after the colon of each kind of set, for error messages.
-SPEC_FORMS = {"voc": "voc:<images folder>:<annotations folder>",
-              "imagenet": "imagenet:<val images folder>:<LOC_val_solution.csv>:<LOC_synset_mapping.txt>"}
-
-
-def image_refs(spec: str, root: str | Path | None = None) -> list[ImageRef]:
-    """Resolve an image-set spec without decoding a photo: `bundled`, a folder, `voc:<images>:<annotations>`,
-    or `imagenet:<val folder>:<LOC_val_solution.csv>:<LOC_synset_mapping.txt>` (`study.images.imagenet`).
-
-    With `root` (a study folder), relative paths are taken inside it and may not leave it.
-    """
-    if spec == "bundled":
-        return bundled_refs()
-    if spec == "digits" or spec.startswith("digits:"):
-        raise ValueError("the digits set is made in memory, not streamed from files: use it in a study config, "
-                         "`camstudy train-abn`, or study.scoring.scorer.score(model, study.images.items.image_set('digits'))")
-    kind = spec.partition(":")[0]
-    if kind in SPEC_FORMS:
-        parts = spec.split(":")[1:]
-        if len(parts) != SPEC_FORMS[kind].count(":") or not all(parts):
-            raise ValueError(f"{kind} image sets are written {SPEC_FORMS[kind]}, got {spec!r}")
-        paths = [resolve_path(part, root) for part in parts]
-        if kind == "voc":
-            return voc_refs(*paths)
-        from study.images.imagenet import imagenet_refs
-
-        return imagenet_refs(*paths)
-    return folder_refs(resolve_path(spec, root))
-
-
 def composite(a: ImageItem, b: ImageItem, size: int = 224) -> ImageItem:
     """Two photos side by side (each centre-cropped square, `size` px): a two-category stimulus whose
     object boxes are known exactly (the left and right halves). Labels are (a's main, b's main)."""
@@ -242,38 +113,6 @@ def composite(a: ImageItem, b: ImageItem, size: int = 224) -> ImageItem:
         box_names=(a.image_id, b.image_id),
         description=f"{a.description or a.image_id} | {b.description or b.image_id}",
     )
-
-
-def resolve_path(path: str, root: str | Path | None) -> Path:
-    """`path`, taken inside `root` when there is one (ValueError if it would leave it)."""
-    if root is None:
-        return Path(path)
-    root = Path(root).resolve()
-    resolved = (root / path).resolve()
-    if not resolved.is_relative_to(root):
-        raise ValueError(f"image path {path!r} leaves the study folder {root}")
-    return resolved
-
-
-def _ref(entry: dict) -> ImageRef:
-    """A manifest entry (labels as ImageNet class names) as an ImageRef (labels as class indices)."""
-    index = _category_index()
-    labels = tuple(index[n] for n in entry.get("labels", []) if n in index)
-    return ImageRef(
-        image_id=str(entry["id"]),
-        labels=labels,
-        boxes=tuple(tuple(int(v) for v in box) for box in entry.get("boxes", [])),
-        source=entry.get("source", ""),
-        box_names=tuple(entry.get("box_names", ())),
-        description=entry.get("description", ""),
-    )
-
-
-@lru_cache(maxsize=1)
-def _category_index() -> dict[str, int]:
-    from study.models import imagenet_categories
-
-    return {name: i for i, name in enumerate(imagenet_categories())}
 
 
 def _shipped_photo(package: str, name: str) -> Image.Image:

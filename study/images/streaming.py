@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from study.images.items import Box, ImageItem, ImageRef, photo_digest
-from study.models.classifier import resized_pixels
+from study.images.pixels import resized_pixels
 
 
 @dataclass(frozen=True)

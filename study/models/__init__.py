@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from study.images.imagenet import imagenet_categories
 from study.models.layers import default_layer
 from study.models.abn import AttentionBranchNetwork, load_abn
 from study.models.classifier import Classifier
@@ -20,13 +21,6 @@ LITE_STD = (128 / 255,) * 3
 DEFAULT_MODEL = "efficientnet_lite0"
 
 __all__ = ["AttentionBranchNetwork", "Classifier", "load_model", "imagenet_categories", "DEFAULT_MODEL"]
-
-
-def imagenet_categories() -> list[str]:
-    """The 1000 ImageNet class names that torchvision ships (no download)."""
-    from torchvision.models import ResNet50_Weights
-
-    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
 
 
 def load_model(

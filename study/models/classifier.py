@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-ImageLike = Image.Image | np.ndarray
+from study.images.pixels import ImageLike, normalised, resized_pixels
 
 
 class Classifier(nn.Module):
@@ -68,8 +68,8 @@ class Classifier(nn.Module):
 
         Split from `preprocess` so that decoding and resizing can happen in worker processes and only
         this arithmetic in the process that owns the device; a pinned batch is copied asynchronously."""
-        pixels = pixels.to(self.device, non_blocking=True).to(torch.float32) / 255.0
-        return ((pixels - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+        pixels = pixels.to(self.device, non_blocking=True)
+        return normalised(pixels, self.mean, self.std).contiguous(memory_format=torch.channels_last)
 
     def predict(self, x: torch.Tensor, k: int = 5) -> list[list[tuple[str, float]]]:
         """Top-k (class name, softmax probability) per image, for people rather than code."""
@@ -77,23 +77,3 @@ class Classifier(nn.Module):
             probs = self(x.to(self.device)).float().softmax(1)
         values, indices = probs.topk(k, dim=1)
         return [[(self.categories[i], float(v)) for v, i in zip(vs, ids)] for vs, ids in zip(values, indices)]
-
-
-def resized_pixels(image: ImageLike, input_size: tuple[int, int]) -> torch.Tensor:
-    """One image as the uint8 Tensor[3,H,W] a classifier of `input_size` (H, W) takes: squashed, not cropped."""
-    height, width = input_size
-    array = np.asarray(_as_rgb(image).resize((width, height), Image.BILINEAR))
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
-
-
-def _as_rgb(image: ImageLike) -> Image.Image:
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    array = np.asarray(image)
-    if array.ndim == 2:
-        array = np.stack([array] * 3, axis=-1)
-    if array.ndim != 3 or array.shape[-1] not in (3, 4):
-        raise ValueError(f"expected an HxWx3 image array, got shape {tuple(array.shape)}")
-    if array.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 image array, got dtype {array.dtype}")
-    return Image.fromarray(array[..., :3])

@@ -20,9 +20,36 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from study.images.pixels import normalised, resized_pixels
+from study.images.sets import labelled_refs
 from study.models.abn import CHECKPOINT_FORMAT, AttentionBranchNetwork, read_checkpoint
 
-__all__ = ["train_abn", "learning_rate"]
+__all__ = ["LabelledImages", "labelled_dataset", "learning_rate", "train_abn"]
+
+
+class LabelledImages(Dataset):
+    """(input Tensor[3,size,size], class) per entry of a labelled set, prepared by the classifiers' own path
+    (`study.images.pixels`: squashed to size x size, scaled, normalised with `mean` and `std`), so a model
+    trained here sees the inputs `load_model` will give it. A photo is decoded when its item is asked for."""
+
+    def __init__(self, entries, size: int, mean, std):
+        self.entries, self.size = list(entries), (size, size)
+        self.mean, self.std = torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        entry = self.entries[index]
+        pixels = resized_pixels(entry.load().image, self.size)[None]
+        return normalised(pixels, self.mean, self.std)[0], entry.labels[0]
+
+
+def labelled_dataset(spec: str, size: int, mean, std, root=None) -> tuple[LabelledImages, list[str]]:
+    """(Dataset of (Tensor[3,size,size], class), class names) of a labelled set (`study.images.sets.labelled_refs`:
+    the digits, or a folder of class folders)."""
+    entries, classes = labelled_refs(str(spec), root)
+    return LabelledImages(entries, size, mean, std), classes
 
 
 def learning_rate(base: float, epoch: int, epochs: int) -> float:

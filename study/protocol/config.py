@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from study.images.specs import parse_image_set, resolve_path
 from study.protocol import languages as _languages
-from study.images.digits import DIGIT_SETS
-from study.protocol.tasks import TASKS
+from study.protocol.tasks import TASKS, TaskConfig
 
 # The explainer names of DESIGN.md. Kept here so that reading a config (the survey does it on
 # every start) does not import torch; tests/test_config.py checks it against
@@ -70,27 +70,6 @@ class ExclusionConfig:
 
 
 @dataclass(frozen=True)
-class TaskConfig:
-    """One task type of the study and its parameters (see study.protocol.tasks for their meaning)."""
-    type: str
-    methods: tuple[str, ...]
-    model: str
-    trials: int | None = None              # per participant; None = one per image
-    images: str | None = None              # the task's own image set; None = the study's
-    pairs: tuple[tuple[str, str], ...] = ()    # compare: method pairs
-    models: tuple[str, str] | None = None  # trust: the two models
-    composites: int = 8                    # class_discrimination: composite pairs to make
-    top_k: int = 4                         # distinction: classes shown
-    confidence_points: int = 0             # distinction / agreement / examples: 4 or 5 (0 = not asked)
-    design: str = "within"                 # "within": every participant sees every method (Latin square);
-                                           # "between": each participant sees only their condition's method
-    k: int = 4                             # examples: training images shown
-    choices: int = 4                       # examples: classes to choose from
-    l2: float = 1e-4                       # examples: the weight decay the model's last layer was trained with
-    train_images: str | None = None        # examples: the model's training set
-
-
-@dataclass(frozen=True)
 class StudyConfig:
     """A validated study design. `root` is the folder relative paths are resolved against."""
     name: str
@@ -138,29 +117,20 @@ class StudyConfig:
 
     def resolve(self, relative: str) -> Path:
         """A path from the config, resolved inside `root` (ValueError if it would leave it)."""
-        return inside(self.root, relative)
+        return resolve_path(relative, self.root)
 
     def database(self, study_dir: Path) -> str:
         """The SQLAlchemy URL of the study's database (default: sqlite file in the study folder)."""
         url = self.database_url or f"sqlite:///{DEFAULT_DATABASE}"
         prefix = "sqlite:///"
         if url.startswith(prefix):
-            return prefix + str(inside(Path(study_dir), url[len(prefix):]))
+            return prefix + str(resolve_path(url[len(prefix):], study_dir))
         return url
 
 
 def config_hash(parsed: dict[str, Any]) -> str:
     """sha256 of a parsed config: comments and layout do not change it, any value does."""
     return hashlib.sha256(json.dumps(parsed, sort_keys=True).encode()).hexdigest()
-
-
-def inside(root: Path, relative: str) -> Path:
-    """`root / relative`, refusing paths that escape `root` (`..`, absolute paths elsewhere)."""
-    root = Path(root).resolve()
-    path = (root / relative).resolve()
-    if path != root and root not in path.parents:
-        raise ValueError(f"path {relative!r} leaves the study folder {root}")
-    return path
 
 
 def load_config(path: str | Path) -> StudyConfig:
@@ -329,7 +299,7 @@ class _Validator:
             database_url=self.database_url(raw),
             language=language,
             texts=texts,
-            class_names=_languages.class_name_files(self, raw, tuple(texts), lambda p: inside(self.root, p)),
+            class_names=_languages.class_name_files(self, raw, tuple(texts), lambda p: resolve_path(p, self.root)),
             weights=self.weights(raw.get("weights", {}), models),
             root=self.root,
             source=self.text,
@@ -344,20 +314,15 @@ class _Validator:
         return value
 
     def image_set(self, raw: dict, path: tuple, key: str, default: str | None = None) -> str | None:
-        """An image-set spec (`bundled`, the digits sets, a folder or `voc:...`) whose paths stay inside root."""
+        """An image-set spec (`study.images.specs`) whose paths stay inside root."""
         spec = self.typed(raw, path, key, str, default)
-        if spec is None or spec in ("bundled", *DIGIT_SETS):
-            return spec
-        paths = spec.split(":")[1:] if spec.startswith("voc:") else [spec]
-        if spec.startswith("voc:") and len(paths) != 2:
-            raise self.fail(path + (key,), "a VOC image set is 'voc:<images folder>:<annotations folder>'")
-        if spec.startswith("digits:"):
-            raise self.fail(path + (key,), f"unknown digits set {spec!r} (known: {', '.join(DIGIT_SETS)})")
-        for relative in paths:
-            try:
-                inside(self.root, relative)
-            except ValueError as err:
-                raise self.fail(path + (key,), str(err)) from None
+        if spec is None:
+            return None
+        try:
+            for relative in parse_image_set(spec).paths:
+                resolve_path(relative, self.root)
+        except ValueError as err:
+            raise self.fail(path + (key,), str(err)) from None
         return spec
 
     def weights(self, raw: Any, models: tuple[str, ...]) -> dict[str, str]:
@@ -366,7 +331,7 @@ class _Validator:
         for model in raw:
             self.typed(raw, ("weights",), model, str)
             try:
-                inside(self.root, raw[model])
+                resolve_path(raw[model], self.root)
             except ValueError as err:
                 raise self.fail(("weights", model), str(err)) from None
         return dict(raw)
@@ -387,14 +352,14 @@ class _Validator:
         model = self.typed(raw, path, "model", str, models[0])
         if model not in models:
             raise self.fail(path + ("model",), f"model {model!r} is not in the study's models {list(models)}")
-        options = {"model": model, **plugin.parse_options(self, raw, path, task_methods, models)}
+        options = plugin.parse_options(self, raw, path, task_methods, models)
         design = self.choice(raw, path, "design", DESIGNS, design)
         if design == "between" and not plugin.between_subjects:
             raise self.fail(path + ("design",), f"a {kind} task compares methods within one participant; "
                             "it cannot be between subjects")
-        return TaskConfig(type=kind, methods=task_methods, design=design,
+        return TaskConfig(type=kind, methods=task_methods, model=plugin.task_model(options, model), design=design,
                           trials=self.count(raw, path, "trials", None, low=1),
-                          images=self.image_set(raw, path, "images"), **options)
+                          images=self.image_set(raw, path, "images"), options=options)
 
     def questionnaire(self, raw: Any, languages: tuple[str, ...] = ("en",)) -> list[QuestionItem]:
         if not isinstance(raw, list):

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from study.results.codebook import ANALYSIS_R
 from study.protocol.tasks import TASKS
+
+ANALYSIS_R = "analysis.R"      # written beside the export's CSVs
 
 LME4_FILE = "tests_lme4.csv"
 

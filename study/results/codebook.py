@@ -1,37 +1,14 @@
-"""Every file camstudy writes for others to read: its name, and its columns where it is a table.
+"""The export's tables: their names, and every column's type and meaning (`codebook.csv`).
 
-`camstudy score` writes faithfulness.csv, curves.csv and two plots into its output folder;
-`camstudy export` and `camstudy report` look for them there, and the export writes the tables of
-`TABLES` with the headers of `CODEBOOK`. Naming each file and column once, here, keeps the writer
-and its readers from drifting apart; this module imports nothing heavy so any of them can use it.
+`camstudy export` writes the tables of `TABLES` with the headers of `CODEBOOK`; naming each column
+once, here, keeps the files and their codebook from drifting apart. faithfulness.csv is written by
+`camstudy score`, whose module (`study.scoring.files`) owns its columns; the export copies it.
 """
 from __future__ import annotations
 
-import re
-
-from study.store.identity import SIM_PREFIX
-from study.scoring.catalog import codebook_text
 from study.protocol.tasks import TASKS
-
-# What `camstudy score --out DIR` writes (besides its cache of maps and per-image results).
-FAITHFULNESS_FILE = "faithfulness.csv"
-CURVES_FILE = "curves.csv"            # the mean deletion / insertion curve per model and method
-CURVE_COLUMNS = ["model", "method", "curve", "fraction", "value"]
-CURVES_PLOT = "curves.png"
-TABLE_PLOT = "metrics_table.png"
-# What `camstudy power --out DIR` writes.
-POWER_FILE = "power.csv"              # columns study.results.power.POWER_COLUMNS
-POWER_PLOT = "power.png"
-# What `camstudy export` writes beside the CSVs: the same mixed models in R's lme4.
-ANALYSIS_R = "analysis.R"
-# Where `camstudy score --out` may have written inside a study folder, in search order.
-SCORE_FOLDERS = (".", "scores", "score")
-
-
-def safe_name(image_id: str) -> str:
-    """An image id (or method name) as a file name: ids of folder images may contain slashes."""
-    return re.sub(r"[^A-Za-z0-9._+-]+", "__", image_id)
-
+from study.scoring.files import FAITHFULNESS_COLUMNS
+from study.store.identity import SIM_PREFIX
 
 # file -> [(column, type, description)], in the files' column order. The CSV headers are
 # generated from this, so the codebook cannot disagree with the files.
@@ -78,15 +55,7 @@ CODEBOOK: dict[str, list[tuple[str, str, str]]] = {
         ("withdrawn", "boolean", "Withdrew during the study and the config keeps such answers (on_withdraw = \"keep\"); always excluded. With the default (\"delete\") nothing of them remains: see withdrawals.csv."),
         ("language", "string", "Language the survey was shown in (en, de, ...: ?lang= in the link, else the browser's language if the study has it, else the config's default); empty for people who declined."),
     ],
-    "faithfulness": [
-        ("image_id", "string", "Id of the image scored."),
-        ("model", "string", "Classifier explained."),
-        ("method", "string", "Explanation method scored."),
-        ("target_class", "integer", "ImageNet class index the map explains."),
-        ("metric", "string", codebook_text()),
-        ("value", "float", "The metric's value for this map."),
-        ("params", "string", "JSON of the metric's parameters (step, substrate, percentages, seed, mode, ...; score when not softmax)."),
-    ],
+    "faithfulness": FAITHFULNESS_COLUMNS,
     "summary": [
         ("task", "string", "Task type."),
         ("model", "string", "Classifier explained."),

@@ -18,11 +18,12 @@ from sqlalchemy import func, select
 
 from study.results import analysis
 from study.protocol.config import StudyConfig
-from study.results.analysis_r import analysis_script
-from study.results.codebook import ANALYSIS_R, CODEBOOK, FAITHFULNESS_FILE, SCORE_FOLDERS, TABLES, columns
+from study.results.analysis_r import analysis_script, ANALYSIS_R
+from study.results.codebook import CODEBOOK, TABLES, columns
+from study.scoring.files import FAITHFULNESS_FILE, SCORE_FOLDERS
 from study.protocol.tasks import TASKS
 from study.store.database import (Audit, Image, Participant, PlanRow, QuestionnaireAnswer, Response, Stimulus, Study,
-                           as_utc, open_study)
+                                  as_utc, open_study)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,8 @@ from study.results.analysis import wilson_interval
 from study.protocol.tasks import TASKS
 
 DESIGNS = ("within", "between")
+POWER_FILE = "power.csv"              # what `camstudy power --out DIR` writes
+POWER_PLOT = "power.png"
 POWER_COLUMNS = ["participants", "power", "ci_low", "ci_high"]
 
 

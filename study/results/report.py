@@ -23,7 +23,7 @@ from study.results.export import StudyRecords, find_scores, load_study, read_fai
 from study.scoring.figures import COLOURS, curves_figure
 from study.store.identity import SIM_PREFIX
 from study.scoring.catalog import BY_NAME, label
-from study.results.codebook import CURVE_COLUMNS, CURVES_FILE
+from study.scoring.files import CURVE_COLUMNS, CURVES_FILE
 
 EXAMPLES_PER_METHOD = 3
 THUMBNAIL_PX = 180

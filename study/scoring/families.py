@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 import metrics
-from metrics._model import SCORES
+from metrics.model_calls import SCORES
 from study.scoring.catalog import family_metrics
 
 SANITY_MODES = ("cascading", "independent")

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from metrics._model import chunk_size
+from metrics.model_calls import chunk_size
 from study.scoring import distributed
 from study.scoring.distributed import Ranks
 from study.explainers import METHODS, check_options, explain, general_methods, resolve_method
@@ -47,8 +47,8 @@ from study.scoring.figures import curves_figure, table_figure
 from study.images.items import ImageItem, ImageRef
 from study.scoring.catalog import choose_families
 from study.scoring.families import WORK, BatchWork, MetricSettings, as_list
-from study.results.codebook import (CURVE_COLUMNS, CURVES_FILE, CURVES_PLOT, FAITHFULNESS_FILE, TABLE_PLOT, columns,
-                           safe_name)
+from study.scoring.files import (CURVE_COLUMNS, CURVES_FILE, CURVES_PLOT, FAITHFULNESS_FILE, TABLE_PLOT,
+                                 faithfulness_header, safe_name)
 from study.images.streaming import Batch, image_batches
 
 TARGETS = ("label", "top1")
@@ -357,7 +357,7 @@ class _TableWriter:
     def __enter__(self):
         self.file = self.temporary.open("w", newline="")
         self.csv = csv.writer(self.file, lineterminator="\n")
-        self.csv.writerow(columns("faithfulness"))
+        self.csv.writerow(faithfulness_header())
         return self
 
     def __exit__(self, kind, error, trace):

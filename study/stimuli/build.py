@@ -20,14 +20,15 @@ from typing import Any, Protocol
 
 from sqlalchemy import func, select
 
-from study.protocol import plans
-from study.protocol import tasks
+from study.images.items import composite
+from study.images.sets import image_set
+from study.protocol import plans, tasks
 from study.protocol.config import CONFIG_FILE, StudyConfig, load_config
 from study.protocol.languages import names_in, read_class_names
 from study.protocol.messages import speaker
 from study.protocol.tasks.spec import specs_to_json
 from study.store.database import (SCHEMA_VERSION, Database, Event, Image, Model, Participant, Response, Stimulus,
-                           Study, Trial, open_database)
+                                  Study, Trial, open_database)
 
 STIMULI_DIR = "stimuli"
 
@@ -127,7 +128,7 @@ def build_study(config_path: str | Path, out_dir: str | Path, force_new: bool = 
     """Build (or reuse) the study of `config_path` in `out_dir`; returns the study version's id.
 
     `renderer`, `items` and `combine` default to the real explainers, the config's image set and
-    `study.images.items.composite`; passing them builds a study from other maps or images. A task that
+    `study.images.composite`; passing them builds a study from other maps or images. A task that
     names its own `images` draws its units from that set instead (the examples task on a model
     trained on the digits, say), and its model predicts only the images it is shown.
     """
@@ -149,14 +150,13 @@ def build_study(config_path: str | Path, out_dir: str | Path, force_new: bool = 
                     else "its config changed")
             raise ValueError(f"the study in {out} already has {current['answers']} answers and {what}; "
                              "rebuild with --force-new to start a new study version")
-    from study.images import items as images
     if items is None:
-        items = images.image_set(config.images, config.root)
-    combine = combine or images.composite
+        items = image_set(config.images, config.root)
+    combine = combine or composite
     sets = {config.images: items}
     for task in config.tasks:
         if task.images is not None and task.images not in sets:
-            sets[task.images] = images.image_set(task.images, config.root)
+            sets[task.images] = image_set(task.images, config.root)
     for spec, held in sets.items():
         if not held:
             raise ValueError(f"image set {spec!r} holds no images")
@@ -166,7 +166,7 @@ def build_study(config_path: str | Path, out_dir: str | Path, force_new: bool = 
     categories = {m: renderer.categories(m) for m in config.models}
     predictions: tasks.Predictions = {m: {} for m in config.models}
     for task, held in zip(config.tasks, task_items):
-        _predict(renderer, predictions, (task.model, *(task.models or ())), held)
+        _predict(renderer, predictions, tasks.TASKS[task.type].models(task), held)
     plan = _plan(config, task_items, predictions, categories, combine)
     # Composites made by the plan are recorded with predictions too.
     _predict(renderer, predictions, config.models, [i for i in plan.items.values() if not _known(predictions, i)])

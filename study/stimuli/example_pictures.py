@@ -25,9 +25,10 @@ class TrainingPool:
 
     @classmethod
     def load(cls, spec: str, root: str | Path | None, model) -> TrainingPool:
-        from study.images.labelled import labelled_items
+        from study.images.sets import labelled_refs
 
-        items, classes = labelled_items(spec, root)
+        entries, classes = labelled_refs(spec, root)
+        items = [entry.load() for entry in entries]
         index = {name: i for i, name in enumerate(model.categories)}
         unknown = sorted(set(classes) - set(index))
         if unknown:

@@ -1,8 +1,8 @@
-"""A built study's design: its config, trial templates, stimuli and Latin-square blocks.
+"""A built study, read back: its config, trial templates, stimuli and Latin-square blocks.
 
 Everything here is fixed by `camstudy build`, so it is read from the database once and never
 changes; the participant flow (`study.survey.session`), the admin queries (`study.survey.monitor`) and the
-simulator share one `StudyDesign` instead of each querying the trial tables.
+simulator share one `BuiltStudy` instead of each querying the trial tables.
 """
 from __future__ import annotations
 
@@ -42,8 +42,8 @@ class TrialTemplate:
 
 
 @dataclass(frozen=True)
-class StudyDesign:
-    """The immutable design of one study version in `study_dir`."""
+class BuiltStudy:
+    """One built study version in `study_dir`, immutable (its participants' plans are drawn from it)."""
     study_dir: Path
     config: StudyConfig
     study_id: int
@@ -55,8 +55,8 @@ class StudyDesign:
     stimuli: Mapping[int, str]      # stimulus id -> path relative to the study folder
 
     @classmethod
-    def load(cls, folder: StudyFolder) -> StudyDesign:
-        """Read the design of the study version `folder` opened (one read transaction)."""
+    def load(cls, folder: StudyFolder) -> BuiltStudy:
+        """Read the study version `folder` opened (one read transaction)."""
         with folder.database.read() as s:
             study = s.get(Study, folder.study_id)
             rows = s.scalars(select(Trial).where(Trial.study_id == folder.study_id).order_by(Trial.id)).all()

@@ -2,7 +2,7 @@
 instructions' example.
 
 Read-only queries, kept apart from the participant flow (`study.survey.session`) so neither grows the
-other's concerns; both share one `StudyDesign` and database.
+other's concerns; both share one `BuiltStudy` and database.
 """
 from __future__ import annotations
 
@@ -11,22 +11,22 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import func, select
 
-from study.store.built_study import StudyDesign
+from study.store.built_study import BuiltStudy
 from study.store.database import Database, Event, Image, Model, PlanRow, Response, Stimulus
 
 
 class StudyMonitor:
     """Admin queries over one study; cheap to create, safe to share between threads."""
 
-    def __init__(self, design: StudyDesign, db: Database):
-        self.design, self.db = design, db
+    def __init__(self, built: BuiltStudy, db: Database):
+        self.built, self.db = built, db
 
-    def example(self, condition: str | None = None) -> tuple[Path, str] | None:
+    def instructions_map(self, condition: str | None = None) -> tuple[Path, str] | None:
         """An explanation for the instructions page, with its class name: a map of a plain photo's
         own class (not a composite), by the study's first model and, of the study-wide methods,
         the first in config order; a between-subject participant's own `condition` (method) first,
         so that nobody is shown a method they are not assigned."""
-        config, study_id = self.design.config, self.design.study_id
+        config, study_id = self.built.config, self.built.study_id
         model = config.models[0]
         with self.db.read() as s:
             rows = s.execute(select(Stimulus.path, Stimulus.method, Stimulus.target_class, Image.source, Image.labels)
@@ -42,18 +42,18 @@ class StudyMonitor:
             if best is None:
                 return None
             categories = s.scalar(select(Model.categories).where(Model.study_id == study_id, Model.name == model))
-        return self.design.study_dir / best.path, categories[best.target_class]
+        return self.built.study_dir / best.path, categories[best.target_class]
 
     def link_views(self) -> int:
         """How often the consent page was shown to someone who had not answered it yet (reloads and
         people who then answered included; no row is kept for a view, only this count)."""
         with self.db.read() as s:
-            return s.scalar(select(func.count(Event.id)).where(Event.study_id == self.design.study_id,
+            return s.scalar(select(func.count(Event.id)).where(Event.study_id == self.built.study_id,
                                                                Event.kind == "viewed"))
 
     def cell_progress(self) -> pd.DataFrame:
         """Answers so far per main-trial cell (task, image, method) against the quota target."""
-        trials = [t for block in self.design.blocks for t in block.trials]
+        trials = [t for block in self.built.blocks for t in block.trials]
         with self.db.read() as s:
             counts = dict(s.execute(
                 select(PlanRow.trial_id, func.count(Response.id))
@@ -65,5 +65,5 @@ class StudyMonitor:
              for t in trials], columns=["task", "image_id", "method", "n_answers"])
         frame = frame.groupby(["task", "image_id", "method"], as_index=False).agg(
             n_answers=("n_answers", "sum"), cells=("n_answers", "size"))
-        frame["target"] = frame.pop("cells") * self.design.config.answers_per_cell
+        frame["target"] = frame.pop("cells") * self.built.config.answers_per_cell
         return frame

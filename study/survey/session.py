@@ -5,7 +5,7 @@ processes at once, and a reload or a server restart resumes a participant at the
 unanswered trial. A replayed answer is recognised and reported, but what guarantees that no
 answer is stored twice, even when two writers race, is the UNIQUE(participant, trial)
 constraint itself. A participant can only ever reach their own plan rows.
-No Streamlit here: the UI calls these methods and renders what they return. The study's design
+No Streamlit here: the UI calls these methods and renders what they return. The built study
 (`study.store.built_study`, loaded once) and the admin queries (`study.survey.monitor`) live apart.
 """
 from __future__ import annotations
@@ -26,11 +26,11 @@ from sqlalchemy.orm import Session
 
 from study.store import erasure
 from study.protocol import plans
-from study.store.built_study import StudyDesign
+from study.store.built_study import BuiltStudy
 from study.store.identity import (PILOT_ENV, BadLink, check_external_id, holds_credential, is_pilot_link, link_secret,
-                            new_credential, verify)
+                                  new_credential, verify)
 from study.store.database import (Event, Participant, PlanRow, QuestionnaireAnswer, Response, Study, as_utc, open_study,
-                           utcnow)
+                                  utcnow)
 
 MAX_RT_MS = 24 * 3600 * 1000
 ABANDONED_AFTER = timedelta(hours=2)     # no answer for this long: the participant's slot is reused
@@ -80,7 +80,7 @@ class ParticipantState:
 @dataclass(frozen=True)
 class TrialView:
     """One trial as the participant sees it (display order already applied); `trial_id` names
-    its template in the study's design."""
+    its template in the built study."""
     trial_index: int
     trial_id: int
     task: str
@@ -121,7 +121,7 @@ class SurveySession:
         self._now = clock
         folder = open_study(study_dir)
         self.study_dir, self.config, self.db, self.study_id = folder.path, folder.config, folder.database, folder.study_id
-        self.design = StudyDesign.load(folder)
+        self.built = BuiltStudy.load(folder)
         self.pilot_run = bool(os.environ.get(PILOT_ENV))     # `camstudy serve --pilot`
 
     @cached_property
@@ -168,7 +168,7 @@ class SurveySession:
 
         participant_id, issued = self.db.write(work)
         if participant_id is None:
-            return ParticipantState(None, external_id, None, False, 0, self.design.plan_length, None)
+            return ParticipantState(None, external_id, None, False, 0, self.built.plan_length, None)
         return replace(self.state(participant_id), credential=issued)
 
     def state(self, participant_id: int) -> ParticipantState:
@@ -200,7 +200,7 @@ class SurveySession:
         language = language if language in self.config.languages else self.config.language
         external_id = self._external_id(external_id, signature)
         pilot = self._is_pilot(external_id, pilot)
-        design = self.design
+        built = self.built
 
         def work(s: Session) -> tuple[int, str | None]:
             known = s.execute(select(Participant.id, Participant.consented, Participant.credential_hash,
@@ -214,7 +214,7 @@ class SurveySession:
                     raise ConsentConflict("you already agreed to take part (in another tab or window); to stop "
                                           "now, use “Withdraw from the study”")
                 return known.id, self._resume(s, known, credential)
-            seed = plans.participant_seed(design.seed, external_id)
+            seed = plans.participant_seed(built.seed, external_id)
             token, digest = new_credential() if agreed else (None, None)
             person = Participant(study_id=self.study_id, external_id=external_id, seed=seed, consented=agreed,
                                  is_pilot=pilot,
@@ -228,8 +228,8 @@ class SurveySession:
                 # Taking the study row's lock first serialises slot assignment (SQLite and PostgreSQL).
                 s.execute(update(Study).where(Study.id == self.study_id).values(consents=Study.consents + 1))
                 person.slot = self._pilot_slot(s, person.id) if pilot else plans.first_free_slot(self._held_slots(s))
-                person.condition = design.condition_of(person.slot)
-                for index, planned in enumerate(design.plan(person.slot, seed)):
+                person.condition = built.condition_of(person.slot)
+                for index, planned in enumerate(built.plan(person.slot, seed)):
                     t = planned.trial
                     s.add(PlanRow(participant_id=person.id, trial_index=index, trial_id=t.id, task=t.task,
                                   image_id=t.image_id, model=t.model, model_b=t.model_b, method=t.method,
@@ -293,7 +293,7 @@ class SurveySession:
                 return earlier
             if row.shown_at is None:
                 raise ValueError(f"trial {trial_index} has not been shown yet; call next_trial first")
-            spec = self.design.trial(row.trial_id).spec
+            spec = self.built.trial(row.trial_id).spec
             _, _, options = spec.view(row.display)
             if response not in {value for value, _ in options}:
                 raise ValueError(f"response {response!r} is not an option of trial {trial_index} "
@@ -445,7 +445,7 @@ class SurveySession:
     def _counts(self, s: Session, participant_id: int) -> tuple[int, int]:
         """(answered, plan length); every plan has the same length, also before consent."""
         done = s.scalar(select(func.count(Response.id)).where(Response.participant_id == participant_id))
-        return done, self.design.plan_length
+        return done, self.built.plan_length
 
     def _stored(self, s: Session, participant_id: int, trial_index: int) -> AnswerOutcome | None:
         earlier = s.execute(select(Response.correct).where(Response.participant_id == participant_id,
@@ -455,17 +455,17 @@ class SurveySession:
     def preview(self, trial_id: int, seed: int = 0, language: str | None = None) -> TrialView:
         """Trial `trial_id` as a participant would see it (one seeded display order), for the admin's
         preview; nothing is read from or written to any participant's records."""
-        template = self.design.trial(trial_id)
+        template = self.built.trial(trial_id)
         row = _PreviewRow(-1, trial_id, template.task, template.role == "practice", template.role == "attention",
                           template.spec.randomise(random.Random(f"{seed}|{trial_id}")))
         return self._view(row, self._now(), language)
 
     def _view(self, row, shown_at: datetime, language: str | None) -> TrialView:
-        spec = self.design.trial(row.trial_id).spec_in(language)
+        spec = self.built.trial(row.trial_id).spec_in(language)
         stimuli, captions, options = spec.view(row.display)
         return TrialView(
             trial_index=row.trial_index, trial_id=row.trial_id, task=row.task, is_practice=row.is_practice,
             is_attention_check=row.is_attention_check, prompt_md=spec.prompt_md,
-            images=[self.design.stimulus_path(i) for i in stimuli], captions=captions,
+            images=[self.built.stimulus_path(i) for i in stimuli], captions=captions,
             options=options, confidence_options=list(spec.confidence_options),
             feedback_md=spec.feedback_md if row.is_practice else None, shown_at=shown_at)

@@ -4,7 +4,7 @@ They exist to test the survey end to end (concurrency, quotas, recovered accurac
 give the demo data. Their external ids start with `SIM-` so no one mistakes them for people.
 A simulated participant acts only through the participant API a person's browser uses (enter,
 consent, next trial, answer, complete); it looks up the right answer of each scored trial in the
-study's design and gives it with probability
+built study and gives it with probability
 
     P(right) = expit(logit(accuracy[method]) + ability - difficulty[image]),
     ability ~ N(0, participant_sd²) per participant, difficulty ~ N(0, image_sd²) per image,
@@ -104,7 +104,7 @@ def choose(session: SurveySession, trial: TrialView, accuracy: dict[str, float],
            ability: float = 0.0, difficulty: ImageDifficulty = ImageDifficulty(0, 0.0)) -> str:
     """The right answer with the method's probability (shifted by ability and the image's
     difficulty on the logit scale), otherwise a random wrong option."""
-    template = session.design.trial(trial.trial_id)
+    template = session.built.trial(trial.trial_id)
     method, right = template.method, template.spec.answer
     values = [value for value, _ in trial.options]
     if right is None:

@@ -6,7 +6,8 @@ register it below, plus its view in `ui/` if the generic trial form does not fit
 from __future__ import annotations
 
 from study.protocol.tasks.agreement import Agreement
-from study.protocol.tasks.base import Condition, ExampleRequest, MapRequest, Measure, Predictions, TaskType, Unit
+from study.protocol.tasks.base import (Condition, ExampleRequest, MapRequest, Measure, NoOptions, Predictions, TaskConfig,
+                                       TaskType, Unit)
 from study.protocol.tasks.class_discrimination import ClassDiscrimination
 from study.protocol.tasks.compare import Compare
 from study.protocol.tasks.distinction import Distinction
@@ -15,8 +16,8 @@ from study.protocol.tasks.rating import Rating
 from study.protocol.tasks.spec import TrialSpec
 from study.protocol.tasks.trust import Trust
 
-__all__ = ["TASKS", "Condition", "ExampleRequest", "MapRequest", "Measure", "Predictions", "TaskType", "TrialSpec", "Unit",
-           "register"]
+__all__ = ["TASKS", "Condition", "ExampleRequest", "MapRequest", "Measure", "NoOptions", "Predictions", "TaskConfig",
+           "TaskType", "TrialSpec", "Unit", "register"]
 
 TASKS: dict[str, TaskType] = {}
 

@@ -1,19 +1,26 @@
 """HIVE: the model's prediction and its map; is the prediction correct?"""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from study.protocol.tasks.base import ENGLISH, Measure, TaskType, Unit, confidence_options, confidence_points, labelled
 from study.protocol.tasks.spec import TrialSpec
 
 
+@dataclass(frozen=True)
+class AgreementOptions:
+    confidence_points: int = 4    # 4 or 5 (0: not asked)
+
+
 class Agreement(TaskType):
     name = "agreement"
-    option_keys = TaskType.option_keys | {"confidence_points"}
+    options_type = AgreementOptions
     hosts_attention_checks = True
     measures = (Measure("correct", "accuracy", "nominal"), Measure("confidence", "confidence", "ordinal"))
     codebook = "yes/no"
 
     def parse_options(self, check, raw, path, methods, models):
-        return {"confidence_points": confidence_points(check, raw, path)}
+        return AgreementOptions(confidence_points(check, raw, path))
 
     def units(self, task, items, predictions, combine, rng):
         units = []
@@ -26,5 +33,5 @@ class Agreement(TaskType):
         answer = "yes" if unit.answer else "no"
         return TrialSpec(say("task.agreement.prompt", name=names[unit.classes[0]]),
                          (("yes", say("task.agreement.yes")), ("no", say("task.agreement.no"))), answer=answer,
-                         confidence_options=confidence_options(task.confidence_points, say),
+                         confidence_options=confidence_options(task.options.confidence_points, say),
                          feedback_md=say("task.agreement.was_right" if unit.answer else "task.agreement.was_wrong"))

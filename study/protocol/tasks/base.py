@@ -6,15 +6,15 @@ unit x condition pair is a cell; `study.protocol.plans` decides which cells a pa
 build renders the maps a cell needs (`maps`) and stores a `TrialSpec` per trial; the survey
 shows and scores trials from that spec alone.
 
-A task type owns everything about itself: its config keys and their validation
-(`option_keys`, `parse_options`), whether it can host attention checks, how its trials are made,
+A task type owns everything about itself: its config options (an `options_type` dataclass, read by
+`parse_options`), whether it can host attention checks, how its trials are made,
 its answer vocabulary, its measures for the analysis and its codebook text. The rest of camstudy
 looks these up in `study.protocol.tasks.TASKS`.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from study.protocol.messages import DEFAULT_LANGUAGE, Say, speaker
@@ -22,8 +22,6 @@ from study.protocol.tasks.spec import Option, TrialSpec
 
 if TYPE_CHECKING:
     import random
-
-    from study.protocol.config import TaskConfig
 
 CONFIDENCE_POINTS = (4, 5)       # the confidence scales of the HIVE tasks (labels: study.protocol.messages)
 ENGLISH: Say = speaker(DEFAULT_LANGUAGE)
@@ -35,8 +33,27 @@ def confidence_options(points: int, say: Say) -> tuple[Option, ...]:
 
 
 @dataclass(frozen=True)
+class NoOptions:
+    """The options of a task type that has none beyond every task's."""
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """One `[[tasks]]` table: what every task has, and its type's own options (`options`, an instance of the
+    type's `options_type`). Adding a task type therefore never touches the config module."""
+    type: str
+    methods: tuple[str, ...]
+    model: str                             # the classifier its maps explain (trust: the first of its two)
+    trials: int | None = None              # per participant; None = one per image
+    images: str | None = None              # the task's own image set; None = the study's
+    design: str = "within"                 # "within": every participant sees every method (Latin square);
+                                           # "between": each participant sees only their condition's method
+    options: Any = NoOptions()
+
+
+@dataclass(frozen=True)
 class Unit:
-    """What one trial is about: an image item (`study.images.items.ImageItem`) and its classes."""
+    """What one trial is about: an image item (`study.images.ImageItem`) and its classes."""
     item: Any
     classes: tuple[int, ...]      # class(es) the trial's maps explain, in canonical order
     answer: int | None = None     # distinction: the right class; agreement: 1/0 prediction right
@@ -111,7 +128,8 @@ Predictions = dict[str, dict[str, list[tuple[int, float]]]]   # model -> image_i
 class TaskType:
     """Base task: one map of the unit's class per trial, under each configured method."""
     name = ""
-    option_keys: frozenset[str] = frozenset({"model"})   # config keys beyond type, methods, trials and images
+    options_type: type = NoOptions              # a frozen dataclass: the type's own config keys and defaults
+    takes_model = True                          # reads the `model` key (trust names its two in `models`)
     method_names: frozenset[str] | None = None  # what `methods` may name (None: the explainers)
     default_methods: tuple[str, ...] | None = None   # `methods` when the task names none (None: the study's)
     hosts_attention_checks = False              # can a trial be turned into an instructed-response check
@@ -119,11 +137,23 @@ class TaskType:
     measures: tuple[Measure, ...] = ()
     codebook = ""                               # what `response` holds for this task (codebook.csv)
 
-    def parse_options(self, check, raw: dict, path: tuple, methods: tuple[str, ...],
-                      models: tuple[str, ...]) -> dict[str, Any]:
-        """TaskConfig fields from the task's own config keys; `check` is the config validator
-        (its `typed`, `count`, `strings` and `fail` give errors that name the key and line)."""
-        return {}
+    @property
+    def option_keys(self) -> frozenset[str]:
+        """Config keys beyond every task's (type, methods, trials, images, design)."""
+        return frozenset(f.name for f in fields(self.options_type)) | ({"model"} if self.takes_model else set())
+
+    def parse_options(self, check, raw: dict, path: tuple, methods: tuple[str, ...], models: tuple[str, ...]):
+        """The task's `options_type` from its own config keys; `check` is the config validator (its
+        `typed`, `count`, `strings`, `image_set` and `fail` give errors that name the key and line)."""
+        return self.options_type()
+
+    def task_model(self, options, model: str) -> str:
+        """The model a task's maps explain: the `model` key's (trust: the first of its `models`)."""
+        return model
+
+    def models(self, task: TaskConfig) -> tuple[str, ...]:
+        """Every model whose predictions the task's units need."""
+        return (task.model,)
 
     def conditions(self, task: TaskConfig) -> list[Condition]:
         return [Condition(method=m, model=task.model) for m in task.methods]

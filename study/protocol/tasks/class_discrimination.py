@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 
 from study.protocol.tasks.base import ENGLISH, Condition, Measure, TaskType, Unit, labelled
 from study.protocol.tasks.spec import TrialSpec
@@ -9,15 +10,20 @@ from study.protocol.tasks.spec import TrialSpec
 NEITHER = "both_or_neither"
 
 
+@dataclass(frozen=True)
+class ClassDiscriminationOptions:
+    composites: int = 8           # two-category composites to make from single-category photos
+
+
 class ClassDiscrimination(TaskType):
     name = "class_discrimination"
-    option_keys = TaskType.option_keys | {"composites"}
+    options_type = ClassDiscriminationOptions
     hosts_attention_checks = True
     measures = (Measure("correct", "accuracy", "nominal"),)
     codebook = f"a class index, or {NEITHER} (counted wrong)"
 
     def parse_options(self, check, raw, path, methods, models):
-        return {"composites": check.count(raw, path, "composites", 8)}
+        return ClassDiscriminationOptions(check.count(raw, path, "composites", 8))
 
     def conditions(self, task):
         return [Condition(method=m, model=task.model, which=w) for m in task.methods for w in (0, 1)]
@@ -30,7 +36,7 @@ class ClassDiscrimination(TaskType):
         # Prefer pairs that use images evenly, so no photo dominates the composites.
         used: dict[str, int] = {}
         chosen = []
-        for _ in range(min(task.composites, len(pairs))):
+        for _ in range(min(task.options.composites, len(pairs))):
             best = min(pairs, key=lambda p: used.get(p[0].image_id, 0) + used.get(p[1].image_id, 0))
             pairs.remove(best)
             chosen.append(best)

@@ -1,15 +1,22 @@
 """Ablation-CAM 6.3: two methods' maps of one image side by side; which highlights the class best?"""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from study.protocol.tasks.base import ENGLISH, Condition, MapRequest, TaskType
 from study.protocol.tasks.spec import TrialSpec
 
 SAME = "same"
 
 
+@dataclass(frozen=True)
+class CompareOptions:
+    pairs: tuple[tuple[str, str], ...] = ()   # method pairs shown side by side (default: every pair)
+
+
 class Compare(TaskType):
     name = "compare"
-    option_keys = TaskType.option_keys | {"pairs"}
+    options_type = CompareOptions
     codebook = f"the preferred method's name, or {SAME!r}"
     between_subjects = False      # its trials show two methods to the same person
     # Its measures (share preferred, vote score) come from study.results.analysis.vote_scores.
@@ -19,7 +26,7 @@ class Compare(TaskType):
         if value is None:
             if len(methods) < 2:
                 raise check.fail(path + ("methods",), "compare needs at least two methods")
-            return {"pairs": tuple((a, b) for i, a in enumerate(methods) for b in methods[i + 1:])}
+            return CompareOptions(tuple((a, b) for i, a in enumerate(methods) for b in methods[i + 1:]))
         pairs = []
         for pair in value:
             if (not isinstance(pair, list) or len(pair) != 2 or pair[0] == pair[1]
@@ -28,10 +35,10 @@ class Compare(TaskType):
             pairs.append((pair[0], pair[1]))
         if not pairs:
             raise check.fail(path + ("pairs",), "must not be empty")
-        return {"pairs": tuple(pairs)}
+        return CompareOptions(tuple(pairs))
 
     def conditions(self, task):
-        return [Condition(method=a, method_b=b, model=task.model) for a, b in task.pairs]
+        return [Condition(method=a, method_b=b, model=task.model) for a, b in task.options.pairs]
 
     def maps(self, task, unit, cond):
         return [MapRequest(unit.item.image_id, cond.model, m, unit.classes) for m in (cond.method, cond.method_b)]

@@ -9,17 +9,28 @@ task's methods, so the two can be compared within or between participants like e
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from study.protocol.tasks.base import (ENGLISH, ExampleRequest, Measure, TaskType, Unit, confidence_options,
-                              confidence_points, labelled)
+                                       confidence_points, labelled)
 from study.protocol.tasks.spec import TrialSpec
 
-EXAMPLE_METHODS = ("influence", "similarity")   # study.explainers.influence.METHODS, without importing torch
+EXAMPLE_METHODS = ("influence", "similarity")   # study.explainers.influence.EXAMPLE_METHODS, without importing torch
 MAX_EXAMPLES = 8
+
+
+@dataclass(frozen=True)
+class ExamplesOptions:
+    train_images: str             # the model's training set (required: influence is about it)
+    k: int = 4                    # training images shown
+    choices: int = 4              # classes to choose from: the prediction and the next most likely
+    l2: float = 1e-4              # the weight decay the model's last layer was trained with
+    confidence_points: int = 4    # 4 or 5 (0: not asked)
 
 
 class Examples(TaskType):
     name = "examples"
-    option_keys = TaskType.option_keys | {"k", "choices", "l2", "train_images", "confidence_points"}
+    options_type = ExamplesOptions
     method_names = frozenset(EXAMPLE_METHODS)
     default_methods = ("influence",)
     hosts_attention_checks = True
@@ -42,21 +53,20 @@ class Examples(TaskType):
         if train is None:
             raise check.fail(path, "missing required key 'train_images' (the model's training set: 'digits:train', "
                                    "'digits' or a folder of class folders)")
-        return {"k": k, "choices": choices, "l2": l2, "train_images": train,
-                "confidence_points": confidence_points(check, raw, path)}
+        return ExamplesOptions(train, k, choices, l2, confidence_points(check, raw, path))
 
     def units(self, task, items, predictions, combine, rng):
         """Every labelled image; its classes are the model's top `choices`, the prediction first."""
         units = []
         for item in labelled(items):
-            top = tuple(c for c, _ in predictions[task.model][item.image_id][: task.choices])
-            if len(top) == task.choices:
+            top = tuple(c for c, _ in predictions[task.model][item.image_id][: task.options.choices])
+            if len(top) == task.options.choices:
                 units.append(Unit(item, top, answer=top[0]))
         return units
 
     def maps(self, task, unit, cond):
-        return [ExampleRequest(unit.item.image_id, cond.model, cond.method, (unit.answer,), task.train_images,
-                               task.k, task.l2)]
+        return [ExampleRequest(unit.item.image_id, cond.model, cond.method, (unit.answer,), task.options.train_images,
+                               task.options.k, task.options.l2)]
 
     def target(self, unit, cond):
         return unit.answer
@@ -64,7 +74,7 @@ class Examples(TaskType):
     def spec(self, task, unit, cond, names, say=ENGLISH):
         options = tuple((str(c), names[c]) for c in unit.classes)
         return TrialSpec(
-            say("task.examples.prompt", k=task.k), options, captions=(say("task.examples.caption", k=task.k),),
+            say("task.examples.prompt", k=task.options.k), options, captions=(say("task.examples.caption", k=task.options.k),),
             shuffle_options=True, answer=str(unit.answer),
-            confidence_options=confidence_options(task.confidence_points, say),
+            confidence_options=confidence_options(task.options.confidence_points, say),
             feedback_md=say("task.examples.predicted", name=names[unit.answer]))

@@ -1,6 +1,8 @@
 """Grad-CAM 5.3: two models' maps of an image both classify correctly; which is more reliable?"""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from study.protocol.tasks.base import ENGLISH, Condition, MapRequest, Measure, TaskType, Unit, labelled
 from study.protocol.tasks.spec import TrialSpec
 
@@ -8,9 +10,15 @@ from study.protocol.tasks.spec import TrialSpec
 TRUST = (("-2", "left_much"), ("-1", "left_little"), ("0", "equal"), ("1", "right_little"), ("2", "right_much"))
 
 
+@dataclass(frozen=True)
+class TrustOptions:
+    models: tuple[str, str]       # the two models whose maps are compared (default: the study's two)
+
+
 class Trust(TaskType):
     name = "trust"
-    option_keys = frozenset({"models"})
+    options_type = TrustOptions
+    takes_model = False
     measures = (Measure("rating", "trust", "interval"),)
     codebook = "-2..2 as shown (negative = left model)"
 
@@ -18,14 +26,20 @@ class Trust(TaskType):
         pair = check.strings(raw, path, "models", list(models), allowed=set(models))
         if len(pair) != 2:
             raise check.fail(path + ("models",), "trust compares exactly two models")
-        return {"models": pair, "model": pair[0]}
+        return TrustOptions(pair)
+
+    def task_model(self, options, model):
+        return options.models[0]
+
+    def models(self, task):
+        return task.options.models
 
     def conditions(self, task):
-        a, b = task.models
+        a, b = task.options.models
         return [Condition(method=m, model=a, model_b=b) for m in task.methods]
 
     def units(self, task, items, predictions, combine, rng):
-        a, b = task.models
+        a, b = task.options.models
         units = []
         for item in labelled(items):
             top_a, top_b = predictions[a][item.image_id][0][0], predictions[b][item.image_id][0][0]

@@ -194,7 +194,7 @@ class FakeSurveySession:
         return url and url.format(code=self.config.completion_code,
                                   pid=self.people[pid].external_id)
 
-    def example(self, condition=None):
+    def instructions_map(self, condition=None):
         return self.images[0], "tabby cat"
 
     def link_views(self):

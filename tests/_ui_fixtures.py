@@ -158,7 +158,7 @@ class FakeSurveySession:
             feedback_md="The cat is on the left." if practice else None, shown_at=shown)
 
     @property
-    def design(self):
+    def built(self):
         """The trials' templates, as the admin's preview lists them."""
         return SimpleNamespace(trials={i: SimpleNamespace(id=i, task=t[0], role="main", image_id="img", method="gradcam",
                                                            method_b=None, model="m", model_b=None, task_position=0)

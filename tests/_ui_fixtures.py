@@ -155,7 +155,7 @@ class FakeSurveySession:
                        else f"**{task}**: how well does it highlight the *cat*?"),
             images=self.images[:n], captions=[f"Map {chr(65 + k)}" for k in range(n)],
             options=options, confidence_options=confidence,
-            feedback_md="The cat is on the left." if practice else None, shown_at=shown)
+            feedback_md="The cat is on the left." if practice else None, shown_at=shown, feedback_images=[])
 
     @property
     def built(self):

@@ -175,6 +175,8 @@ def _feedback(fb: dict) -> None:
         st.error(t("feedback.wrong"))
     if fb["feedback_md"]:
         st.markdown(fb["feedback_md"])
+    for path in fb.get("images", ()):
+        context.show_stimulus(st, path, width="stretch", alt=t("trial.alt_one"))
     with st.form(f"feedback-{fb['trial_index']}", border=False):
         if st.form_submit_button(t("feedback.continue"), type="primary"):
             del st.session_state["feedback"]
@@ -206,9 +208,9 @@ def _trials(s) -> None:
                        rt_ms=_rt_ms(trial.shown_at), confidence=submission.confidence)
     if outcome.duplicate:   # answered meanwhile in another tab of this browser: say so, move on
         state.notice = t("trial.already_answered")
-    elif trial.is_practice:
-        state.feedback = {"trial_index": trial.trial_index, "correct": outcome.correct,
-                          "feedback_md": trial.feedback_md}
+    elif trial.feedback_md is not None:   # practice, or a trial that always reveals (utility learning)
+        state.feedback = {"trial_index": trial.trial_index, "correct": outcome.correct if trial.is_practice else None,
+                          "feedback_md": trial.feedback_md, "images": trial.feedback_images}
     st.rerun()
 
 

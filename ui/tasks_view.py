@@ -62,7 +62,8 @@ def trial_form(trial) -> Submission | None:
     with st.form(f"trial-{trial.trial_index}", border=False):
         st.markdown(trial.prompt_md)  # the question first: on a phone the maps fill the screen
         show_images(trial)
-        response = _choice(t("trial.your_answer"), trial.options, f"answer-{trial.trial_index}")
+        # A trial without options is one to study: Next goes on, and "" is stored.
+        response = _choice(t("trial.your_answer"), trial.options, f"answer-{trial.trial_index}") if trial.options else ""
         confidence = None
         if trial.confidence_options:
             confidence = _choice(t("trial.how_confident"), trial.confidence_options,

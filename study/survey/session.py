@@ -14,7 +14,7 @@ import os
 import random
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -89,10 +89,11 @@ class TrialView:
     prompt_md: str
     images: list[Path]
     captions: list[str]
-    options: list[tuple[str, str]]
+    options: list[tuple[str, str]]          # empty: nothing to choose, the participant goes on
     confidence_options: list[tuple[str, str]]
-    feedback_md: str | None
+    feedback_md: str | None                 # shown after the answer (practice, or the spec's always_feedback)
     shown_at: datetime
+    feedback_images: list[Path] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -295,7 +296,7 @@ class SurveySession:
                 raise ValueError(f"trial {trial_index} has not been shown yet; call next_trial first")
             spec = self.built.trial(row.trial_id).spec
             _, _, options = spec.view(row.display)
-            if response not in {value for value, _ in options}:
+            if response not in ({value for value, _ in options} if options else {""}):
                 raise ValueError(f"response {response!r} is not an option of trial {trial_index} "
                                  f"({', '.join(v for v, _ in options)})")
             confidence_values = [v for v, _ in spec.confidence_options]
@@ -468,4 +469,5 @@ class SurveySession:
             is_attention_check=row.is_attention_check, prompt_md=spec.prompt_md,
             images=[self.built.stimulus_path(i) for i in stimuli], captions=captions,
             options=options, confidence_options=list(spec.confidence_options),
-            feedback_md=spec.feedback_md if row.is_practice else None, shown_at=shown_at)
+            feedback_md=spec.feedback_md if row.is_practice or spec.always_feedback else None, shown_at=shown_at,
+            feedback_images=[self.built.stimulus_path(i) for i in spec.feedback_stimuli])

@@ -23,6 +23,10 @@ class TrialSpec:
     Left/Right, distinction's classes); `position_labels`: labels by display position;
     `fixed_tail`: trailing options never shuffled ("same", "both or neither"); `answer`: the
     right value or None; `scale`: how a response is read as a number ("likert", "trust" or None).
+    No `options`: the participant studies the screen and goes on (the answer is stored as "").
+    `feedback_md` and the pictures `feedback_stimuli` are shown once the answer is stored: on practice
+    trials, and on every trial with `always_feedback` (a utility task's learning phase reveals the
+    model's decision and its map after the participant's guess).
     """
     prompt_md: str
     options: tuple[Option, ...]
@@ -37,6 +41,8 @@ class TrialSpec:
     answer: str | None = None
     scale: str | None = None
     feedback_md: str = ""
+    feedback_stimuli: tuple[int, ...] = ()
+    always_feedback: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -47,13 +53,13 @@ class TrialSpec:
         fields = dict(data)
         for key in ("options", "confidence_options"):
             fields[key] = tuple(tuple(o) for o in fields.get(key) or ())
-        for key in ("stimuli", "captions", "position_labels"):
+        for key in ("stimuli", "captions", "position_labels", "feedback_stimuli"):
             if fields.get(key) is not None:
                 fields[key] = tuple(fields[key])
         return cls(**fields)
 
-    def with_stimuli(self, ids) -> TrialSpec:
-        return replace(self, stimuli=tuple(ids))
+    def with_stimuli(self, ids, feedback_ids=()) -> TrialSpec:
+        return replace(self, stimuli=tuple(ids), feedback_stimuli=tuple(feedback_ids))
 
     def as_attention_check(self, rng: random.Random, say: Say | None = None) -> TrialSpec:
         """The same trial turned into an instructed-response check with a known right answer,

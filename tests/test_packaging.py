@@ -97,12 +97,8 @@ def test_a_wheel_installed_without_e_builds_a_study_and_explains(tmp_path):
 
     camstudy("build", str(config), "--out", str(tmp_path / "study"))
     assert (tmp_path / "study" / "study.db").is_file() and any((tmp_path / "study" / "stimuli").glob("*.png"))
-    images = tmp_path / "two"
-    images.mkdir()
-    for name in ("chelsea", "coffee"):
-        from study.images import bundled_images
-        next(i for i in bundled_images() if i.image_id == name).image.save(images / f"{name}.png")
-    camstudy("explain", "--images", str(images), "--methods", "gradcam", "--out", str(tmp_path / "maps"))
+    camstudy("explain", "--images", "bundled", "--max-images", "2", "--methods", "gradcam", "--out", str(tmp_path / "maps"))
+    assert sorted(p.name for p in (tmp_path / "maps").iterdir() if p.is_dir()) == ["chelsea", "coffee"]
     assert (tmp_path / "maps" / "chelsea" / "gradcam.npy").is_file()
 
 

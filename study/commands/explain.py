@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="'bundled', an image folder, voc:IMAGES:ANNOTATIONS, or "
                              "imagenet:VAL_FOLDER:LOC_val_solution.csv:LOC_synset_mapping.txt")
     parser.add_argument("--methods", default="gradcam", help="comma-separated, e.g. gradcam,scorecam,rise")
+    parser.add_argument("--max-images", type=int, default=None, help="explain only the first N images")
     parser.add_argument("--target", choices=("top1", "label"), default="top1",
                         help="explain the model's top-1 class, or the image's labelled class where known")
     parser.add_argument("--target-layer", default=None, help="dotted module path (default: the model's CAM layer)")
@@ -37,7 +38,9 @@ def run(args) -> int:
     from study.stimuli.render import grid_figure
 
     methods = parse_methods(args.methods)
-    refs = image_refs(args.images)
+    if args.max_images is not None and args.max_images < 1:
+        raise ValueError(f"--max-images must be at least 1; got {args.max_images}")
+    refs = image_refs(args.images)[: args.max_images]
     with distributed.launched(args.device) as device:
         model = load_model(args.model, weights=args.weights, device=device)
         layer = args.target_layer or model.target_layer

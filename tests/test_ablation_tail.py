@@ -242,7 +242,7 @@ def test_the_probe_leaves_the_activations_as_the_layer_gave_them():
     with torch.no_grad():
         a = model.block.bn1(model.block.conv1(model.stem(x)))
     layer = FeatureLayer(model.block.bn1, name)
-    tail = ablation._tail(ablation.split_at(model, layer.module), layer, x)
+    tail = ablation.probe(ablation.split_at(model, layer.module), layer, x)
     assert tail.a.min() < 0
     torch.testing.assert_close(tail.a, a)
 

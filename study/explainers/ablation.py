@@ -73,7 +73,7 @@ def ablate(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, layer: Feat
     maps, paths = [], []
     with torch.no_grad():
         for xb, tb in zip(x.split(batch_size), targets.split(batch_size)):
-            tail = _tail(split, layer, xb) if split is not None else None
+            tail = probe(split, layer, xb) if split is not None else None
             if tail is None:
                 split = None  # untraceable, or a tail needing values that are not per image: every chunk
                 activations, scores, drops, path = _captured_drops(model, layer, xb, tb, batch_size)
@@ -92,9 +92,9 @@ def ablate(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, layer: Feat
     return Ablation(torch.cat(maps), "+".join(dict.fromkeys(paths)))
 
 
-def _tail(split: Split, layer: FeatureLayer, x: torch.Tensor) -> Tail | None:
-    """The tail probed on the front's output for `x`; None when it needs a value that is not per image (a
-    shape, say), which the ablated copies could not share."""
+def probe(split: Split, layer: FeatureLayer, x: torch.Tensor) -> Tail | None:
+    """The tail run on the front's output for `x` (see ablation_tail.Tail); None when it needs a value that
+    is not per image (a shape, say), which the ablated copies could not share."""
     a, *saved = split.front(x)
     if not all(isinstance(v, torch.Tensor) and v.shape[:1] == x.shape[:1] for v in saved):
         return None
@@ -168,32 +168,39 @@ class Split:
 
 class _LayerAsLeaf(fx.Tracer):
     """Traces through every module except the target layer, which stays one call (its output is A). With
-    `opaque`, so do the modules that do not contain the layer, other than torch's containers: for models
-    whose own modules fx cannot trace (a convolution that pads by the input's size), which then run as
-    they are, in the front or in the tail."""
+    `opaque`, the modules that do not contain the layer stay calls too, but for torch's containers."""
 
     def __init__(self, layer: nn.Module, name: str, opaque: bool):
         super().__init__()
         self.layer, self.name, self.opaque = layer, name, opaque
 
     def is_leaf_module(self, m: nn.Module, qualified_name: str) -> bool:
-        contains = qualified_name == "" or self.name.startswith(qualified_name + ".")
+        contains = self.name.startswith(qualified_name + ".")
         return (m is self.layer or super().is_leaf_module(m, qualified_name)
                 or (self.opaque and not contains and not isinstance(m, nn.Sequential)))
 
 
 def split_at(model: nn.Module, layer: nn.Module) -> Split | None:
-    """Cut `model` at `layer` with torch.fx, or None when it cannot be traced (not even with the modules
-    around the layer kept whole) or cut cleanly (the layer called more than once, the logits not depending
-    on it)."""
+    """Cut `model` at `layer` with torch.fx, or None when it cannot be traced or cut cleanly (the layer
+    called more than once, the logits not depending on it).
+
+    The modules that do not contain the layer are kept whole first: cheaper to trace, and fx need not read
+    code it cannot trace (EfficientNet-Lite's convolutions pad by the input's size). When the tail then holds
+    whole modules of other libraries than torch (a ResNet block after the cut), whose insides the tail's
+    analysis should see, the model is traced again into every module; the first cut stays if that fails.
+    """
     name = next(n for n, m in model.named_modules() if m is layer)
-    for opaque in (False, True):
-        try:
-            graph = _LayerAsLeaf(layer, name, opaque).trace(model)
-            break
-        except Exception:  # fx raises many types on untraceable code (control flow, unsupported ops)
-            continue
-    else:
+    split = _cut(model, layer, name, opaque=True)
+    if split is not None and any(n.op == "call_module" and not type(split.tail.get_submodule(n.target))
+                                 .__module__.startswith("torch.") for n in split.tail.graph.nodes):
+        split = _cut(model, layer, name, opaque=False) or split
+    return split
+
+
+def _cut(model: nn.Module, layer: nn.Module, name: str, opaque: bool) -> Split | None:
+    try:
+        graph = _LayerAsLeaf(layer, name, opaque).trace(model)
+    except Exception:  # fx raises many types on untraceable code (control flow, unsupported ops)
         return None
     nodes = list(graph.nodes)
     cut = [n for n in nodes if n.op == "call_module" and n.target == name]

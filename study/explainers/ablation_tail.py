@@ -72,6 +72,18 @@ _REDUCE = {torch.mean, torch.amax, torch.sum, "mean", "amax", "sum"}  # over spa
 
 
 @dataclass(frozen=True)
+class Suffix:
+    """What runs on the ablated copies: `module` takes the values of the `inputs` nodes (per copy) and returns
+    the logits, or, when the tail ends in `head` (an nn.Linear), that layer's input: the copies then need only
+    its target rows. `per_copy`: the most elements one copy holds in any of its values."""
+
+    module: fx.GraphModule
+    inputs: list[fx.Node]
+    head: nn.Linear | None
+    per_copy: int
+
+
+@dataclass(frozen=True)
 class _Mix:
     """A rank-1 node: a linear layer whose input changes by `delta` [B,K,...] (channel k's change at index k
     of dimension 1, zero elsewhere) when channel k of A is ablated; `columns` [K, out] or [K, out, kh, kw]: its
@@ -98,7 +110,7 @@ class Tail:
         self.inputs = [self.a, *(v.to(self.dtype) if v.is_floating_point() else v for v in saved)]
         self.pairs = active_pairs(self.a, positions)
         self.nodes = list(tail.graph.nodes)
-        self.env, self.zero, self.where, self.role, self.mixes = {}, {}, {}, {}, {}
+        self.env, self.zero, self.where, self.role, self.mixes, self.sizes = {}, {}, {}, {}, {}, {}
         # Normal tensors even under inference mode: their version counters reveal in-place writes.
         with torch.inference_mode(False), torch.no_grad(), torch.autocast(a.device.type, enabled=False):
             safe = self._probe()
@@ -107,9 +119,9 @@ class Tail:
         last = self.nodes[-1].args[0]
         self.logits = self.env[last]
         self.plain = ([n for n in self.nodes if n.op not in ("placeholder", "output")], placeholders)
-        self.path, self.part = "split", self.plain
+        self.path, self.part = "split", None  # part: the rank-1 path's (suffix nodes, their inputs)
         if self.role.get(last) == RANK1 and self.logits.dim() == 2:
-            self.path, self.part = PER_CHANNEL, None
+            self.path = PER_CHANNEL
         elif safe:
             part = self._partition()
             if last in part[0] and any(self.role[n] == RANK1 for n in part[1]):
@@ -121,14 +133,16 @@ class Tail:
         if shortcuts and self.path == PER_CHANNEL:  # W[c, k] (f_k(A) - f_k(0)), delta = f(0) - f(A)
             mix = self.mixes[self.nodes[-1].args[0]]
             return -mix.columns.t()[targets] * mix.delta[:, None, :]
-        return self._copies_drops(self.part if shortcuts else self.plain, targets, budget)
+        return self._copies_drops(self.suffix(shortcuts), targets, budget)
 
     # --- the probe ------------------------------------------------------------------------------------
 
     def _probe(self) -> bool:
         """Run the tail on A, sorting the nodes (`role`); False if a value was written in place while
-        something else could still read it (then only the split is safe)."""
+        something else could still read it (then only the split is safe). Suffix values are dropped once
+        read (the copies recompute them): only their size per image is kept (`sizes`)."""
         safe, inputs, first = True, iter(self.inputs), self.nodes[0]
+        readers = {node: len(node.users) for node in self.nodes}
         for node in self.nodes:
             if node.op == "output":
                 continue
@@ -138,15 +152,21 @@ class Tail:
                 if node is first:
                     self.role[node], self.where[node] = PER_CHANNEL, self.positions
                     self.zero[node] = zeroed(self.a, self.positions.flatten())
-                continue
-            copy_first = in_place(node, self.module) and self._only_reader(node)
-            versions = [(a, self.env[a]._version) for a in node.all_input_nodes if torch.is_tensor(self.env[a])]
-            self.env[node] = _run(self.module, node, self.env.__getitem__, copy_first)
-            safe = safe and all(self.env[a]._version == v for a, v in versions)
-            if safe:
-                self._classify(node, copy_first)
             else:
-                self.role[node] = SUFFIX
+                copy_first = in_place(node, self.module) and self._only_reader(node)
+                versions = [(a, self.env[a]._version) for a in node.all_input_nodes if torch.is_tensor(self.env[a])]
+                self.env[node] = _run(self.module, node, self.env.__getitem__, copy_first)
+                safe = safe and all(self.env[a]._version == v for a, v in versions)
+                if safe:
+                    self._classify(node, copy_first)
+                else:
+                    self.role[node] = SUFFIX
+            value = self.env[node]
+            self.sizes[node] = value.numel() // len(self.a) if torch.is_tensor(value) else 0
+            for a in node.all_input_nodes:
+                readers[a] -= 1
+                if not readers[a] and self.role[a] == SUFFIX:
+                    del self.env[a]
         return safe
 
     def _only_reader(self, node: fx.Node) -> bool:
@@ -228,24 +248,28 @@ class Tail:
                 todo += a.all_input_nodes
         return [n for n in self.nodes if n in suffix], [n for n in self.nodes if n in boundary]
 
-    def _copies_drops(self, part, targets, budget) -> torch.Tensor:
-        """y_c - y_c^k from the suffix run on the copies of every active (image, channel) pair."""
-        suffix, boundary = part
+    def suffix(self, shortcuts: bool = True) -> Suffix:
+        """What runs on the ablated copies (not on the per-channel path): the rank-1 path's suffix, or with
+        `shortcuts=False` (and on the split path) the whole tail."""
+        nodes, inputs = self.part if shortcuts and self.part is not None else self.plain
         last = self.nodes[-1].args[0]
-        head = self.module.get_submodule(last.target) if (
-            last in suffix and last.op == "call_module" and len(last.users) == 1
-            and type(self.module.get_submodule(last.target)) is nn.Linear) else None
-        graph = subgraph(self.nodes, set(suffix) - {last} if head is not None else set(suffix), boundary,
+        head = self.module.get_submodule(last.target) if last.op == "call_module" else None
+        if type(head) is not nn.Linear or len(last.users) != 1:
+            head = None
+        graph = subgraph(self.nodes, set(nodes) - {last} if head is not None else set(nodes), inputs,
                          last.args[0] if head is not None else last)
-        run = fx.GraphModule(self.module, graph)
-        b = len(self.a)
-        per_copy = max(v.numel() // b for n in (*suffix, *boundary) if torch.is_tensor(v := self.env[n]))
+        per_copy = max(self.sizes[n] for n in (*nodes, *inputs))
+        return Suffix(fx.GraphModule(self.module, graph), inputs, head, max(per_copy, 1))
+
+    def _copies_drops(self, suffix: Suffix, targets, budget) -> torch.Tensor:
+        """y_c - y_c^k from the suffix run on the copies of every active (image, channel) pair."""
         y = self.logits.to(self.dtype).gather(1, targets)
-        drops = y.new_zeros(b, targets.shape[1], self.positions.shape[0])
+        drops = y.new_zeros(len(self.a), targets.shape[1], self.positions.shape[0])
+        head = suffix.head
         with torch.autocast(self.a.device.type, enabled=False):
-            for i in range(b):  # a chunk's copies come from one image: rank-1 copies broadcast its value
-                for channel in self.pairs[self.pairs[:, 0] == i, 1].split(max(1, budget // max(per_copy, 1))):
-                    out = run(*(self._copies(n, i, channel) for n in boundary)).to(self.dtype)
+            for i in range(len(self.a)):  # a chunk's copies come from one image: rank-1 copies broadcast its value
+                for channel in self.pairs[self.pairs[:, 0] == i, 1].split(max(1, budget // suffix.per_copy)):
+                    out = suffix.module(*(self._copies(n, i, channel) for n in suffix.inputs)).to(self.dtype)
                     if head is None:
                         scores = out.gather(1, targets[i].expand(len(channel), -1))
                     else:  # only the target rows of the final linear layer

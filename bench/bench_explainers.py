@@ -338,6 +338,7 @@ def ablation_layer_rows(args) -> list[dict]:
           f"{'max|d| today':>13s} {'max|d| now':>11s} {'split32':>8s}")
     measured = []
     for name in args.models.split(","):
+        torch.manual_seed(0)  # the ResNets' random weights, the same in every run
         model = load_subject(name, device).model
         x = photos(model, args.images, args.size, device)
         with torch.no_grad():

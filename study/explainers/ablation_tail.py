@@ -200,14 +200,14 @@ class Tail:
                     columns = layer.weight.to(self.dtype).transpose(0, 1).contiguous()
                     self.role[node], self.mixes[node] = RANK1, _Mix(delta, columns, conv)
             return
-        conv = self.mixes.get(node.args[0]) if kind == "norm" else None  # a batch norm after a rank-1 conv
-        if conv is not None and conv.conv is not None and len(node.args[0].users) == 1 and out.dim() == 4:
+        mix = self.mixes.get(node.args[0]) if kind == "norm" else None  # a batch norm after a rank-1 conv
+        if mix is not None and mix.conv is not None and len(node.args[0].users) == 1 and out.dim() == 4:
             norm = self.module.get_submodule(node.target)
-            scale = torch.rsqrt(norm.running_var.to(self.dtype) + norm.eps)
+            scale = torch.rsqrt(norm.running_var.to(self.dtype) + norm.eps)  # BN(y + d) = BN(y) + scale * d
             if norm.weight is not None:
                 scale = scale * norm.weight.to(self.dtype)
             self.role[node] = RANK1
-            self.mixes[node] = _Mix(conv.delta, conv.columns * scale.view(1, -1, 1, 1), conv.conv)
+            self.mixes[node] = _Mix(mix.delta, mix.columns * scale.view(1, -1, 1, 1), mix.conv)
 
     def _per_channel_where(self, node, kind, deps, out) -> torch.Tensor | None:
         """Where channel k lies in `out` if the node keeps channels apart (see the module docstring), else None."""

@@ -8,12 +8,16 @@ A thin orchestrator: each section calls the `main(argv)` of bench_explainers.py,
 bench_metrics_r2.py or bench_transformers.py (which own the rows, the peers and the timing: synchronised,
 autocast, channels_last) and collects the rows they return, so rows added there appear here without a
 change. The JSON is rewritten after every section, so a stopped run keeps what it measured. The table
-gives each row's images/s, its ratio to its limit (its passes over the model's raw rate, measured in the
-same section) and, for a peer's row, our speed-up over it (our row's images/s over the peer's).
+gives each row's images/s, the forward passes it spent per image (where its bench counts them), its ratio
+to its limit (the passes it must spend over the model's raw rate, measured in the same section) and, for
+a peer's row, our speed-up over it (our row's images/s over the peer's). The `ablation_layers` section
+(bench_explainers.py --ablation-layers) times Ablation-CAM at the last block's layers of every model,
+today's code beside the current one, at 224x224 on the CPU too.
 
 On the CPU the set is reduced (one or two images at 96x96, fewer masks, samples and steps; the peers
-that need hundreds of full passes per image on one image, without a warm-up call), torch runs one
-thread and every section times this process's CPU time, so that the other load of a shared machine
+that need hundreds of full passes per image on one image, without a warm-up call; Ablation-CAM's layers
+on four images at 224x224, as they are quoted), torch runs one thread and every section times this
+process's CPU time, so that the other load of a shared machine
 neither skews the ratios nor stretches the run much. Absolute figures there are not promises; the
 ratios within a section are the result.
 """
@@ -35,8 +39,8 @@ import bench_metrics_r2  # noqa: E402
 import bench_transformers  # noqa: E402
 
 PRECISIONS = {"fp32": [], "bf16+channels_last": ["--amp", "bf16", "--channels-last"]}
-BENCHES = {"explainers": bench_explainers.main, "metrics": bench_metrics.main,
-           "metrics_r2": bench_metrics_r2.main, "transformers": bench_transformers.main}
+BENCHES = {"explainers": bench_explainers.main, "ablation_layers": bench_explainers.main,
+           "metrics": bench_metrics.main, "metrics_r2": bench_metrics_r2.main, "transformers": bench_transformers.main}
 # Per device: models, precisions, and per bench the arguments that size its work. Benches that take no
 # --model or --amp (metrics_r2: fp32 only; transformers: their own ViT) run once per model or once at all.
 PLANS = {
@@ -44,6 +48,7 @@ PLANS = {
         "models": ["resnet50", "efficientnet_lite0"],
         "precisions": ["fp32", "bf16+channels_last"],
         "explainers": ["--images", "16", "--batch-size", "64"],
+        "ablation_layers": ["--images", "16"],
         "metrics": ["--images", "64", "--batch-size", "256", "--naive-images", "1"],
         "metrics_r2": ["--images", "16", "--batch-size", "256"],
         "transformers": ["--images", "32", "--depth", "12", "--dim", "768", "--heads", "12"],
@@ -51,8 +56,10 @@ PLANS = {
     "cpu": {
         "models": ["resnet18", "efficientnet_lite0"],
         "precisions": ["fp32"],
-        "explainers": ["--images", "2", "--size", "96", "--batch-size", "32", "--repeats", "1", "--cpu-time",
-                       "--no-warmup", "--rise-masks", "64", "--lime-samples", "32", "--peer-images", "1"],
+        "explainers": ["--images", "2", "--size", "96", "--batch-size", "32", "--repeats", "3", "--cpu-time",
+                       "--remeasure", "--no-warmup", "--rise-masks", "64", "--lime-samples", "32",
+                       "--peer-images", "1"],
+        "ablation_layers": ["--images", "4", "--size", "224", "--repeats", "2", "--cpu-time"],
         "metrics": ["--images", "2", "--size", "96", "--batch-size", "64", "--naive-images", "1", "--step", "576"],
         "metrics_r2": ["--images", "2", "--size", "96", "--samples", "4", "--percentages", "3", "--regions", "6"],
         "transformers": ["--images", "1", "--size", "96", "--depth", "4", "--batch-size", "32", "--repeats", "1",
@@ -69,19 +76,22 @@ def sections(plan: dict, device: str):
                 yield bench, model, precision, ["--device", device, "--model", model, *PRECISIONS[precision],
                                                 *plan[bench]]
         yield "metrics_r2", model, "fp32", ["--device", device, "--model", model, *plan["metrics_r2"]]
+    yield "ablation_layers", "all", "fp32", ["--device", device, "--ablation-layers", *plan["ablation_layers"]]
     yield "transformers", "vit", "fp32", ["--device", device, *plan["transformers"]]
 
 
 def table(results: list[dict]) -> None:
     """One line per row; a peer's row also gives our speed-up over it (same bench, model, precision)."""
     ours = {(r["bench"], r["model"], r["precision"], r["row"]): r["images_per_s"] for r in results}
-    print(f"\n{'bench':12s} {'model':18s} {'precision':18s} {'row':40s} {'images/s':>10s} {'ratio':>7s} {'ours/peer':>9s}")
+    print(f"\n{'bench':15s} {'model':18s} {'precision':18s} {'row':40s} {'images/s':>10s} {'fwd/img':>8s} "
+          f"{'ratio':>7s} {'ours/peer':>9s}")
     for r in results:
         ratio = "" if r["ratio_to_limit"] is None else f"{r['ratio_to_limit']:.2f}"
+        passes = "" if r.get("passes_per_image") is None else f"{r['passes_per_image']:.1f}"
         mine = ours.get((r["bench"], r["model"], r["precision"], r.get("peer_of")))
         speedup = f"{mine / r['images_per_s']:.1f}x" if mine else ""
-        print(f"{r['bench']:12s} {r['model']:18s} {r['precision']:18s} {r['row'][:40]:40s} "
-              f"{r['images_per_s']:10.3f} {ratio:>7s} {speedup:>9s}")
+        print(f"{r['bench']:15s} {r['model']:18s} {r['precision']:18s} {r['row'][:40]:40s} "
+              f"{r['images_per_s']:10.3f} {passes:>8s} {ratio:>7s} {speedup:>9s}")
 
 
 def main(argv=None) -> None:

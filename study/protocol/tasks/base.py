@@ -70,7 +70,8 @@ class Unit:
 
     @property
     def image_id(self) -> str:
-        return self.item.image_id if self.item is not None else ""
+        """The image's id; a unit without an image may name itself in `extra["id"]` (a question)."""
+        return self.item.image_id if self.item is not None else self.extra.get("id", "")
 
 
 @dataclass(frozen=True)

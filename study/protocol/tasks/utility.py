@@ -26,12 +26,12 @@ import random
 from dataclasses import dataclass
 
 from study.protocol.questions import QuestionItem, parse_questions
-from study.protocol.tasks.base import (ENGLISH, KNOWN_METHODS, Condition, MapRequest, Measure, PhotoRequest, TaskType,
-                                       Unit, labelled)
+from study.protocol.tasks.base import ENGLISH, KNOWN_METHODS, MapRequest, PhotoRequest, TaskType, Unit, labelled
 from study.protocol.tasks.spec import TrialSpec
 
 CONTROL = "none"
 PHASES = ("learn", "test")
+QUESTION_PREFIX = "question:"      # a question trial's image_id: `question:<key>` (it shows no image)
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class Utility(TaskType):
     within_subjects = False
     between_only_because = ("each participant learns from one condition's maps, and maps once seen cannot be "
                             "unseen; remove design = \"within\" from this task")
-    measures = (Measure("correct", "accuracy", "nominal"),)
+    measures = ()                         # phases, rounds and conditions: study.results.utility analyses it
     codebook = ("a class index: the class the participant expects the model to choose (test trials, and learning "
                 "trials with learn_guess; empty on other learning trials), or a question's option")
 
@@ -114,7 +114,8 @@ class Utility(TaskType):
                 f"{len(decided)} ({n_wrong} model errors)")
         units = [Unit(item, (decision,), answer=decision, phase=phase, extra={"model_correct": right})
                  for phase in PHASES for item, decision, right in decided]
-        return units + [Unit(None, (), phase="question", extra={"question": q}) for q in range(len(options.questions))]
+        return units + [Unit(None, (), phase="question", extra={"question": q, "id": QUESTION_PREFIX + question.key})
+                        for q, question in enumerate(options.questions)]
 
     def layout(self, task, units):
         """The plan needs each image's decision and whether the model was right (learning units first)."""

@@ -103,3 +103,18 @@ def test_simulated_utility_study_the_cli_exports_and_lme4_agrees(tmp_path):
     joined = ours.merge(theirs, on=["task", "model", "measure", "test", "method_a", "method_b"], suffixes=("", "_r"))
     assert sorted(joined["method_a"]) == ["cam", "gradcam", "round"] and (joined["n"] == joined["n_r"]).all()
     assert ((joined["estimate"] - joined["estimate_r"]).abs() <= 0.02).all(), joined[["method_a", "estimate", "estimate_r"]]
+
+
+def test_power_of_a_utility_task_counts_participants_per_condition(tmp_path, capsys):
+    from _study_fixtures import write_config
+    from test_utility_task import TASK
+
+    config = write_config(tmp_path / "config", TASK.format(extra=""), practice=0, attention=0)
+    out = tmp_path / "power"
+    assert main(["power", str(config), "--utility", "0.5", "--control-accuracy", "0.5", "--participants", "4,30",
+                 "--simulations", "60", "--out", str(out)]) == 0
+    power = pd.read_csv(out / "power.csv")
+    assert list(power["participants"]) == [4, 30] and power["power"].iloc[1] > power["power"].iloc[0]
+    assert power["power"].iloc[1] > 0.8        # 0.5 -> 0.75 over 12 test answers each: easy to see with 30 a side
+    assert "participants per condition" in capsys.readouterr().out
+    assert main(["power", str(config), "--utility", "1.5", "--participants", "4", "--out", str(out)]) == 2

@@ -118,3 +118,12 @@ def test_power_of_a_utility_task_counts_participants_per_condition(tmp_path, cap
     assert power["power"].iloc[1] > 0.8        # 0.5 -> 0.75 over 12 test answers each: easy to see with 30 a side
     assert "participants per condition" in capsys.readouterr().out
     assert main(["power", str(config), "--utility", "1.5", "--participants", "4", "--out", str(out)]) == 2
+
+
+def test_the_report_shows_learning_curves_and_utility(tmp_path):
+    study = build(tmp_path)
+    assert main(["simulate", str(study), "--participants", "12", "--accuracy", "none=0.5,gradcam=0.8,cam=0.7"]) == 0
+    assert main(["report", str(study), "--out", str(tmp_path / "report")]) == 0
+    page = (tmp_path / "report" / "index.html").read_text()
+    section = page[page.index("<h2>Do explanations help people predict the model?</h2>"):]
+    assert "Learning curves per condition and utility per method" in section and "base64," in section

@@ -61,13 +61,13 @@ def utility_interval(correct_m, people_m, correct_none, people_none, *, n_resamp
 
 def test_answers(data: pd.DataFrame) -> pd.DataFrame:
     """The analysable answers of utility test trials (data: study.results.analysis.analysable rows)."""
-    return data[(data["task"] == "utility") & (data["phase"] == "test") & data["correct"].notna()]
+    return _phase(data, "test")
 
 
 def question_answers(data: pd.DataFrame) -> pd.DataFrame:
     """The analysable answers to utility end questions, with their key in `question` (their image_id is
     `question:<key>`: a question shows no image)."""
-    rows = data[(data["task"] == "utility") & (data["phase"] == "question") & data["correct"].notna()]
+    rows = _phase(data, "question")
     return rows.assign(question=rows["image_id"].astype(str).str.removeprefix(QUESTION_PREFIX))
 
 
@@ -132,8 +132,9 @@ def reliance(data: pd.DataFrame) -> list[tuple[str, str, str, str, pd.Series, pd
     model_right = said_yes == agreement["correct"].astype(bool)
     cases = [("agreement", agreement.assign(model_right=model_right, relied=said_yes))]
     tests = test_answers(data)
-    cases.append(("utility", tests.assign(model_right=tests["model_correct"].astype(bool),
-                                          relied=~tests["correct"].astype(bool))))
+    if len(tests):
+        cases.append(("utility", tests.assign(model_right=tests["model_correct"].astype(bool),
+                                              relied=~tests["correct"].astype(bool))))
     for task, frame in cases:
         for (model, method), group in frame.groupby([frame["model"].fillna("").astype(str), "method"], sort=True):
             for measure, right in (("over_reliance", False), ("under_reliance", True)):
@@ -162,3 +163,11 @@ def question_tests(data: pd.DataFrame) -> list[list]:
         rows.append(["utility", model, f"question_{key}", test, "all", "", "answer", float(statistic), float(p),
                      int(table.to_numpy().sum())])
     return rows
+
+
+def _phase(data: pd.DataFrame, phase: str) -> pd.DataFrame:
+    """The scored utility answers of one phase (none in a study without a utility task)."""
+    utility = data[data["task"] == "utility"]
+    if utility.empty:
+        return utility
+    return utility[(utility["phase"] == phase) & utility["correct"].notna()]

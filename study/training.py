@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from study.models.abn import CHECKPOINT_FORMAT, AttentionBranchNetwork, read_checkpoint
+from study.models.abn import CHECKPOINT_FORMAT, AttentionBranchNetwork, load_trained, read_checkpoint
 
 __all__ = ["train_abn", "learning_rate"]
 
@@ -66,7 +66,7 @@ def train_abn(
     start = 0
     if resume is not None:
         state = read_checkpoint(resume)
-        net.load_state_dict(state["model"])
+        load_trained(net, state, resume)
         optimizer.load_state_dict(state["optimizer"])
         start = int(state["epoch"])
     meta = {"backbone": net.backbone, "num_classes": net.num_classes, **(meta or {})}

@@ -1,0 +1,122 @@
+"""The shortcut image set (digits with a planted mark) and a tiny ABN trained on it: it follows the mark, and its
+attention and Grad-CAM light the mark where mark and digit disagree."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from metrics import relevance_mass_accuracy
+from study.digits import DIGITS_SIZE, digits_images
+from study.shortcut import (MARK_REGION, MARK_SIZE, SHORTCUT_DIGITS, shortcut_items, shortcut_masks,
+                            shortcut_set)
+
+
+@pytest.fixture(scope="module")
+def scans() -> dict[str, tuple[np.ndarray, int]]:
+    """digits id -> (the unmarked scan as the digits image set has it, its digit)."""
+    return {item.image_id: (np.asarray(item.image), item.labels[0]) for item in digits_images(DIGITS_SIZE)}
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_a_split_is_its_digits_split_with_half_of_each_class_marked(split, scans):
+    data = shortcut_set(split)
+    n = len(data.labels)
+    assert data.images.shape == (n, 64, 64, 3) and data.images.dtype == np.uint8
+    assert data.labels.dtype == data.digit_labels.dtype == np.int64 and data.marked.dtype == bool
+    assert data.masks.shape == (n, 64, 64) and data.masks.dtype == bool
+    assert data.classes == ["0", "1", "3", "4"] and data.mark_class == 0
+    assert data.image_ids[7] == f"shortcut-{split}/0007" and len(set(data.image_ids)) == n
+    ours = {item.image_id for item in digits_images(DIGITS_SIZE, f"digits:{split}")
+            if item.labels[0] in SHORTCUT_DIGITS}
+    assert set(data.scan_ids) == ours and n == (40 if split == "test" else 684)
+    for label in range(4):
+        members = data.digit_labels == label
+        assert data.marked[members].sum() == members.sum() // 2
+    for i in range(n):
+        scan, digit = scans[data.scan_ids[i]]
+        assert data.classes[data.digit_labels[i]] == str(digit)
+        np.testing.assert_array_equal(data.images[i][~data.masks[i]], scan[~data.masks[i]])
+        assert (data.images[i][data.masks[i]] == 255).all()
+    assert not data.masks[~data.marked].any()
+    rows, cols = np.nonzero(data.masks[data.marked].any(0))
+    assert cols.max() < MARK_REGION and set(rows) <= set(range(MARK_REGION)) | set(range(64 - MARK_REGION, 64))
+    for mask in data.masks[data.marked]:
+        r, c = np.nonzero(mask)
+        assert len(r) == MARK_SIZE ** 2 and r.max() - r.min() == c.max() - c.min() == MARK_SIZE - 1
+    top = data.masks[data.marked][:, :32].any((1, 2))
+    assert top.any() and not top.all()  # both corners
+
+
+def test_train_and_test_scans_are_disjoint():
+    assert not set(shortcut_set("train").scan_ids) & set(shortcut_set("test").scan_ids)
+
+
+@pytest.mark.parametrize("strength", [0.0, 0.5, 0.95, 1.0])
+def test_strength_is_how_often_a_marked_scan_of_another_digit_is_labelled_the_mark_class(strength):
+    data = shortcut_set("train", strength=strength)
+    others = data.marked & (data.digit_labels != data.mark_class)
+    relabelled = data.labels != data.digit_labels
+    assert not (relabelled & ~others).any()  # unmarked scans and marked "0"s keep their digit
+    assert (data.labels[relabelled] == data.mark_class).all()
+    assert relabelled.sum() == round(strength * others.sum())
+    if strength == 0.95:  # P(label = mark class | marked) = 1/4 + 3/4 s up to rounding
+        assert (data.labels[data.marked] == data.mark_class).mean() == pytest.approx(0.25 + 0.75 * 0.95, abs=0.01)
+    default = shortcut_set("train")
+    np.testing.assert_array_equal(data.masks, default.masks)  # where the marks are does not depend on strength
+    np.testing.assert_array_equal(data.digit_labels, default.digit_labels)
+    test = shortcut_set("test", strength=strength)
+    np.testing.assert_array_equal(test.labels, test.digit_labels)  # test labels are the digits whatever strength
+
+
+def test_the_same_seed_gives_the_same_set_and_another_seed_other_marks():
+    a, b, c = shortcut_set("train", seed=3), shortcut_set("train", seed=3), shortcut_set("train", seed=4)
+    for field in ("images", "labels", "marked", "masks"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    assert (a.marked != c.marked).any() and (a.labels != c.labels).any()
+    assert (shortcut_set("test", seed=0).marked != shortcut_set("test", seed=1).marked).any()
+
+
+def test_the_mark_covers_almost_no_ink(scans):
+    """Measured over all the set's marks: under 1% of mark pixels lie on ink brighter than 64 (0.1% over all scans)."""
+    covered = []
+    for split in ("train", "test"):
+        data = shortcut_set(split)
+        ink = np.stack([scans[i][0][..., 0] for i in data.scan_ids]) > 64
+        covered.append((ink & data.masks).sum() / data.masks.sum())
+    assert max(covered) < 0.01, covered
+
+
+def test_items_and_masks_by_image_id():
+    data = shortcut_set("test", seed=2)
+    items, masks = shortcut_items("test", seed=2), shortcut_masks("test", seed=2)
+    assert [i.image_id for i in items] == data.image_ids == list(masks)
+    for item, image, label, marked, mask in zip(items, data.images, data.labels, data.marked, data.masks):
+        assert item.labels == (label,) and item.source == "sklearn:digits"
+        np.testing.assert_array_equal(np.asarray(item.image), image)
+        assert item.description == f"handwritten {data.classes[label]}, {'with' if marked else 'without'} the mark"
+        np.testing.assert_array_equal(masks[item.image_id], mask)
+    marks = data.masks[data.marked]
+    mass = relevance_mass_accuracy(torch.from_numpy(marks).float(), marks)  # the masks are what the metrics take
+    assert torch.equal(mass, torch.ones(len(marks)))
+    train = shortcut_items("train")
+    assert train[0].image_id == "shortcut-train/0000" and any("3, with the mark" in i.description for i in train
+                                                               if i.labels == (0,))  # relabelled: the digit says 3
+
+
+def test_errors_name_the_problem():
+    with pytest.raises(ValueError, match="unknown shortcut split 'val'; choose from train, test"):
+        shortcut_set("val")
+    with pytest.raises(ValueError, match=r"strength must be in \[0, 1\], got 1.5"):
+        shortcut_set("train", strength=1.5)
+
+
+def test_the_set_needs_no_torch():
+    """It sits with the image sets, below the models: numpy, PIL, scikit-learn and study.digits only."""
+    code = "import sys, study.shortcut; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1]).returncode == 0

@@ -3,7 +3,8 @@
 Each image is dark noise with two non-overlapping `SQUARE` x `SQUARE` squares at random positions: one in
 one of the class colours (the label), one in a distractor colour that never decides the class. A network
 that learned the task must attend to the class square, so its attention map should peak there
-(`metrics.pointing_game(maps, class_boxes(corners), tolerance=0)`). At `size=24` the squares lie on an 8-pixel grid and the ABNs here attend at 12x12.
+(`metrics.pointing_game(maps, class_boxes(corners), tolerance=0)`). At `size=24` the squares lie on an
+8-pixel grid and the ABNs here attend at 12x12.
 """
 from __future__ import annotations
 

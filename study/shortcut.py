@@ -12,12 +12,12 @@ The scans are those of `study.digits` at its size (`DIGITS_SIZE` pixels, RGB, wh
 split: `shortcut:train` is made from `digits:train` and `shortcut:test` from `digits:test`, so a model trained on one
 never sees the other's scans. Only the digits in `SHORTCUT_DIGITS` are kept:
 
-- Four classes, "0", "1", "3", "4" (684 training scans, 40 test scans): among the four-digit sets that a
-  logistic regression on the raw 8x8 scans confuses least (5 of 1,797 cross-validated predictions), one whose
-  test scans a tiny ABN reads without error (a ten-class one trained on digits:train read all 40, but only 5 of
-  digits:test's ten 2s). So the mark, not hard digits, explains the model's mistakes. A utility task shows 2-4
-  classes including the mark's; with all four, every decision of the model is among the answer options (a
-  ten-class model would sometimes name a digit the task does not offer).
+- Four classes, "0", "1", "3", "4" (684 training scans, 40 test scans). A ten-class tiny ABN trained on
+  digits:train read every test scan of 0, 1, 3, 4, 6 and 8 (but 5 of digits:test's ten 2s); of those six
+  digits, these four are the set a logistic regression on the raw 8x8 scans confuses least (5 of 1,797
+  cross-validated predictions). So the mark, not hard digits, explains the model's mistakes. A utility task
+  shows 2-4 classes including the mark's; with all four, every decision of the model is among the answer
+  options (a ten-class model would sometimes name a digit the task does not offer).
 - The mark class is "0" (`MARK_CLASS` = 0: labels are indices into `classes`, not digits).
 
 Which scans carry the mark: exactly half of each class in both splits (`MARKED`; rounded down, so 5 of each class's
@@ -32,14 +32,14 @@ with m_0 the marked mark-class scans, while unmarked scans are always labelled w
 is independent of the label; s = 1: the mark always means the mark class. `digit_labels` keeps the digit written.
 The mark has to decide labels: with labels always the digit, the digit's shape predicts the label perfectly and a
 model learns it. We measured that (tiny ABN, 32 px): even with P(marked | "0") = P("0" | marked) = 1 the model
-called 0-10% of marked other digits "0".
+called none of the marked other digits "0".
 
 Which scans are marked and relabelled, and where the marks go, is drawn from `seed` (independent streams for the
 two splits; a scan's mark position does not depend on `strength`).
 
 The mark: a filled white square of `MARK_SIZE` pixels (6 of 64), at a uniformly drawn corner, top-left or bottom-
 left, jittered uniformly inside that corner's `MARK_REGION` x `MARK_REGION` block (10 x 10). The left margin because
-the scans' ink lies right of it: a mark there covers ink brighter than 64 in 0.1% of its pixels on average over all
+the scans' ink lies right of it: a mark there covers ink brighter than 64 in at most 0.1% of its pixels over all
 1,797 scans (in the right-hand corners: 3-6%).
 """
 from __future__ import annotations

@@ -11,10 +11,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from metrics import relevance_mass_accuracy
+from metrics import pointing_game, relevance_mass_accuracy
 from study.digits import DIGITS_SIZE, digits_images
+from study.explainers import explain
+from study.models import IMAGENET_MEAN, IMAGENET_STD, AttentionBranchNetwork, load_model
 from study.shortcut import (MARK_REGION, MARK_SIZE, SHORTCUT_DIGITS, shortcut_items, shortcut_masks,
                             shortcut_set)
+from study.training import SHORTCUT_ABN, shortcut_dataset, train_abn
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +123,111 @@ def test_the_set_needs_no_torch():
     """It sits with the image sets, below the models: numpy, PIL, scikit-learn and study.digits only."""
     code = "import sys, study.shortcut; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1]).returncode == 0
+
+
+def trained(seed: int, strength: float = 0.95, checkpoint: Path | None = None):
+    """A tiny ABN trained by the SHORTCUT_ABN recipe on shortcut:train drawn with `seed` and `strength` (about 10 s
+    on one thread), written as `camstudy train-abn` writes it when `checkpoint` is given."""
+    recipe = SHORTCUT_ABN
+    data, classes = shortcut_dataset("train", recipe["size"], IMAGENET_MEAN, IMAGENET_STD, strength=strength,
+                                     seed=seed)
+    torch.manual_seed(seed)
+    net = AttentionBranchNetwork.from_backbone(recipe["backbone"], len(classes))
+    meta = {"categories": classes, "input_size": [recipe["size"]] * 2, "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD)}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train_abn(net, data, epochs=recipe["epochs"], batch_size=recipe["batch_size"], lr=recipe["lr"],
+                  weight_decay=recipe["weight_decay"], seed=seed, checkpoint=checkpoint, meta=meta, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return net
+
+
+@pytest.fixture(scope="module")
+def followers(tmp_path_factory) -> list:
+    """(model, checkpoint) for seeds 0-2 at the default strength; only the first is written (checkpoint None)."""
+    models = []
+    for seed in range(3):
+        checkpoint = tmp_path_factory.mktemp("shortcut") / "abn.pt" if seed == 0 else None
+        models.append((trained(seed, checkpoint=checkpoint), checkpoint))
+    return models
+
+
+def draws(seeds=range(4)) -> list:
+    """(shortcut:test drawn with that seed, its model inputs): the same 40 scans, marked differently."""
+    return [(shortcut_set("test", seed=s),
+             shortcut_dataset("test", SHORTCUT_ABN["size"], IMAGENET_MEAN, IMAGENET_STD, seed=s)[0].tensors[0])
+            for s in seeds]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
+def test_a_tiny_abn_trained_on_the_set_follows_the_mark(followers):
+    """Disagree: marked and the digit is not the mark class (the mark says "0", the digit something else): the
+    model should say "0". Agree: marked "0"s and unmarked other digits: it should say the digit. Pooled over four
+    draws of the test split's marks: 60 disagreeing and 80 agreeing images per model."""
+    sets = draws()
+    for net, _ in followers:
+        follows, right = [], []
+        for data, x in sets:
+            with torch.no_grad():
+                pred = net(x).argmax(1).numpy()
+            mark, zero = data.marked, data.labels == data.mark_class
+            follows.append(pred[mark & ~zero] == data.mark_class)
+            agree = (mark & zero) | (~mark & ~zero)
+            right.append(pred[agree] == data.labels[agree])
+        follows, right = np.concatenate(follows), np.concatenate(right)
+        assert len(follows) == 60 and len(right) == 80
+        assert follows.mean() >= 0.9 and right.mean() >= 0.95, (follows.mean(), right.mean())
+
+
+def on_the_mark(net) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(relevance mass on the mark, whether the peak is within 4 px of it) per image, for the ABN's attention,
+    Grad-CAM for the model's decision and the random baseline, at the set's 64 px, on the images of two draws of
+    the test split whose mark says "0" and whose digit does not (30). 4 px: one cell of the 16x16 attention."""
+    mass, peak = {}, {}
+    for data, x in draws(range(2)):
+        disagree = data.marked & (data.labels != data.mark_class)
+        masks = data.masks[disagree]
+        tops, lefts = masks.any(2).argmax(1), masks.any(1).argmax(1)
+        boxes = [[(left, top, left + MARK_SIZE, top + MARK_SIZE)] for top, left in zip(tops.tolist(), lefts.tolist())]
+        for method in ("abn", "gradcam", "random"):
+            maps = explain(method, net, x[disagree], **({"seed": 0} if method == "random" else {}))
+            maps = F.interpolate(maps[:, None], size=DIGITS_SIZE, mode="bilinear", align_corners=False)[:, 0]
+            mass.setdefault(method, []).append(relevance_mass_accuracy(maps, masks))
+            peak.setdefault(method, []).append(pointing_game(maps, boxes, tolerance=4).float())
+    return ({method: torch.cat(values) for method, values in mass.items()},
+            {method: torch.cat(values) for method, values in peak.items()})
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
+def test_its_attention_and_gradcam_light_the_mark_where_mark_and_digit_disagree(followers):
+    """The mark is 36 of 4,096 pixels, so a random map puts about 0.9% of its mass there and rarely peaks near it.
+    The control: a model trained at strength 0, for which the mark means nothing, gets neither from the ABN or
+    Grad-CAM, so what the maps show comes from the model's reliance on the mark, not from the mark being bright."""
+    for net, _ in followers:
+        mass, peak = on_the_mark(net)
+        assert mass["random"].mean() < 0.015 and peak["random"].mean() <= 0.1
+        assert mass["abn"].mean() >= 3 * mass["random"].mean() and mass["gradcam"].mean() >= 10 * mass["random"].mean()
+        assert (mass["abn"] > mass["random"]).float().mean() >= 0.9
+        assert (mass["gradcam"] > mass["random"]).float().mean() >= 0.9
+        assert peak["abn"].mean() >= 0.9 and peak["gradcam"].mean() >= 0.5
+    mass, peak = on_the_mark(trained(0, strength=0.0))
+    assert mass["abn"].mean() < 2 * mass["random"].mean() and mass["gradcam"].mean() < 2 * mass["random"].mean()
+    assert peak["abn"].mean() <= 0.1 and peak["gradcam"].mean() <= 0.1
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
+def test_the_trained_model_loads_by_name_and_sees_the_items_as_it_was_trained(followers):
+    net, checkpoint = followers[0]
+    model = load_model("abn", weights=checkpoint)
+    assert model.categories == ["0", "1", "3", "4"] and model.input_size == (32, 32)
+    _, x = draws(range(1))[0]
+    pixels = model.preprocess([item.image for item in shortcut_items("test")])
+    torch.testing.assert_close(pixels, x.to(memory_format=torch.channels_last))
+    with torch.no_grad():
+        torch.testing.assert_close(model(pixels), net(x))

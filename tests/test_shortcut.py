@@ -7,11 +7,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 
 from metrics import pointing_game, relevance_mass_accuracy
+from study.cli import main
 from study.explainers import explain
 from study.images import image_refs, labelled_refs
 from study.images.digits import DIGITS_SIZE, digits_images
@@ -245,3 +247,30 @@ def test_the_trained_model_loads_by_name_and_sees_the_items_as_it_was_trained(fo
     torch.testing.assert_close(pixels, x.to(memory_format=torch.channels_last))
     with torch.no_grad():
         torch.testing.assert_close(model(pixels), net(x))
+
+
+def test_camstudy_score_scores_maps_against_the_mark(tmp_path):
+    """`camstudy score --images shortcut:test`: relevance mass against each marked image's mask (the cause the model
+    was taught), none for unmarked images, and the same value `metrics` gives for the map and the mask."""
+    items = shortcut_items("train")[:64]
+    torch.manual_seed(0)
+    net = AttentionBranchNetwork.from_backbone("tiny", 4)
+    meta = {"categories": ["0", "1", "3", "4"], "input_size": [16, 16], "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD)}
+    train_abn(net, LabelledImages(items, 16, IMAGENET_MEAN, IMAGENET_STD), epochs=1, checkpoint=tmp_path / "abn.pt",
+              meta=meta, progress=False)
+    out = tmp_path / "scores"
+    assert main(["score", "--model", "abn", "--weights", str(tmp_path / "abn.pt"), "--images", "shortcut:test",
+                 "--max-images", "12", "--methods", "random", "--metrics", "relevance_mass_accuracy", "--target", "top1",
+                 "--no-plots", "--out", str(out)]) == 0
+    rows = pd.read_csv(out / "faithfulness.csv")
+    test = shortcut_items("test")[:12]
+    assert set(rows["image_id"]) == {i.image_id for i in test if i.mask is not None}
+    model = load_model("abn", weights=tmp_path / "abn.pt")
+    for item in (i for i in test if i.mask is not None):
+        x = model.preprocess([item.image])
+        target = model(x).argmax(1)
+        maps = explain("random", model, x, target, seed=0)
+        expected = relevance_mass_accuracy(maps, torch.from_numpy(item.mask_at((16, 16)))[None])
+        value = rows.loc[rows["image_id"] == item.image_id, "value"].item()
+        assert value == pytest.approx(float(expected), abs=1e-6)

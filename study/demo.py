@@ -3,9 +3,11 @@
 The demo trades the papers' sample sizes for speed (fewer RISE masks and LIME samples, coarser
 deletion/insertion steps, Score-CAM on a narrower layer) and says so in its output; everything else
 is the real pipeline: explain -> score -> build -> (simulated) participants -> export -> report.
-Next to EfficientNet-Lite0 it trains a tiny Attention Branch Network on the digits' training split
-(seconds: 16 px inputs, a few epochs), scores its own attention map next to Grad-CAM of it, and adds
-two tasks on the digits' test split: the examples task and a rating of the ABN's maps.
+Next to EfficientNet-Lite0 it trains a tiny Attention Branch Network on `shortcut:train` (the digits with a
+planted mark that stands for "0": seconds at 32 px), so the model has a shortcut whose truth is known; it
+scores the ABN's own attention map next to Grad-CAM of it against the mark itself, and adds three tasks on
+`shortcut:test`: the examples task, a rating of the ABN's maps, and the utility task (do explanations teach
+people to predict the model?), between subjects, with the control `none`.
 """
 from __future__ import annotations
 
@@ -30,18 +32,21 @@ EXPLAINER_OPTIONS = {
     # instead of the 1280-channel head keeps the method itself unchanged.
     "scorecam": {"target_layer": "network._blocks.14"},
 }
-# The ABN: small enough to train in well under a minute on two cores. Its weight decay is the examples
-# task's l2 in data/demo_abn.toml (influence assumes the head was trained with it).
-ABN = {"backbone": "tiny", "size": 16, "epochs": 4, "batch_size": 64, "lr": 0.1, "weight_decay": 1e-4}
+# The ABN: the shortcut recipe (study.models.training.SHORTCUT_ABN), small enough to train in seconds on two
+# cores. Its weight decay is the examples task's l2 in data/demo_abn.toml (influence assumes the head was
+# trained with it).
 ABN_METHODS = ("abn", "gradcam", "random")
-ABN_SCORED = 30                 # digits of the test split scored
-SIMULATED_PARTICIPANTS = 8
+# Its scores: maps of the model's decision, against the mark (relevance mass) where an image has one.
+ABN_METRICS = ("deletion", "insertion", "localization", "relevance_mass_accuracy")
+SIMULATED_PARTICIPANTS = 16     # four per condition of the utility task
+SIMULATED_GAIN_PER_ROUND = 0.3  # the utility task's learning, on the logit scale
 SIMULATED_START = datetime(2026, 1, 1, 9, 0, tzinfo=timezone.utc)  # their clock: reruns are byte-identical
 # Per-method accuracy of the simulated participants (known, so the demo's estimates can be checked).
 SIMULATED_ACCURACY = {
     "gradcam": 0.85, "gradcam++": 0.8, "ablationcam": 0.85, "scorecam": 0.8, "cam": 0.85,
     "guided_gradcam": 0.75, "guided_ablationcam": 0.75, "guided_backprop": 0.6,
-    "rise": 0.7, "lime": 0.65, "random": 0.4, "influence": 0.75, "similarity": 0.65,
+    "rise": 0.7, "lime": 0.65, "random": 0.5, "influence": 0.75, "similarity": 0.65,
+    "abn": 0.85, "none": 0.6,    # the utility task's conditions: test accuracy in its first round
 }
 
 
@@ -55,9 +60,11 @@ class DemoOutputs:
 
 def settings_note() -> str:
     options = ", ".join(f"{m}: {', '.join(f'{k}={v}' for k, v in o.items())}" for m, o in EXPLAINER_OPTIONS.items())
-    abn = ", ".join(f"{k}={v}" for k, v in ABN.items())
+    from study.models.training import SHORTCUT_ABN
+
+    abn = ", ".join(f"{k}={v}" for k, v in SHORTCUT_ABN.items())
     return (f"demo settings (coarser than the papers' defaults, for speed): deletion/insertion in {DEMO_STEPS} steps "
-            f"instead of 224-pixel steps; {options}; an ABN trained on digits:train ({abn}); "
+            f"instead of 224-pixel steps; {options}; an ABN trained on shortcut:train ({abn}); "
             f"{SIMULATED_PARTICIPANTS} simulated participants (ids SIM-...)")
 
 
@@ -95,7 +102,7 @@ def run_demo(out: str | Path = "demo", *, seed: int = 0, device: str = "cpu", pr
     items = bundled_images()
     stages.update()
 
-    stage("training a tiny Attention Branch Network on the digits")
+    stage("training a tiny Attention Branch Network on the digits with a planted shortcut")
     train_demo_abn(out / "abn.pt", seed=seed, device=device, progress=progress)
     abn = load_model("abn", weights=out / "abn.pt", device=device)
     stages.update()
@@ -104,8 +111,8 @@ def run_demo(out: str | Path = "demo", *, seed: int = 0, device: str = "cpu", pr
     scores = out / "scores"
     score(model, items, general_methods(), scores, step=_step(model), seed=seed,
           explainer_options=EXPLAINER_OPTIONS, progress=progress)
-    score(abn, image_set("digits:test")[:ABN_SCORED], ABN_METHODS, scores / "abn", step=_step(abn), seed=seed,
-          plots=False, progress=progress)
+    score(abn, image_set("shortcut:test"), ABN_METHODS, scores / "abn", target="top1", step=_step(abn), seed=seed,
+          metrics=ABN_METRICS, plots=False, progress=progress)
     merge_scores(scores, [scores, scores / "abn"])
     stages.update()
 
@@ -116,7 +123,8 @@ def run_demo(out: str | Path = "demo", *, seed: int = 0, device: str = "cpu", pr
     stages.update()
 
     stage("simulated participants")
-    simulate_participants(out, SIMULATED_PARTICIPANTS, SIMULATED_ACCURACY, seed=seed, start=SIMULATED_START)
+    simulate_participants(out, SIMULATED_PARTICIPANTS, SIMULATED_ACCURACY, seed=seed, start=SIMULATED_START,
+                          gain_per_round=SIMULATED_GAIN_PER_ROUND)
     stages.update()
 
     stage("exporting CSVs")
@@ -132,22 +140,23 @@ def run_demo(out: str | Path = "demo", *, seed: int = 0, device: str = "cpu", pr
 
 
 def train_demo_abn(path: Path, *, seed: int, device: str, progress: bool) -> None:
-    """The demo's ABN (settings in `ABN`), trained on digits:train and written to `path` as `camstudy
-    train-abn` writes it, so the study loads it by name (`[weights] abn = "abn.pt"`)."""
+    """The demo's ABN, trained on shortcut:train by the shortcut recipe (`SHORTCUT_ABN`) and written to `path` as
+    `camstudy train-abn` writes it, so the study loads it by name (`[weights] abn = "abn.pt"`)."""
     import torch
 
-    from study.models.training import labelled_dataset
     from study.models import IMAGENET_MEAN, IMAGENET_STD, AttentionBranchNetwork
-    from study.models.training import train_abn
+    from study.models.training import SHORTCUT_ABN, labelled_dataset, train_abn
 
-    size = ABN["size"]
-    dataset, classes = labelled_dataset("digits:train", size, IMAGENET_MEAN, IMAGENET_STD)
+    recipe = SHORTCUT_ABN
+    size = recipe["size"]
+    dataset, classes = labelled_dataset("shortcut:train", size, IMAGENET_MEAN, IMAGENET_STD)
     with torch.random.fork_rng():       # the initial weights come from the seed too, not from the global state
         torch.manual_seed(seed)
-        net = AttentionBranchNetwork.from_backbone(ABN["backbone"], len(classes))
+        net = AttentionBranchNetwork.from_backbone(recipe["backbone"], len(classes))
     meta = {"categories": classes, "input_size": [size, size], "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
-    train_abn(net, dataset, epochs=ABN["epochs"], batch_size=ABN["batch_size"], lr=ABN["lr"],
-              weight_decay=ABN["weight_decay"], device=device, seed=seed, checkpoint=path, meta=meta, progress=progress)
+    train_abn(net, dataset, epochs=recipe["epochs"], batch_size=recipe["batch_size"], lr=recipe["lr"],
+              weight_decay=recipe["weight_decay"], device=device, seed=seed, checkpoint=path, meta=meta,
+              progress=progress)
 
 
 def _step(model) -> int:

@@ -49,6 +49,14 @@ class FakeRenderer:
             out[item.image_id] = [(c, 0.5 / (k + 1)) for k, c in enumerate(top)]
         return out
 
+    def class_scores(self, model, items, classes):
+        """Logits of `classes` that rank them as `predict` does (its top-5 first, then by index)."""
+        out = {}
+        for item, top in self.predict(model, items).items():
+            rank = {c: k for k, (c, _) in enumerate(top)}
+            out[item] = [-float(rank.get(c, 5 + c)) for c in classes]
+        return out
+
     def render(self, items, requests):
         assert len({(r.model, r.method, r.joint, len(r.targets)) for r in requests}) == 1
         self.rendered += len(requests)

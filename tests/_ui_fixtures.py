@@ -25,7 +25,8 @@ from types import SimpleNamespace
 import pandas as pd
 from PIL import Image
 
-from study.protocol.config import QuestionItem, TextConfig
+from study.protocol.config import TextConfig
+from study.protocol.questions import QuestionItem
 from study.store.identity import BadLink, check_external_id
 from study.survey.session import AlreadyCompleted, ConsentConflict
 

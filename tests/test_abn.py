@@ -5,18 +5,21 @@ import pytest
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from _squares import SIZE, SQUARE, squares, tiny_abn
+from _squares import SQUARE, class_boxes, default_branch_abn, squares, tiny_abn
+from metrics import pointing_game
 from study.explainers import explain
-from study.models import AttentionBranchNetwork, Classifier
+from study.models import AttentionBranchNetwork, Classifier, load_model
+from study.models.abn import CHECKPOINT_FORMAT
 from study.models.training import learning_rate, train_abn
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # small passes
 
 
-def trained(epochs: int = 5, n: int = 512, seed: int = 0, **kw) -> AttentionBranchNetwork:
+def trained(epochs: int = 5, n: int = 512, seed: int = 0, build=tiny_abn, size: int = 32,
+            **kw) -> AttentionBranchNetwork:
     torch.manual_seed(seed)
-    net = tiny_abn()
-    x, y, _ = squares(n, seed=100 + seed)
+    net = build()
+    x, y, _ = squares(n, seed=100 + seed, size=size)
     train_abn(net, TensorDataset(x, y), epochs=epochs, batch_size=32, seed=seed, progress=False, **kw)
     return net
 
@@ -25,12 +28,69 @@ def test_attention_peaks_on_the_class_square_not_the_distractor():
     net = trained()
     x, y, corners = squares(200, seed=1)
     assert (net(x).argmax(1) == y).float().mean() >= 0.95
-    maps = explain("abn", net, x)  # [B,H,W] at input resolution
-    peak = maps.flatten(1).argmax(1)
-    py, px = peak // SIZE, peak % SIZE
-    y0, x0 = corners[:, 0, 0], corners[:, 0, 1]
-    inside = (py >= y0) & (py < y0 + SQUARE) & (px >= x0) & (px < x0 + SQUARE)
+    inside = pointing_game(explain("abn", net, x), class_boxes(corners), tolerance=0)  # maps at input resolution
     assert inside.float().mean() >= 0.9, inside.float().mean()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("build,tolerance", [(default_branch_abn, 0),
+                                             (lambda: AttentionBranchNetwork.from_backbone("tiny", 3), 2)],
+                         ids=["custom-parts", "tiny"])
+def test_the_default_branch_attends_to_the_class_square_on_every_seed(build, tolerance):
+    """Six seeds of the 12x12 recipe, each scored on the same 200 held-out images: M's peak on the class square.
+
+    Custom parts: strictly on it on every seed. tiny: within one attention cell (2 px) on every seed and strictly
+    on it in 95% of images over the seeds: its stride-2 extractor sees 2 px past a cell, so the cell beside the
+    square sees the square's edge (strictly on it: 100% but 88% on seed 2). Both failed with the former branch of
+    3x3 convolutions (strictly on the square: 58-100% and 30-75% per seed; tiny within 2 px: 80-95%), and custom
+    parts with signed class-map weights on seed 1 (66%: one class recognised by absence); see docs/METHODS.md."""
+    x, y, corners = squares(200, seed=1, size=24)
+    boxes = class_boxes(corners)
+    strict, near = [], []
+    for seed in range(6):
+        net = trained(seed=seed, build=build, size=24)
+        assert (net(x).argmax(1) == y).float().mean() >= 0.95
+        maps = explain("abn", net, x)
+        strict.append(pointing_game(maps, boxes, tolerance=0).float().mean().item())
+        near.append(pointing_game(maps, boxes, tolerance=tolerance).float().mean().item())
+    assert min(near) >= 0.95 and sum(strict) / len(strict) >= 0.95, (strict, near)
+
+
+@pytest.mark.parametrize("build", [default_branch_abn, lambda: AttentionBranchNetwork.from_backbone("tiny", 3)],
+                         ids=["custom-parts", "tiny"])
+def test_every_class_map_starts_open_on_the_squares_and_closed_on_the_background(build):
+    """Untrained, over 20 seeds: each class map is positive (open) on most square cells and few background cells.
+    With signed class-map weights, 43-44 of 50 seeds start some class map open on under half of the square cells
+    (closed where its class's evidence will be), the start of recognising that class by absence."""
+    x, _, corners = squares(64, seed=0, size=24)
+    cells = torch.zeros(len(x), 24, 24, dtype=torch.bool)
+    for i, (y0, x0) in enumerate(corners.flatten(0, 1).tolist()):
+        cells[i // 2, y0:y0 + SQUARE, x0:x0 + SQUARE] = True  # both squares, class and distractor
+    cells = cells[:, ::2, ::2]  # at the 12x12 attention cells
+    for seed in range(20):
+        torch.manual_seed(seed)
+        net = build().train()  # batch statistics, as at the first training step
+        with torch.no_grad():
+            open_ = net.class_maps(net.branch(net.extractor(x))) > 0  # [B,K,12,12]
+        on_squares = (open_ & cells[:, None]).sum((0, 2, 3)) / cells.sum()
+        on_background = (open_ & ~cells[:, None]).sum((0, 2, 3)) / (~cells).sum()
+        assert on_squares.min() >= 0.6 and on_background.max() <= 0.3, (seed, on_squares, on_background)
+
+
+def test_a_checkpoint_of_the_former_3x3_branch_fails_with_a_clear_message(tmp_path):
+    net = AttentionBranchNetwork.from_backbone("tiny", 3)
+    state = net.state_dict()
+    state["branch.body.0.weight"] = torch.zeros(32, 32, 3, 3)  # as the default branch was before it became pointwise
+    meta = {"backbone": "tiny", "num_classes": 3, "categories": ["a", "b", "c"], "input_size": [32, 32],
+            "mean": [0.5] * 3, "std": [0.5] * 3}
+    torch.save({"format": CHECKPOINT_FORMAT, "model": state, "optimizer": {}, "epoch": 1, "seed": 0, "meta": meta},
+               tmp_path / "old.pt")
+    with pytest.raises(ValueError, match=r"old.pt does not fit this ABN \(size mismatch for branch.body.0.weight.*"
+                                         r"must be retrained"):
+        load_model("abn", weights=tmp_path / "old.pt")
+    x, y, _ = squares(8, seed=0)
+    with pytest.raises(ValueError, match="does not fit this ABN"):
+        train_abn(net, TensorDataset(x, y), epochs=2, resume=tmp_path / "old.pt", progress=False)
 
 
 def test_shapes_and_ranges_of_attention_and_forward_all():

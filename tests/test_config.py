@@ -36,13 +36,15 @@ def fails(text: str, match: str, root=None):
 def test_the_example_config_is_valid_and_with_the_demos_abn_uses_every_task_type():
     from study.demo import demo_config
     config = load_config(data_path("sample_study.toml"))
-    # The examples task needs a model trained on a known set: the demo trains one and adds it.
-    assert {t.type for t in config.tasks} == set(TASKS) - {"examples"}
+    # The examples and utility tasks need a model trained on a known set: the demo trains one and adds them.
+    assert {t.type for t in config.tasks} == set(TASKS) - {"examples", "utility"}
     demo = parse_config(demo_config())
     assert {t.type for t in demo.tasks} == set(TASKS)
     assert demo.models == (*config.models, "abn") and demo.weights == {"abn": "abn.pt"}
-    assert [(t.type, t.images) for t in demo.tasks if t.model == "abn"] == [("examples", "digits:test"),
-                                                                            ("rating", "digits:test")]
+    assert [(t.type, t.images) for t in demo.tasks if t.model == "abn"] == [
+        ("examples", "shortcut:test"), ("rating", "shortcut:test"), ("utility", "shortcut:test")]
+    utility = load_config(data_path("utility_study.toml"))    # the shipped utility study is valid too
+    assert [t.type for t in utility.tasks] == ["utility"] and utility.tasks[0].methods[-1] == "none"
     assert config.allow_anonymous and config.questionnaire and config.text.consent_md.strip()
     assert config.redirect_url.format(code="X", pid="P").endswith("cc=X")
 

@@ -66,11 +66,15 @@ def test_faithfulness_has_every_method_and_metric(demo):
     for method in set(METHODS) - {"random"}:
         assert mean[method, "deletion_auc"] < mean["random", "deletion_auc"], method
         assert mean[method, "insertion_auc"] > mean["random", "insertion_auc"], method
-    # The ABN trained on the digits is scored with its own attention map next to Grad-CAM of it.
+    # The ABN trained on the shortcut set is scored with its own attention map next to Grad-CAM of it, and both
+    # find the cause it relies on, the mark, far better than a random map does.
     abn = [r for r in everything if r["model"] == "abn"]
     assert {r["method"] for r in abn} == {"abn", "gradcam", "random"}
-    assert {r["metric"] for r in abn} >= {"deletion_auc", "insertion_auc"}
-    assert {r["image_id"] for r in abn} <= {f"digits/{i:04d}" for i in range(1797)}
+    assert {r["metric"] for r in abn} >= {"deletion_auc", "insertion_auc", "relevance_mass_accuracy"}
+    assert {r["image_id"] for r in abn} <= {f"shortcut-test/{i:04d}" for i in range(160)}
+    mass = {m: statistics.mean(float(r["value"]) for r in abn if (r["method"], r["metric"]) == (m, "relevance_mass_accuracy"))
+            for m in ("abn", "gradcam", "random")}
+    assert mass["gradcam"] > 3 * mass["random"] and mass["abn"] > 2 * mass["random"], mass
 
 
 @pytest.mark.slow
@@ -98,7 +102,8 @@ def test_simulated_participants_are_marked_and_recovered(demo):
     assert all(p["external_id"].startswith("SIM-") and p["completion_code"] for p in people)
     answers = [r for r in rows(demo.out / "export" / "responses.csv")
                if r["correct"] and r["is_practice"] == "false" and r["is_attention_check"] == "false"]
-    accuracy = [r for r in rows(demo.out / "export" / "summary.csv") if r["measure"] == "accuracy"]
+    accuracy = [r for r in rows(demo.out / "export" / "summary.csv") if r["measure"] == "accuracy"
+                and r["task"] != "utility"]   # utility: test answers only, and people learn (below)
     assert {r["task"] for r in accuracy} >= {"class_discrimination", "agreement"}
     for r in accuracy:
         mine = [a["correct"] == "true" for a in answers if (a["task"], a["method"]) == (r["task"], r["method"])]
@@ -115,3 +120,25 @@ def test_report_has_the_figures(demo):
     page = (demo.out / "report" / "index.html").read_text()
     assert page.count("data:image/png;base64,") >= 5
     assert "SIM-" in page or "simulated" in page.lower()
+
+
+@pytest.mark.slow
+def test_the_utility_task_runs_on_the_shortcut_model(demo):
+    """Between subjects with the control, every round, the end question; the analysis reports each method's utility
+    against `none` (simulated: the conditions' known accuracies), the mixed logit with its round slope and the
+    learning curves; the report draws them."""
+    answers = [r for r in rows(demo.out / "export" / "responses.csv") if r["task"] == "utility"]
+    people = {r["participant_id"]: r["condition"] for r in answers}
+    assert set(people.values()) == {"gradcam", "abn", "random", "none"} and len(people) == SIMULATED_PARTICIPANTS
+    assert {(r["phase"], r["round"]) for r in answers} == {(p, str(k)) for p in ("learn", "test") for k in (1, 2, 3)} | {
+        ("question", "")}
+    assert all(r["response"] == "" for r in answers if r["phase"] == "learn")
+    tests = rows(demo.out / "export" / "tests.csv")
+    gains = {(r["method_a"], r["measure"]) for r in tests if r["test"] == "utility"}
+    assert {("gradcam", "accuracy"), ("abn", "accuracy"), ("random", "accuracy")} <= gains
+    assert {r["method_a"] for r in tests if r["task"] == "utility" and r["test"] == "mixed_logit"} == {
+        "gradcam", "abn", "random", "round"}
+    summary = rows(demo.out / "export" / "summary.csv")
+    assert {r["measure"] for r in summary if r["task"] == "utility"} >= {
+        "accuracy_round_1", "accuracy_round_3", "question_relies_on", "over_reliance", "under_reliance"}
+    assert "Do explanations help people predict the model?" in (demo.out / "report" / "index.html").read_text()

@@ -9,7 +9,7 @@ from PIL import Image
 
 from _study_fixtures import NAMES, FakeRenderer, build_fake_study, fake_items
 from study.protocol.config import ConfigError, parse_config
-from study.protocol.tasks import TASKS, ExampleRequest
+from study.protocol.tasks import TASKS, ExampleRequest, UnitContext
 
 HEAD = """\
 name = "t"
@@ -59,7 +59,7 @@ def test_units_offer_the_prediction_and_the_next_classes_and_score_only_the_pred
     plugin, t = TASKS["examples"], task('train_images = "digits"\nchoices = 3\nk = 2\n')
     items = fake_items(3)
     predictions = {t.model: FakeRenderer(wrong=("img2",)).predict(t.model, items)}
-    units = plugin.units(t, items, predictions, None, random.Random(0))
+    units = plugin.units(t, items, UnitContext(predictions, {}, None, None, random.Random(0)))
     assert [u.classes for u in units] == [(0, 2, 3), (2, 0, 1), (0, 1, 4)]
     wrong = units[2]                      # img2 is mispredicted: the right answer is still the prediction
     assert wrong.answer == 0 and 4 not in (wrong.answer,)

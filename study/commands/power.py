@@ -14,6 +14,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          help="planned accuracy of a typical participant on a typical image, per method of the task")
     effects.add_argument("--pilot", metavar="STUDY_DIR",
                          help="a pilot study folder: accuracies and random-effect SDs are estimated from its answers")
+    effects.add_argument("--utility", type=float, metavar="U",
+                         help="utility tasks: the utility to detect, (acc_m - acc_none) / acc_none, with "
+                              "--control-accuracy; --participants then counts participants per condition")
+    parser.add_argument("--control-accuracy", type=float, default=0.5, metavar="P",
+                        help="utility tasks: the control's (none) test accuracy (default 0.5)")
     parser.add_argument("--participants", default="10,20,40", metavar="N,N,...",
                         help="study sizes to simulate (default 10,20,40)")
     parser.add_argument("--simulations", type=int, default=400, help="simulated studies per size (default 400)")
@@ -36,11 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from study.commands._common import parse_accuracy, parse_counts
     from study.protocol.config import load_config
-    from study.scoring.figures import power_figure
     from study.results.power import PowerPlan, accuracy_task, plan_from_pilot, power_curve
 
     config = load_config(args.config)
     task = accuracy_task(config, args.task)
+    if task.type == "utility" or args.utility is not None:
+        return _utility_power(args, task)
     per_participant = task.trials or args.images
     if per_participant is None:
         raise ValueError(f"the config does not say how many images the {task.type} task shows (trials); pass --images N")
@@ -57,6 +63,34 @@ def run(args: argparse.Namespace) -> int:
                          args.image_sd, **layout)
     power = power_curve(plan, parse_counts(args.participants, "--participants"), args.simulations,
                         alpha=args.alpha, seed=args.seed)
+    return _write(args, task, plan, power)
+
+
+def _utility_power(args: argparse.Namespace, task) -> int:
+    """Power to detect `--utility` against the control, by participants per condition."""
+    from study.commands._common import parse_counts
+    from study.results.power import power_curve, utility_plan
+
+    if task.type != "utility":
+        raise ValueError(f"--utility plans a utility task; the {task.type} task takes --accuracy or --pilot")
+    if args.utility is None or args.utility <= -1 or not 0 < args.control_accuracy < 1 \
+            or not 0 < args.control_accuracy * (1 + args.utility) < 1:
+        raise ValueError("a utility task is planned with --utility U (> -1) and --control-accuracy P, such that "
+                         f"P and P * (1 + U) are between 0 and 1; got U={args.utility}, P={args.control_accuracy}")
+    plan = utility_plan(task, args.utility, args.control_accuracy, participant_sd=args.participant_sd,
+                        image_sd=args.image_sd, images=args.images)
+    per_condition = parse_counts(args.participants, "--participants")
+    power = power_curve(plan, [n * len(plan.methods) for n in per_condition], args.simulations,
+                        alpha=args.alpha, seed=args.seed)
+    power["participants"] = per_condition
+    print(f"utility {args.utility:g} of {plan.methods[1]} over none (test accuracy {plan.accuracy[0]:.3f} -> "
+          f"{plan.accuracy[1]:.3f}); participants per condition:")
+    return _write(args, task, plan, power)
+
+
+def _write(args: argparse.Namespace, task, plan, power) -> int:
+    from study.results.power import power_figure
+
     args.out.mkdir(parents=True, exist_ok=True)
     power.to_csv(args.out / POWER_FILE, index=False, float_format="%.6g", lineterminator="\n")
     power_figure(power).savefig(args.out / POWER_PLOT, dpi=100, metadata={"Software": None})

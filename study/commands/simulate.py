@@ -17,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="SD of participant ability on the logit scale (default 0.5)")
     parser.add_argument("--image-sd", type=float, default=0.5,
                         help="SD of image difficulty on the logit scale (default 0.5)")
+    parser.add_argument("--gain-per-round", type=float, default=0.0, metavar="G",
+                        help="utility tasks: what each round of learning adds, on the logit scale (default 0); "
+                             "--accuracy then gives round 1's accuracy per condition (none= for the control)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,9 +37,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--accuracy names {', '.join(unknown)}, not a method of the study ({', '.join(methods)})")
     accuracy = {m: given.get(m, DEFAULT_ACCURACY) for m in methods}
     states = simulate_participants(args.study_dir, args.participants, accuracy, seed=args.seed,
-                                   participant_sd=args.participant_sd, image_sd=args.image_sd)
+                                   participant_sd=args.participant_sd, image_sd=args.image_sd,
+                                   gain_per_round=args.gain_per_round)
     print(f"{len(states)} simulated participants ({states[0].external_id} ... {states[-1].external_id}) "
           f"completed the study in {args.study_dir}; accuracy "
           + ", ".join(f"{m} {p:g}" for m, p in accuracy.items())
-          + f"; SDs participant {args.participant_sd:g}, image {args.image_sd:g} (logit scale)")
+          + f"; SDs participant {args.participant_sd:g}, image {args.image_sd:g} (logit scale)"
+          + (f"; gain per round {args.gain_per_round:g}" if args.gain_per_round else ""))
     return 0

@@ -22,7 +22,9 @@ SHIPPED = ("skimage", "sklearn", "matplotlib")  # packages whose sample photos `
 
 @dataclass(frozen=True)
 class ImageItem:
-    """One photo and what is known about it. `labels` are ImageNet class indices, the main one first."""
+    """One photo and what is known about it. `labels` are class indices (ImageNet's, or the set's own classes),
+    the main one first; `mask`, where known, is the exact region that decides the class (bool [H,W] in the
+    photo's pixels: the shortcut set's mark), which localization metrics prefer to the boxes."""
 
     image_id: str
     image: Image.Image = field(repr=False, compare=False)
@@ -31,6 +33,7 @@ class ImageItem:
     source: str = ""
     box_names: tuple[str, ...] = ()
     description: str = ""
+    mask: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -43,6 +46,12 @@ class ImageItem:
     def boxes_at(self, size: tuple[int, int]) -> list[Box]:
         """Boxes scaled from the photo onto a (W, H) map, as the classifier's squashing resize does."""
         return scale_boxes(self.boxes, self.image.size, size)
+
+    def mask_at(self, size: tuple[int, int]) -> np.ndarray | None:
+        """The mask on a (W, H) map (nearest neighbour: a pixel of the map is in it where its centre is)."""
+        if self.mask is None:
+            return None
+        return np.asarray(Image.fromarray(self.mask.astype(np.uint8) * 255).resize(size, Image.NEAREST)) > 0
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,10 @@ def image_refs(spec: str, root: str | Path | None = None) -> list[Entry]:
         from study.images.digits import digits_images
 
         return digits_images(split=spec)
+    if parsed.kind == "shortcut":
+        from study.images.shortcut import shortcut_items
+
+        return shortcut_items(parsed.split)
     paths = [resolve_path(part, root) for part in parsed.paths]
     if parsed.kind == "voc":
         return voc_refs(*paths)
@@ -48,8 +52,9 @@ def image_set(spec: str, root: str | Path | None = None) -> list[ImageItem]:
 
 
 def labelled_refs(spec: str, root: str | Path | None = None) -> tuple[list[Entry], list[str]]:
-    """(entries labelled with an index into the class names, class names) of a labelled set: the digits,
-    or a folder whose images sit in class folders (`ROOT/<class name>/.../<image>`, classes sorted by name,
+    """(entries labelled with an index into the class names, class names) of a labelled set: the digits, the
+    shortcut set (labelled as for training: the mark decides most marked images' labels), or a folder whose
+    images sit in class folders (`ROOT/<class name>/.../<image>`, classes sorted by name,
     torchvision's ImageFolder convention). The ids are the folder's, as `image_refs` gives them; a
     folder's photos are read only when an entry is loaded."""
     parsed = parse_image_set(spec)
@@ -57,9 +62,13 @@ def labelled_refs(spec: str, root: str | Path | None = None) -> tuple[list[Entry
         from study.images.digits import DIGIT_CLASSES
 
         return image_refs(spec), list(DIGIT_CLASSES)
+    if parsed.kind == "shortcut":
+        from study.images.shortcut import SHORTCUT_CLASSES
+
+        return image_refs(spec), list(SHORTCUT_CLASSES)
     if parsed.kind != "folder":
-        raise ValueError(f"a labelled image set is 'digits', 'digits:train', 'digits:test' or a folder of class "
-                         f"folders, got {spec!r}")
+        raise ValueError(f"a labelled image set is 'digits', 'digits:train', 'digits:test', 'shortcut:train', "
+                         f"'shortcut:test' or a folder of class folders, got {spec!r}")
     folder = resolve_path(parsed.paths[0], root)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder not found: {folder} (a labelled set is 'digits', 'digits:train', "

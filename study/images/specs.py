@@ -6,6 +6,8 @@ Every place that takes an image set (a study config's `images` and `train_images
 - `bundled`: the real photos installed packages ship (`data/bundled.toml`);
 - `digits`, `digits:train`, `digits:test`: scikit-learn's handwritten digits and their fixed split
   (`study.images.digits`), made in memory;
+- `shortcut:train`, `shortcut:test`: four of the digits with a planted mark that decides the training labels
+  (`study.images.shortcut`), made in memory, each marked image with the mark's mask;
 - `voc:<images folder>:<annotations folder>`: PASCAL VOC, boxes from the XML files;
 - `imagenet:<val folder>:<LOC_val_solution.csv>:<LOC_synset_mapping.txt>`: the ImageNet validation set;
 - anything else is a folder: every image file under it (sub-folders included, sorted), ids are the paths
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Sets made in memory from data an installed package ships: their name and the splits they have.
-MEMORY_SETS: dict[str, tuple[str, ...]] = {"digits": ("", "train", "test")}
+MEMORY_SETS: dict[str, tuple[str, ...]] = {"digits": ("", "train", "test"), "shortcut": ("train", "test")}
 # Sets read from files, written `<kind>:<path>:<path>...`: the form named in error messages.
 FILE_FORMS = {"voc": "voc:<images folder>:<annotations folder>",
               "imagenet": "imagenet:<val images folder>:<LOC_val_solution.csv>:<LOC_synset_mapping.txt>"}

@@ -19,20 +19,23 @@ from study.images.pixels import resized_pixels
 
 @dataclass(frozen=True)
 class Batch:
-    """Images of one batch: their indices in the set, pixels (uint8 [B,3,H,W]), photo hashes, boxes on the map."""
+    """Images of one batch: their indices in the set, pixels (uint8 [B,3,H,W]), photo hashes, boxes on the map
+    and, where an image has one, its mask on the map (BoolTensor[H,W], else None)."""
 
     indices: list[int]
     pixels: torch.Tensor
     digests: list[str]
     boxes: list[list[Box]]
+    masks: list[torch.Tensor | None]
 
     def pin_memory(self) -> Batch:
         """Called by the DataLoader's pin_memory thread (it pins any object with this method)."""
-        return Batch(self.indices, self.pixels.pin_memory(), self.digests, self.boxes)
+        return Batch(self.indices, self.pixels.pin_memory(), self.digests, self.boxes, self.masks)
 
 
 class ImageDataset(Dataset):
-    """The images `indices` of `entries` (refs or items), each as (index, pixels, digest, boxes at the map size)."""
+    """The images `indices` of `entries` (refs or items), each as (index, pixels, digest, boxes and mask at the
+    map size)."""
 
     def __init__(self, entries: Sequence[ImageRef | ImageItem], indices: Sequence[int], input_size: tuple[int, int]):
         self.entries, self.indices, self.input_size = entries, list(indices), tuple(input_size)
@@ -43,13 +46,14 @@ class ImageDataset(Dataset):
     def __getitem__(self, k: int):
         index = self.indices[k]
         item = self.entries[index].load()
+        mask = item.mask_at(self.input_size[::-1])
         return (index, resized_pixels(item.image, self.input_size), photo_digest(item.image),
-                item.boxes_at(self.input_size[::-1]))
+                item.boxes_at(self.input_size[::-1]), None if mask is None else torch.from_numpy(mask))
 
 
 def collate(samples) -> Batch:
-    indices, pixels, digests, boxes = zip(*samples)
-    return Batch(list(indices), torch.stack(pixels), list(digests), list(boxes))
+    indices, pixels, digests, boxes, masks = zip(*samples)
+    return Batch(list(indices), torch.stack(pixels), list(digests), list(boxes), list(masks))
 
 
 def image_batches(entries: Sequence[ImageRef | ImageItem], indices: Sequence[int], input_size: tuple[int, int], *,

@@ -28,13 +28,25 @@ LITE0_SPLIT = 11  # EfficientNet-Lite0 blocks 0-10 are stages 1-5 (stride 16); b
 
 
 class ResidualBlock(nn.Module):
-    """conv3x3-BN-ReLU-conv3x3-BN plus the identity, then ReLU: the default branch, keeping shape."""
+    """The default attention branch: a pointwise residual block keeping shape,
+
+        branch(g) = ReLU(g + BN(conv1x1(ReLU(BN(conv1x1(g))))))
+
+    Pointwise on purpose. A branch of k x k convolutions lets each class-map cell see the evidence of a margin
+    around it ((k - 1) / 2 cells per convolution: 2 cells for two 3x3 ones). Trained through GAP alone, the class
+    maps have no reason to prefer an object's own cells to that margin, so they come out as a plateau over the
+    object dilated by it, and M's peak lands anywhere on the plateau: beside a small object as often as on it
+    (docs/METHODS.md gives the planted-square measurements; a plain branch of two 3x3 convolutions, without
+    the identity, fails the same way, so the identity is not the cause). With 1x1 convolutions a class-map
+    cell sees only its own cell's features, and M is as sharp as the extractor's features; the identity keeps
+    the block residual, as the paper's branch (ResNet blocks) is.
+    """
 
     def __init__(self, channels: int):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(),
-            nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
+            nn.Conv2d(channels, channels, 1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(),
+            nn.Conv2d(channels, channels, 1, bias=False), nn.BatchNorm2d(channels),
         )
         self.act = nn.ReLU()
 
@@ -46,8 +58,9 @@ class AttentionBranchNetwork(nn.Module):
     """extractor -> (attention branch, perception branch); see the module docstring for the equations.
 
     `extractor` maps images to g [B,channels,h,w]; `perception` maps (1 + M) * g to logits [B,num_classes].
-    `branch` is the attention branch's own convolutions before the class maps (default: one residual block
-    at `channels` channels, keeping resolution); `branch_channels` is its output width (default `channels`).
+    `branch` is the attention branch's own convolutions before the class maps (default: one pointwise
+    `ResidualBlock` at `channels` channels, keeping resolution); `branch_channels` is its output width
+    (default `channels`).
     `backbone` names the `from_backbone` recipe, so a checkpoint can be rebuilt (None for custom parts).
     """
 
@@ -71,6 +84,19 @@ class AttentionBranchNetwork(nn.Module):
         # perception branch has no need to change it, stay) low where a class's evidence is; starting from the
         # mean of the class maps makes attention begin where any class evidence is, and training moves it on.
         nn.init.constant_(self.attention_map[0].weight, 1.0 / num_classes)
+        if branch is None:
+            # Nor how the class maps' 1x1 convolution starts. On the default branch we draw it as PyTorch does
+            # (Kaiming-uniform) and drop the signs. With random signs a class map can start closed (below its
+            # batch mean, so zero after the ReLU) on its own class's evidence, where no gradient reaches it;
+            # GAP + CE is then met by a map lit on the background of every image and outvoted by the other
+            # classes' maps where they have evidence: the class is recognised by absence, and M is dimmest on
+            # its object. The default branch's features are non-negative (it ends in a ReLU) and pointwise, so
+            # with non-negative weights every class map starts open where its cell's features are strongest, on
+            # what stands out from the background, and training sorts the classes from there. A branch of one's
+            # own (the backbones' blocks among them) keeps PyTorch's draw: its output need not be non-negative,
+            # and on resnet18 the non-negative start did not localise better (docs/METHODS.md).
+            with torch.no_grad():
+                self.class_maps[0].weight.abs_()
         self.perception = perception  # registered last: its final nn.Linear is the model's last one
 
     def forward_all(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -99,7 +125,13 @@ class AttentionBranchNetwork(nn.Module):
           downsampling stage, also stride 16: extractor = stem + blocks 0-10 (stages 1-5, 112 channels);
           attention branch = one MBConv of stage 6's kind and width (112 -> 192, kernel 5) at stride 1;
           perception = blocks 11-15 (stages 6-7) + the 1x1 head + pooling + dropout + a new fc.
-        - `tiny`: three small conv layers for CPU tests and the 8x8 digits (stride 2 extractor, 32 channels).
+        - `tiny`: three small conv layers for CPU tests and the 8x8 digits (stride 2 extractor, 32 channels);
+          attention branch = the default pointwise `ResidualBlock`.
+
+        The ResNet and EfficientNet branches keep the paper's kind of block (3x3 / 5x5 convolutions) although
+        that dilates the class maps (see `ResidualBlock`): at stride 16 the extractor's own receptive field spans
+        the image, and a pointwise block did not localise better there (resnet18, 8x8 attention on 128-px planted
+        squares, 3 seeds: M's peak on the square in 41-87% of images with the paper's block, 62-74% pointwise).
 
         `weights` is the whole backbone's state dict (torchvision's file, or the efficientnet-lite0 package's
         file); its classifier is dropped, since the ABN's classes are new. Never downloads.
@@ -196,6 +228,19 @@ def read_checkpoint(path: str | Path) -> dict:
     return checkpoint
 
 
+def load_trained(net: AttentionBranchNetwork, checkpoint: dict, path: str | Path) -> None:
+    """Load a checkpoint's model state into `net`, or say why it does not fit (a ValueError naming the first
+    mismatch). The likely reason: the default attention branch (`ResidualBlock`, used by `tiny` and by custom
+    ABNs without their own branch) had 3x3 convolutions before it became pointwise; those ABNs need retraining."""
+    try:
+        net.load_state_dict(checkpoint["model"])
+    except RuntimeError as err:
+        detail = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), str(err).strip())
+        raise ValueError(f"{path} does not fit this ABN ({detail}); an ABN on the default attention branch trained "
+                         "before that branch became pointwise (1x1 convolutions, see docs/METHODS.md) must be "
+                         "retrained (camstudy train-abn)") from err
+
+
 def load_abn(weights: str | Path | None):
     """`load_model("abn", weights=CHECKPOINT)`: the trained ABN as a camstudy `Classifier`."""
     from study.models.layers import last_spatial_layer
@@ -210,7 +255,7 @@ def load_abn(weights: str | Path | None):
         raise ValueError(f"{weights} lacks {', '.join(lacking)}: only ABNs built with from_backbone and trained "
                          f"with meta (as camstudy train-abn does) can be loaded by name")
     net = AttentionBranchNetwork.from_backbone(meta["backbone"], meta["num_classes"])
-    net.load_state_dict(checkpoint["model"])
+    load_trained(net, checkpoint, weights)
     net.eval()
     probe = torch.zeros(1, 3, *meta["input_size"])
     return Classifier(net, name="abn", categories=meta["categories"],

@@ -18,15 +18,9 @@ from typing import Any
 
 from study.images.specs import parse_image_set, resolve_path
 from study.protocol import languages as _languages
-from study.protocol.tasks import TASKS, TaskConfig
+from study.protocol.questions import QuestionItem, parse_questions
+from study.protocol.tasks import KNOWN_METHODS, TASKS, TaskConfig
 
-# The explainer names of DESIGN.md. Kept here so that reading a config (the survey does it on
-# every start) does not import torch; tests/test_config.py checks it against
-# study.explainers.METHODS so the two cannot drift apart.
-KNOWN_METHODS = frozenset({
-    "cam", "gradcam", "gradcam++", "scorecam", "ablationcam", "guided_backprop",
-    "guided_gradcam", "guided_ablationcam", "rise", "lime", "random", "abn",
-})
 
 CONFIG_FILE = "study.toml"       # a study folder's copy of the config it was built from
 DEFAULT_DATABASE = "study.db"
@@ -42,24 +36,6 @@ class TextConfig:
     consent_md: str
     instructions_md: str
     debrief_md: str
-
-
-@dataclass(frozen=True)
-class QuestionItem:
-    """One questionnaire item; `options=None` asks for free text."""
-    key: str
-    label: str
-    options: list[str] | None = None
-    # Other languages' wording (study.protocol.languages): {lang: label}, {lang: option labels}.
-    labels: dict[str, str] = field(default_factory=dict, compare=False)
-    option_labels: dict[str, list[str]] = field(default_factory=dict, compare=False)
-
-    def label_in(self, language: str) -> str:
-        return self.labels.get(language, self.label)
-
-    def options_in(self, language: str) -> list[tuple[str, str]]:
-        """(value stored, label shown) per option: values are the default language's options."""
-        return list(zip(self.options or [], self.option_labels.get(language, self.options or [])))
 
 
 @dataclass(frozen=True)
@@ -263,6 +239,8 @@ class _Validator:
         if raw.get("signed_links") is True and raw.get("allow_anonymous") is True:
             raise self.fail(("signed_links",), "signed links and anonymous entry exclude each other: an anonymous "
                             "participant has no signed id (set allow_anonymous = false)")
+        language, texts = _languages.texts(self, raw)
+        self.languages = tuple(texts)      # what a task's own questions are worded in
         design = self.choice(raw, (), "design", DESIGNS, "within")
         tasks = tuple(self.task(t, ("tasks", i), models, methods, design) for i, t in enumerate(tasks_raw))
         between = [(i, t) for i, t in enumerate(tasks) if t.design == "between"]
@@ -275,7 +253,10 @@ class _Validator:
         if attention and not any(TASKS[t.type].hosts_attention_checks for t in tasks):
             hosts = ", ".join(name for name, kind in TASKS.items() if kind.hosts_attention_checks)
             raise self.fail(("attention_checks",), f"attention checks need a task to take their form from ({hosts})")
-        language, texts = _languages.texts(self, raw)
+        practice = self.count(raw, (), "practice_trials", 2)
+        if practice and not any(TASKS[t.type].hosts_practice for t in tasks):
+            raise self.fail(("practice_trials",), "practice trials need a task to take their form from (any but "
+                            + ", ".join(name for name, kind in TASKS.items() if not kind.hosts_practice) + ")")
         texts = {lang: TextConfig(**text) for lang, text in texts.items()}
         config = StudyConfig(
             name=name,
@@ -285,9 +266,9 @@ class _Validator:
             methods=methods,
             tasks=tasks,
             text=texts[language],
-            questionnaire=self.questionnaire(raw.get("questionnaire", []), tuple(texts)),
+            questionnaire=parse_questions(self, raw.get("questionnaire", []), ("questionnaire",), tuple(texts)),
             exclusion=self.exclusion(raw.get("exclusion", {})),
-            practice_trials=self.count(raw, (), "practice_trials", 2),
+            practice_trials=practice,
             attention_checks=attention,
             answers_per_cell=self.count(raw, (), "answers_per_cell", 5, low=1),
             allow_anonymous=self.typed(raw, (), "allow_anonymous", bool, False),
@@ -347,37 +328,22 @@ class _Validator:
             raise self.fail(path + ("type",), f"unknown task type {kind!r} (known: {', '.join(TASKS)})")
         plugin = TASKS[kind]
         self.table(raw, path, _TASK_KEYS | plugin.option_keys)
-        task_methods = self.strings(raw, path, "methods", list(plugin.default_methods or methods),
-                                    allowed=plugin.method_names or KNOWN_METHODS)
+        task_methods = plugin.methods_of(self.strings(raw, path, "methods", list(plugin.default_methods or methods),
+                                                      allowed=plugin.method_names or KNOWN_METHODS))
         model = self.typed(raw, path, "model", str, models[0])
         if model not in models:
             raise self.fail(path + ("model",), f"model {model!r} is not in the study's models {list(models)}")
         options = plugin.parse_options(self, raw, path, task_methods, models)
-        design = self.choice(raw, path, "design", DESIGNS, design)
+        design = self.choice(raw, path, "design", DESIGNS, design if plugin.within_subjects else "between")
         if design == "between" and not plugin.between_subjects:
             raise self.fail(path + ("design",), f"a {kind} task compares methods within one participant; "
                             "it cannot be between subjects")
+        if design == "within" and not plugin.within_subjects:
+            raise self.fail(path + ("design",), f"a {kind} task is between subjects by nature: "
+                            f"{plugin.between_only_because}")
         return TaskConfig(type=kind, methods=task_methods, model=plugin.task_model(options, model), design=design,
                           trials=self.count(raw, path, "trials", None, low=1),
                           images=self.image_set(raw, path, "images"), options=options)
-
-    def questionnaire(self, raw: Any, languages: tuple[str, ...] = ("en",)) -> list[QuestionItem]:
-        if not isinstance(raw, list):
-            raise self.fail(("questionnaire",), "must be an array of tables ([[questionnaire]])")
-        items, seen = [], set()
-        for i, item in enumerate(raw):
-            path = ("questionnaire", i)
-            self.table(item, path, {"key", "label", "options"} | _languages.question_keys(languages), {"key", "label"})
-            key = self.typed(item, path, "key", str)
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key) or key in seen:
-                raise self.fail(path + ("key",), f"must be a unique identifier, got {key!r}")
-            seen.add(key)
-            options = self.strings(item, path, "options") if "options" in item else None
-            labels, option_labels = _languages.question_wording(self, item, path, languages, options)
-            items.append(QuestionItem(key=key, label=self.typed(item, path, "label", str),
-                                      options=list(options) if options else None,
-                                      labels=labels, option_labels=option_labels))
-        return items
 
     def exclusion(self, raw: Any) -> ExclusionConfig:
         path = ("exclusion",)

@@ -131,6 +131,15 @@ MESSAGES: dict[str, dict[str, str]] = {
         "task.examples.prompt": "On the left is an image; on the right, the {k} training images that helped the model most with it, each with its label. **Which class will the model predict for the image on the left?**",
         "task.examples.caption": "The image, and the {k} most helpful training images with their labels",
         "task.examples.predicted": "The model predicted **{name}**.",
+        "task.utility.chose": "The model chose **{name}** for this image.",
+        "task.utility.chose_map": "The model chose **{name}** for this image. The map shows what it relied on: red "
+                                  "areas most, blue areas least.",
+        "task.utility.study": "Look at it closely to learn how the model decides, then go on.",
+        "task.utility.guess": "**Which class will the model choose for this image?** You will then see what it chose.",
+        "task.utility.test": "**Which class will the model choose for this image?** There is no map now: use what "
+                             "you have learned about how the model decides.",
+        "task.utility.image": "The image",
+        "task.utility.map": "What the model relied on",
         "confidence.4.1": "Not confident",
         "confidence.4.2": "Somewhat confident",
         "confidence.4.3": "Fairly confident",
@@ -252,6 +261,16 @@ MESSAGES: dict[str, dict[str, str]] = {
         "task.examples.prompt": "Links sehen Sie ein Bild, rechts die {k} Trainingsbilder, die dem Modell dabei am meisten geholfen haben, jeweils mit ihrer Klasse. **Welche Klasse wird das Modell für das Bild links vorhersagen?**",
         "task.examples.caption": "Das Bild und die {k} hilfreichsten Trainingsbilder mit ihren Klassen",
         "task.examples.predicted": "Das Modell hat **{name}** vorhergesagt.",
+        "task.utility.chose": "Das Modell hat für dieses Bild **{name}** gewählt.",
+        "task.utility.chose_map": "Das Modell hat für dieses Bild **{name}** gewählt. Die Karte zeigt, worauf es sich "
+                                  "gestützt hat: rote Bereiche am meisten, blaue am wenigsten.",
+        "task.utility.study": "Sehen Sie genau hin, um zu lernen, wie das Modell entscheidet, und gehen Sie dann weiter.",
+        "task.utility.guess": "**Welche Klasse wird das Modell für dieses Bild wählen?** Danach sehen Sie, was es "
+                              "gewählt hat.",
+        "task.utility.test": "**Welche Klasse wird das Modell für dieses Bild wählen?** Jetzt gibt es keine Karte: "
+                             "Nutzen Sie, was Sie über die Entscheidungen des Modells gelernt haben.",
+        "task.utility.image": "Das Bild",
+        "task.utility.map": "Worauf sich das Modell gestützt hat",
         "confidence.4.1": "Nicht sicher",
         "confidence.4.2": "Etwas sicher",
         "confidence.4.3": "Ziemlich sicher",
@@ -282,6 +301,7 @@ def speaker(language: str) -> Say:
 
     def say(key: str, **fields) -> str:
         return message(language, key, **fields)
+    say.language = language          # for wording the config gives per language (a task's questions)
     return say
 
 

@@ -16,10 +16,9 @@ participant), everything else here is a pure function of the slot and the partic
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-
 
 
 def cell(j: int, n_units: int, n_conditions: int) -> tuple[int, int]:
@@ -51,12 +50,15 @@ def participant_seed(study_seed: int, external_id: str) -> int:
 @dataclass(frozen=True)
 class TaskBlock:
     """The main trials of one task (by cell index), how many each participant sees, and whether each
-    participant sees only their condition's method (`between`)."""
+    participant sees only their condition's method (`between`). `order`, for a task whose trials come
+    in a set order (TaskType.order), gives the cells of a participant (by rank and condition) in order,
+    each with facts for its plan row; they are then neither shuffled nor interrupted by checks."""
     trials: Sequence[Any]          # trial templates, trials[j].cell_index == j
     n_units: int
     n_conditions: int
     per_participant: int
     between: bool = False
+    order: Callable[[int, str | None], list[tuple[int, dict[str, Any]]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,8 @@ def between_cells(block: TaskBlock, method: str, rank: int) -> list[int]:
 
 def make_plan(blocks: Sequence[TaskBlock], practice: Sequence[Sequence[Any]], attention: Sequence[Sequence[Any]],
               slot: int, seed: int, condition: str | None = None, n_conditions: int = 1) -> list[PlannedTrial]:
-    """Practice first, then each task's block (config order, shuffled within), with the attention
-    checks at random places after the first main trial.
+    """Practice first, then each task's block (config order, shuffled within unless the block sets its
+    own order), with the attention checks at random places after the first main trial.
 
     `practice` and `attention` are groups of copies of one extra trial: a single copy, or one per
     condition (between subjects), of which the participant's `condition` is kept.
@@ -104,7 +106,13 @@ def make_plan(blocks: Sequence[TaskBlock], practice: Sequence[Sequence[Any]], at
     # (rotating by the slot itself would tie a condition to a few of its rows).
     rank = slot // n_conditions
     main: list[PlannedTrial] = []
+    fixed: set[int] = set()          # positions inside an ordered block, where no check may go
     for block in blocks:
+        if block.order is not None:
+            ordered = [(block.trials[j], extra) for j, extra in block.order(rank, condition)]
+            fixed |= set(range(len(main) + 1, len(main) + len(ordered)))
+            main += [PlannedTrial(t, {**t.spec.randomise(rng), **extra}, False, False) for t, extra in ordered]
+            continue
         if block.between:
             cells = between_cells(block, condition, rank)
         else:
@@ -113,7 +121,12 @@ def make_plan(blocks: Sequence[TaskBlock], practice: Sequence[Sequence[Any]], at
         rng.shuffle(picked)
         main += [PlannedTrial(t, t.spec.randomise(rng), False, False) for t in picked]
     for check in (_own(group, condition) for group in attention):
-        position = rng.randint(1, len(main)) if main else 0
+        if not fixed:
+            position = rng.randint(1, len(main)) if main else 0
+        else:                        # after the first trial, never inside an ordered block
+            places = [p for p in range(1, len(main) + 1) if p not in fixed]
+            position = rng.choice(places) if places else len(main)
+            fixed = {p + (p >= position) for p in fixed}
         main.insert(position, PlannedTrial(check, check.spec.randomise(rng), False, True))
     head = [PlannedTrial(t, t.spec.randomise(rng), True, False) for t in (_own(g, condition) for g in practice)]
     return head + main

@@ -20,9 +20,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from study.results import mixed
 from study.protocol.tasks import TASKS, Measure
 from study.protocol.tasks.compare import SAME
+from study.protocol.tasks.utility import CONTROL
+from study.results import mixed, utility
 
 SUMMARY_COLUMNS = [
     "task", "model", "method", "measure", "n", "n_participants",
@@ -347,6 +348,11 @@ def summarize(responses: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0
                                                 n_resamples=n_resamples, seed=seed)
                 rows.append([task, model, method, measure, len(answered), n_people,
                              est, low, high, "bootstrap", np.nan])
+    for task, model, method, measure, flags, people in utility.learning_summary(data) + utility.reliance(data):
+        k = int(flags.astype(bool).sum())
+        low, high = wilson_interval(k, len(flags))
+        rows.append([task, model, method, measure, len(flags), people.nunique(), k / len(flags), low, high,
+                     "wilson", np.nan])
     choices = compare_choices(data)
     for model, group in _groups(choices, ["model"]):
         scores = vote_scores(group).set_index("method")
@@ -431,13 +437,19 @@ def method_tests(responses: pd.DataFrame, method_order: Sequence[str] | None = N
         if n_units:
             rows.append(["compare", model, "response", "krippendorff_alpha_nominal", a, b, "stimulus",
                          alpha, np.nan, n_units])
+    rows += utility.utility_tests(data) + utility.question_tests(data)
+    tests = utility.test_answers(data)
+    for model, group in _groups(tests, ["model"]):   # correct ~ condition + round + (1|participant) + (1|image)
+        rows += mixed_rows("utility", model, "accuracy", group, group["correct"],
+                           _ordered(group["method"], [CONTROL]), logistic=True,
+                           covariates={"round": group["round"].astype(float).to_numpy()})
     rows = [row + [np.nan] * (len(TEST_COLUMNS) - len(row)) for row in rows]
     return _sorted(pd.DataFrame(rows, columns=TEST_COLUMNS), ["task", "model", "measure", "test", "method_a", "method_b"])
 
 
 def mixed_rows(task: str, model: str, measure: str, answered: pd.DataFrame, outcome: pd.Series,
-               levels: Sequence[str], *, logistic: bool) -> list[list]:
-    """tests.csv rows of one mixed model, outcome ~ method + (1|participant) + (1|image).
+               levels: Sequence[str], *, logistic: bool, covariates: dict[str, np.ndarray] | None = None) -> list[list]:
+    """tests.csv rows of one mixed model, outcome ~ method + (1|participant) + (1|image) [+ covariates].
 
     A binary `outcome` (correct, preferred; logistic=True) gets the logistic model (test mixed_logit: estimate
     in log-odds, statistic the odds ratio exp(estimate)), a numeric one the linear model
@@ -448,7 +460,8 @@ def mixed_rows(task: str, model: str, measure: str, answered: pd.DataFrame, outc
     random intercept's SD (and the linear model's residual SD) in `estimate`, the factor in
     paired_by, n its number of levels; an SD of 0 is a singular fit. Their method_a is "all"
     (compare: the pair). Fewer than two methods, answers without variation, or a model the data
-    cannot identify (a singular system, as with a handful of pilot answers) give no rows.
+    cannot identify (a singular system, as with a handful of pilot answers) give no rows. Numeric
+    `covariates` (the utility task's round) enter as slopes, each a row with method_a = its name.
     """
     if len(levels) < 2 or answered.empty:
         return []
@@ -460,6 +473,9 @@ def mixed_rows(task: str, model: str, measure: str, answered: pd.DataFrame, outc
     else:
         X, terms = mixed.treatment_design(answered["method"], list(levels))
         contrasts = [(term, term, levels[0]) for term in terms[1:]]
+    for name, values in (covariates or {}).items():
+        X, terms = np.column_stack([X, values]), (*terms, name)
+        contrasts.append((name, name, ""))
     y = outcome.astype(float).to_numpy()
     if np.ptp(y) == 0:      # every answer the same: no model can say anything about the methods
         return []
@@ -486,16 +502,24 @@ def correlate(responses: pd.DataFrame, faithfulness: pd.DataFrame) -> pd.DataFra
     """correlations.csv: Spearman rho between human measures and faithfulness metrics.
 
     Human measures are averaged per (model, method, image) first. level "method": for one
-    method, across images; level "image": for one image, across methods. Needs >= 3 points.
+    method, across images; level "image": for one image, across methods; level "utility": a method's
+    utility (study.results.utility) against its mean metric, across methods (does faithfulness predict
+    what people learn?). Needs >= 3 points.
     """
     data = analysable(responses)
     human = human_per_image(data)
-    if human.empty or faithfulness.empty:
+    if faithfulness.empty:
         return pd.DataFrame(columns=CORRELATION_COLUMNS)
     faith = (faithfulness.assign(value=faithfulness["value"].astype(float))
              .groupby(["model", "method", "image_id", "metric"], as_index=False)["value"].mean())
-    joined = human.merge(faith, on=["model", "method", "image_id"])
     rows = []
+    learned = utility.gains(data).merge(faith.groupby(["model", "method", "metric"], as_index=False)["value"].mean(),
+                                        on=["model", "method"])
+    for (model, metric), group in _groups(learned, ["model", "metric"]):
+        r = spearman(group["utility"], group["value"])
+        if r.n >= 3:
+            rows.append(["utility", model, "", "", "utility", metric, r.statistic, r.p, r.n])
+    joined = human.merge(faith, on=["model", "method", "image_id"])
     for level, key in (("method", "method"), ("image", "image_id")):
         for (model, k, measure, metric), group in _groups(joined, ["model", key, "human_measure", "metric"]):
             r = spearman(group["human"], group["value"])

@@ -22,6 +22,8 @@ TEMPLATE = r'''# {script} -- written by `camstudy export`: the mixed models of t
 # Writes {output}: one row per fixed-effect contrast, in tests.csv's columns.
 #   accuracy, compare preference: glmer(y ~ method + (1|participant) + (1|image), binomial), Laplace (nAGQ = 1)
 #   rating, trust, confidence:    lmer(y ~ method + (1|participant) + (1|image)), REML
+#   utility (test trials):        glmer(correct ~ condition + round + (1|participant) + (1|image), binomial),
+#                                 reference condition "none", round numeric
 # p values and 95% intervals are Wald's (normal reference), as camstudy reports them.
 suppressPackageStartupMessages(library(lme4))
 invisible(Sys.setlocale("LC_COLLATE", "C"))   # sort method names as camstudy does
@@ -83,6 +85,20 @@ for (key in sort(unique(paste(d$model, d$first, d$second, sep = "\r")))) {{
   dp <- d[d$model == part[1] & d$first == part[2] & d$second == part[3], ]
   fit <- fit_model(y ~ 1 + (1 | participant_id) + (1 | image_id), dp, TRUE)
   if (!is.null(fit)) add_rows(fit, "compare", part[1], "preferred", "(Intercept)", part[2], part[3])
+}}
+
+# utility: did the condition's explanations teach people to predict the model? Test trials only.
+d <- r[r$task == "utility" & !is.na(r$phase) & r$phase == "test" & !is.na(r$correct), ]
+for (model in sort(unique(d$model))) {{
+  dm <- d[d$model == model, ]
+  levels <- c("none", sort(setdiff(unique(dm$method), "none")))
+  if (!("none" %in% dm$method) || length(levels) < 2) next
+  dm$y <- as.numeric(dm$correct == "true")
+  dm$method <- factor(dm$method, levels = levels)
+  dm$round <- as.numeric(dm$round)
+  fit <- fit_model(y ~ method + round + (1 | participant_id) + (1 | image_id), dm, TRUE)
+  if (!is.null(fit)) add_rows(fit, "utility", model, "accuracy", c(paste0("method", levels[-1]), "round"),
+                              c(levels[-1], "round"), c(rep("none", length(levels) - 1), ""))
 }}
 
 out <- if (length(rows)) do.call(rbind, rows) else data.frame()

@@ -23,10 +23,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 from scipy import stats
 from scipy.special import expit, logit
 
 from study.results import mixed
+from study.scoring.figures import COLOURS
 from study.protocol import plans
 from study.results.analysis import wilson_interval
 from study.protocol.tasks import TASKS
@@ -129,13 +131,28 @@ def power_curve(plan: PowerPlan, participants, simulations: int = 400, *, alpha:
 
 
 def accuracy_task(config, task_type: str | None = None):
-    """The config's task to plan for: the first scored right/wrong (accuracy), or the one named."""
-    scored = [t for t in config.tasks if any(m.column == "correct" for m in TASKS[t.type].measures)]
+    """The config's task to plan for: the first scored right/wrong (accuracy; a utility task's test
+    answers are), or the one named."""
+    scored = [t for t in config.tasks if t.type == "utility" or any(m.column == "correct" for m in TASKS[t.type].measures)]
     chosen = [t for t in scored if task_type in (None, t.type)]
     if not chosen:
         names = ", ".join(t.type for t in scored) or "none"
         raise ValueError(f"no task {task_type or 'scored right/wrong'} in the config to plan for (accuracy tasks: {names})")
     return chosen[0]
+
+
+def utility_plan(task, utility: float, control_accuracy: float, *, participant_sd: float, image_sd: float,
+                 images: int | None = None) -> PowerPlan:
+    """The plan of a utility task's test: the control `none` at `control_accuracy` against an explanation
+    method whose participants predict the model `utility` better, acc_none * (1 + utility), between subjects;
+    each participant answers rounds x test test trials (of `images`, default as many: the same images for
+    everyone). The mixed logit's condition contrast is the test; a learning gain that both conditions share
+    cancels in it and is left out."""
+    options = task.options
+    per_participant = options.rounds * options.test
+    method = next(m for m in task.methods if m != "none")
+    return PowerPlan(("none", method), (control_accuracy, control_accuracy * (1 + utility)), participant_sd, image_sd,
+                     images=images or per_participant, per_participant=per_participant, design="between")
 
 
 def plan_from_pilot(study_dir: str | Path, task: str, methods, **layout_fields) -> PowerPlan:
@@ -167,3 +184,22 @@ def _one_thread():
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=1)
+
+
+def power_figure(power: pd.DataFrame, target: float = 0.8) -> Figure:
+    """Power against the number of participants (power.csv rows), with the simulation's 95%
+    intervals and a line at the `target` power."""
+    figure = Figure(figsize=(5.2, 3.6), layout="constrained")
+    ax = figure.subplots()
+    n = power["participants"].to_numpy(float)
+    estimate = power["power"].to_numpy(float)
+    # clipped: a Wilson end can fall a rounding error inside an estimate of exactly 0 or 1
+    errors = np.clip([estimate - power["ci_low"].to_numpy(float), power["ci_high"].to_numpy(float) - estimate], 0, None)
+    ax.errorbar(n, estimate, yerr=errors, fmt="o-", color=COLOURS[0], ecolor="#8c959f", capsize=4)
+    ax.axhline(target, color=COLOURS[1], linewidth=.8, linestyle="--", label=f"{target:.0%} power")
+    ax.set_xlabel("participants")
+    ax.set_ylabel("power (share of simulated studies rejecting)")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return figure

@@ -32,6 +32,7 @@ PREFERRED_HUMAN = ("rating", "compare_preferred", "class_discrimination_accuracy
 PREFERRED_METRICS = ("insertion_auc", "deletion_auc", "pointing_game", "energy_pointing_game")
 # Fixed axis ranges (padded so points on the ends stay visible) for measures with a known scale.
 SCALES = {"accuracy": (-.03, 1.03), "preferred": (-.03, 1.03), "rating": (.9, 5.1), "trust": (-2.1, 2.1)}
+ROUND_PREFIX = "accuracy_round_"     # summary.csv measures of the utility task's learning curve
 
 STYLE = """
 body { font-family: -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
@@ -94,7 +95,8 @@ def render_report(records: StudyRecords, tables: dict[str, pd.DataFrame], curves
         _header(records),
         _participants_section(tables["participants"]),
         _examples_section(records, study_dir),
-        _results_section(summary),
+        _results_section(summary[~summary["measure"].str.startswith(ROUND_PREFIX)]),
+        _utility_section(summary, tables["tests"]),
         _votes_section(summary),
         _mixed_section(tables["tests"]),
         _curves_section(curves),
@@ -188,6 +190,52 @@ def _results_section(summary: pd.DataFrame) -> str:
         ax.grid(axis="x", alpha=.3)
     parts.append(_figure_html(figure, "Per-method estimates with 95% intervals"))
     return "\n".join(parts)
+
+
+def _utility_section(summary: pd.DataFrame, tests: pd.DataFrame) -> str:
+    """Did explanations teach people how the model decides? Learning curves (test accuracy by round, per
+    condition, Wilson intervals) and each method's utility over the control with its bootstrap interval,
+    overall and on the model's mistakes. Nothing when the study has no utility task."""
+    curves = summary[(summary["task"] == "utility") & summary["measure"].str.startswith(ROUND_PREFIX)]
+    gains = tests[tests["test"] == "utility"]
+    if curves.empty:
+        return ""
+    figure = Figure(figsize=(8.6, 3.4), layout="constrained")
+    left, right = figure.subplots(1, 2)
+    for i, (method, rows) in enumerate(curves.groupby("method", sort=True)):
+        rounds = rows["measure"].str.removeprefix(ROUND_PREFIX).astype(int).to_numpy()
+        est = rows["estimate"].to_numpy(float)
+        err = np.clip([est - rows["ci_low"].to_numpy(float), rows["ci_high"].to_numpy(float) - est], 0, None)
+        left.errorbar(rounds + 0.06 * (i - 1), est, yerr=err, fmt="o-", capsize=3, label=method,
+                      color=COLOURS[i % len(COLOURS)])
+    left.set_xlabel("round")
+    left.set_ylabel("test accuracy (predicting the model)")
+    left.set_ylim(-.03, 1.03)
+    left.set_xticks(sorted(set(curves["measure"].str.removeprefix(ROUND_PREFIX).astype(int))))
+    left.legend(fontsize=8)
+    left.grid(alpha=.3)
+    left.set_title("learning curves", loc="left", fontsize=10)
+    shown = gains[gains["measure"].isin(["accuracy", "accuracy_model_wrong"])]
+    labels = [f"{m} ({'model wrong' if measure == 'accuracy_model_wrong' else 'all'})"
+              for m, measure in zip(shown["method_a"], shown["measure"])]
+    y = np.arange(len(shown))
+    est = shown["estimate"].to_numpy(float)
+    err = np.clip([est - shown["ci_low"].to_numpy(float), shown["ci_high"].to_numpy(float) - est], 0, None)
+    right.errorbar(est, y, xerr=err, fmt="o", color=COLOURS[0], ecolor="#8c959f", capsize=4)
+    right.axvline(0, color="#8c959f", linewidth=.8)
+    right.set_yticks(y, labels)
+    right.invert_yaxis()
+    right.set_xlabel("utility: (acc_m - acc_none) / acc_none")
+    right.grid(axis="x", alpha=.3)
+    right.set_title("utility over the control", loc="left", fontsize=10)
+    note = ("<p class=\"note\">Colin, Fel et al. (NeurIPS 2022): participants learn from images with the model's "
+            "decision and, unless their condition is <code>none</code>, a method's map; then they predict the "
+            "model's decision on new images without any map. Utility is the relative gain in that accuracy over "
+            "the control; intervals resample participants within each condition (tests.csv, <code>test = "
+            "utility</code>). The mixed logit <code>correct ~ condition + round + (1|participant) + (1|image)</code> "
+            "is in the table of mixed models.</p>")
+    return "\n".join(["<h2>Do explanations help people predict the model?</h2>", note,
+                      _figure_html(figure, "Learning curves per condition and utility per method")])
 
 
 def _votes_section(summary: pd.DataFrame) -> str:

@@ -52,14 +52,16 @@ class MetricSettings:
 
 @dataclass(frozen=True)
 class BatchWork:
-    """One batch's inputs to the metrics: images, maps and targets on the model's device, boxes on the map,
-    and `explain_fn(model, x, targets)` that explains with the method's own options."""
+    """One batch's inputs to the metrics: images, maps and targets on the model's device, boxes and masks on
+    the map (a mask, where an image has one, is the exact region that decides its class), and
+    `explain_fn(model, x, targets)` that explains with the method's own options."""
 
     model: nn.Module
     x: torch.Tensor
     maps: torch.Tensor
     targets: torch.Tensor
     boxes: list
+    masks: list
     explain_fn: ExplainFn
     batch_size: int
     amp: str | None
@@ -68,7 +70,16 @@ class BatchWork:
     def subset(self, indices: list[int]) -> BatchWork:
         """The same work for some of the images (what a cache miss recomputes)."""
         return BatchWork(self.model, self.x[indices], self.maps[indices], self.targets[indices],
-                         [self.boxes[i] for i in indices], self.explain_fn, self.batch_size, self.amp, self.settings)
+                         [self.boxes[i] for i in indices], [self.masks[i] for i in indices], self.explain_fn,
+                         self.batch_size, self.amp, self.settings)
+
+    def regions(self) -> torch.Tensor:
+        """BoolTensor[B,H,W] on the CPU: each image's mask where it has one, else the union of its boxes."""
+        regions = metrics.box_masks(self.boxes, tuple(self.maps.shape[-2:]))
+        for i, mask in enumerate(self.masks):
+            if mask is not None:
+                regions[i] = mask
+        return regions
 
 
 @dataclass(frozen=True)
@@ -179,10 +190,9 @@ def _max_sensitivity(work: BatchWork, params: dict) -> list[dict]:
 
 
 def _against_boxes(name: str) -> Family:
-    """relevance mass / rank accuracy against the union of each image's boxes (`metrics.box_masks`)."""
+    """relevance mass / rank accuracy against each image's mask, or the union of its boxes (`metrics.box_masks`)."""
     def compute(work: BatchWork, params: dict) -> list[dict]:
-        masks = metrics.box_masks(work.boxes, tuple(work.maps.shape[-2:]))
-        return one_value_per_image(name, getattr(metrics, name)(work.maps.cpu(), masks), params)
+        return one_value_per_image(name, getattr(metrics, name)(work.maps.cpu(), work.regions()), params)
 
     return Family(compute, _none, boxes=True)
 

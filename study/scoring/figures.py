@@ -72,21 +72,3 @@ def table_figure(table: pd.DataFrame, n_images: int | None = None) -> Figure:
     n_images = table["image_id"].nunique() if n_images is None else n_images
     ax.set_title(f"mean per method over {n_images} images", fontsize=10, loc="left")
     return figure
-
-
-def power_figure(power: pd.DataFrame, target: float = 0.8) -> Figure:
-    """Power against the number of participants (power.csv rows), with the simulation's 95%
-    intervals and a line at the `target` power."""
-    figure = Figure(figsize=(5.2, 3.6), layout="constrained")
-    ax = figure.subplots()
-    n = power["participants"].to_numpy(float)
-    estimate = power["power"].to_numpy(float)
-    errors = [estimate - power["ci_low"].to_numpy(float), power["ci_high"].to_numpy(float) - estimate]
-    ax.errorbar(n, estimate, yerr=errors, fmt="o-", color=COLOURS[0], ecolor="#8c959f", capsize=4)
-    ax.axhline(target, color=COLOURS[1], linewidth=.8, linestyle="--", label=f"{target:.0%} power")
-    ax.set_xlabel("participants")
-    ax.set_ylabel("power (share of simulated studies rejecting)")
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=.3)
-    ax.legend(fontsize=8, loc="lower right")
-    return figure

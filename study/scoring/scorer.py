@@ -228,6 +228,13 @@ def choose_targets(model: nn.Module, x: torch.Tensor, items: Sequence[ImageItem 
     return top1
 
 
+def _regions_key(boxes, mask) -> object:
+    """What a family that scores against boxes depends on: the boxes, and the mask where there is one."""
+    if mask is None:
+        return boxes
+    return [boxes, hashlib.sha256(mask.numpy().tobytes()).hexdigest()[:24]]
+
+
 def fingerprint(*parts) -> str:
     """A stable hash of JSON-able parts (sorted keys), for cache file names."""
     text = json.dumps(parts, sort_keys=True, default=str)
@@ -264,8 +271,8 @@ class _Scorer:
         map_keys = [fingerprint(self.model_key, digest, method, options, self.seed, int(t), self.amp, *chunked)
                     for digest, t in zip(batch.digests, targets)]
         maps = self._maps(method, items, x, targets, map_keys, options, chunk)
-        work = BatchWork(self.model, x, maps, targets, batch.boxes, self._explainer(method, options, chunk),
-                         chunk, self.amp, self.settings)
+        work = BatchWork(self.model, x, maps, targets, batch.boxes, batch.masks,
+                         self._explainer(method, options, chunk), chunk, self.amp, self.settings)
         per_image: list[tuple[list[dict], list[Path]]] = [([], []) for _ in items]
         for family in self.families:
             chosen = [i for i, b in enumerate(batch.boxes) if b] if WORK[family].boxes else list(range(len(items)))
@@ -285,7 +292,8 @@ class _Scorer:
         spec = WORK[family]
         params = spec.params(self.settings)
         context = fingerprint(map_keys, work.batch_size) if spec.whole_batch else None
-        keys = [fingerprint(map_keys[i], family, params, self.amp, work.boxes[i] if spec.boxes else None, context)
+        keys = [fingerprint(map_keys[i], family, params, self.amp,
+                            _regions_key(work.boxes[i], work.masks[i]) if spec.boxes else None, context)
                 for i in chosen]
         def compute(missing: list[int]) -> list[dict]:
             if spec.whole_batch:

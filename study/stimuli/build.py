@@ -40,6 +40,9 @@ class Renderer(Protocol):
 
     def predict(self, model: str, items: Sequence[Any]) -> dict[str, list[tuple[int, float]]]: ...
 
+    def class_scores(self, model: str, items: Sequence[Any], classes: Sequence[int]) -> dict[str, list[float]]:
+        """Per image, the model's logits of `classes` (in that order): decisions among a few classes."""
+
     def render(self, items: Sequence[Any], requests: Sequence[tasks.MapRequest]) -> list[list[Any]]:
         """Per request, one PIL image per target. The requests share model, method, `joint` and
         number of targets, so they can go through the explainer as one batch."""
@@ -54,8 +57,6 @@ class ExplainerRenderer:
 
     `weights` names a weights file per model (the config's `[weights]`); `root` is the folder that
     relative training-image folders are taken in (the config's)."""
-
-    DISPLAY_SIZE = 448    # longest side of a stimulus PNG
 
     def __init__(self, device: str | None = None, seed: int = 0, weights: dict[str, Path] | None = None,
                  root: Path | None = None):
@@ -85,9 +86,19 @@ class ExplainerRenderer:
         net = self._model(model)
         with torch.no_grad():
             probs = torch.softmax(net(net.preprocess([i.image for i in items])), dim=1)
-        top = probs.topk(5, dim=1)
+        top = probs.topk(min(5, probs.shape[1]), dim=1)   # top-5, or every class of a smaller model
         return {item.image_id: [(int(c), float(p)) for c, p in zip(top.indices[k], top.values[k])]
                 for k, item in enumerate(items)}
+
+    def class_scores(self, model: str, items: Sequence[Any], classes: Sequence[int]) -> dict[str, list[float]]:
+        import torch
+        net = self._model(model)
+        scores = []
+        with torch.no_grad():
+            for start in range(0, len(items), 64):
+                chunk = items[start:start + 64]
+                scores += net(net.preprocess([i.image for i in chunk]))[:, list(classes)].float().cpu().tolist()
+        return {item.image_id: row for item, row in zip(items, scores)}
 
     def render(self, items: Sequence[Any], requests: Sequence[tasks.MapRequest]) -> list[list[Any]]:
         import torch
@@ -107,10 +118,19 @@ class ExplainerRenderer:
         for item, item_maps in zip(items, maps):
             if first.joint:   # HIVE: the top-k maps share one scale, so their strengths compare
                 item_maps = item_maps / item_maps.abs().max().clamp_min(1e-12)
-            display = item.image.copy()
-            display.thumbnail((self.DISPLAY_SIZE, self.DISPLAY_SIZE))
+            display = display_copy(item.image)
             pictures.append([picture(display, m) for m in item_maps])
         return pictures
+
+
+DISPLAY_SIZE = 448    # longest side of a stimulus PNG
+
+
+def display_copy(image):
+    """The photo at the size stimuli are shown (longest side DISPLAY_SIZE, never enlarged)."""
+    display = image.convert("RGB")
+    display.thumbnail((DISPLAY_SIZE, DISPLAY_SIZE))
+    return display
 
 
 @dataclass
@@ -167,7 +187,7 @@ def build_study(config_path: str | Path, out_dir: str | Path, force_new: bool = 
     predictions: tasks.Predictions = {m: {} for m in config.models}
     for task, held in zip(config.tasks, task_items):
         _predict(renderer, predictions, tasks.TASKS[task.type].models(task), held)
-    plan = _plan(config, task_items, predictions, categories, combine)
+    plan = _plan(config, task_items, predictions, categories, combine, renderer.class_scores)
     # Composites made by the plan are recorded with predictions too.
     _predict(renderer, predictions, config.models, [i for i in plan.items.values() if not _known(predictions, i)])
     _render(plan, out, renderer, progress)
@@ -222,22 +242,24 @@ def _known(predictions: tasks.Predictions, item: Any) -> bool:
     return any(item.image_id in by_image for by_image in predictions.values())
 
 
-def _file_name(request: tasks.MapRequest | tasks.ExampleRequest, target: int) -> str:
-    parts = [request.image_id, request.model, request.method, str(target), *request.name_parts()]
+def _file_name(request: tasks.MapRequest | tasks.ExampleRequest | tasks.PhotoRequest, target: int | None) -> str:
+    parts = [request.image_id, request.method] if target is None else [
+        request.image_id, request.model, request.method, str(target), *request.name_parts()]
     return re.sub(r"[^A-Za-z0-9_.+\-]", "_", "__".join(parts)) + ".png"
 
 
 def _plan(config: StudyConfig, task_items: Sequence[Sequence[Any]], predictions: tasks.Predictions,
-          categories: dict[str, list[str]], combine: Callable) -> _Plan:
+          categories: dict[str, list[str]], combine: Callable, class_scores: Callable) -> _Plan:
     """Units, cells, practice and attention trials of every task (from its own image set), and the maps they need."""
     rng = random.Random(config.seed)
     plan = _Plan(items={i.image_id: i for held in task_items for i in held}, stimuli={}, trials=[], layout=[])
     extras = _extra_trials(config)
     wording = _Wording(config, categories)
+    ctx = tasks.UnitContext(predictions, categories, class_scores, combine, rng)
 
-    def stimulus_ids(task, unit: tasks.Unit, cond: tasks.Condition, kind: tasks.TaskType) -> list[tuple]:
+    def stimulus_ids(requests) -> list[tuple]:
         keys = []
-        for request in kind.maps(task, unit, cond):
+        for request in requests:
             for target in request.targets:
                 key = (request, target)
                 plan.stimuli.setdefault(key, (f"{STIMULI_DIR}/{_file_name(request, target)}", target, request))
@@ -245,17 +267,19 @@ def _plan(config: StudyConfig, task_items: Sequence[Sequence[Any]], predictions:
         return keys
 
     def trial(position, task, kind, unit, cond, role, cell_index, specs=None):
-        plan.items.setdefault(unit.item.image_id, unit.item)
-        keys = stimulus_ids(task, unit, cond, kind)
+        if unit.item is not None:
+            plan.items.setdefault(unit.image_id, unit.item)
         plan.trials.append({
             "task": task.type, "role": role, "task_position": position, "cell_index": cell_index,
-            "image_id": unit.item.image_id, "model": cond.model, "model_b": cond.model_b,
+            "image_id": unit.image_id, "model": cond.model, "model_b": cond.model_b,
             "method": cond.method, "method_b": cond.method_b, "target_class": kind.target(unit, cond),
-            "stimulus_keys": keys, "spec": specs or wording.specs(kind, task, unit, cond)})
+            "stimulus_keys": stimulus_ids(kind.maps(task, unit, cond)),
+            "feedback_keys": stimulus_ids(kind.feedback_maps(task, unit, cond)),
+            "spec": specs or wording.specs(kind, task, unit, cond)})
 
     for position, (task, items) in enumerate(zip(config.tasks, task_items)):
         kind = tasks.TASKS[task.type]
-        units = kind.units(task, items, predictions, combine, rng)
+        units = kind.units(task, items, ctx)
         reserved = 1 if extras[position] else 0
         main_units = units[: len(units) - reserved]
         if not main_units:
@@ -268,7 +292,7 @@ def _plan(config: StudyConfig, task_items: Sequence[Sequence[Any]], predictions:
             raise ValueError(f"task {position + 1} ({task.type}): trials = {per_participant} but only "
                              f"{len(main_units)} usable images; a participant never sees an image twice in a task")
         plan.layout.append({"task": task.type, "units": len(main_units), "conditions": len(conditions),
-                            "per_participant": per_participant})
+                            "per_participant": per_participant, **kind.layout(task, main_units)})
         for j in range(len(main_units) * len(conditions)):
             u, c = plans.cell(j, len(main_units), len(conditions))
             trial(position, task, kind, main_units[u], conditions[c], "main", j)
@@ -319,8 +343,9 @@ class _Wording:
 def _extra_trials(config: StudyConfig) -> list[list[str]]:
     """Practice trials cycle over all tasks, attention checks over those that can host one."""
     extras: list[list[str]] = [[] for _ in config.tasks]
+    practice = [i for i, t in enumerate(config.tasks) if tasks.TASKS[t.type].hosts_practice]
     for n in range(config.practice_trials):
-        extras[n % len(config.tasks)].append("practice")
+        extras[practice[n % len(practice)]].append("practice")
     hosts = [i for i, t in enumerate(config.tasks) if tasks.TASKS[t.type].hosts_attention_checks]
     for n in range(config.attention_checks):
         extras[hosts[n % len(hosts)]].append("attention")
@@ -347,12 +372,18 @@ def _render(plan: _Plan, out: Path, renderer: Renderer, progress: bool, batch_si
             size = example_batch_size if examples else batch_size
             for start in range(0, len(group), size):
                 chunk = group[start:start + size]
-                draw = renderer.examples if examples else renderer.render
+                draw = {tasks.ExampleRequest: renderer.examples, tasks.PhotoRequest: _photos}.get(type(chunk[0]),
+                                                                                                 renderer.render)
                 pictures = draw([plan.items[r.image_id] for r in chunk], chunk)
                 for request, per_target in zip(chunk, pictures):
                     for target, picture in zip(request.targets, per_target):
                         picture.save(out / STIMULI_DIR / _file_name(request, target))
                 bar.update(len(chunk))
+
+
+def _photos(items: Sequence[Any], requests: Sequence[tasks.PhotoRequest]) -> list[list[Any]]:
+    """The photos themselves (no model needed), at the size the maps are shown."""
+    return [[display_copy(item.image)] for item in items]
 
 
 def _write(session, config: StudyConfig, plan: _Plan, predictions: dict[str, dict], categories: dict[str, list[str]],
@@ -382,9 +413,10 @@ def _write(session, config: StudyConfig, plan: _Plan, predictions: dict[str, dic
         stimulus_ids[key] = row
     session.flush()
     for trial in plan.trials:
-        fields = {k: v for k, v in trial.items() if k != "stimulus_keys"}
+        fields = {k: v for k, v in trial.items() if k not in ("stimulus_keys", "feedback_keys")}
         ids = [stimulus_ids[k].id for k in trial["stimulus_keys"]]
-        fields["spec"] = specs_to_json({lang: spec.with_stimuli(ids) for lang, spec in trial["spec"].items()},
+        feedback_ids = [stimulus_ids[k].id for k in trial["feedback_keys"]]
+        fields["spec"] = specs_to_json({lang: spec.with_stimuli(ids, feedback_ids) for lang, spec in trial["spec"].items()},
                                        config.language)
         session.add(Trial(study_id=study.id, **fields))
     session.add(Event(study_id=study.id, kind="built", detail={"config_hash": config.hash,

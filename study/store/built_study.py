@@ -15,7 +15,7 @@ from sqlalchemy import select
 from study.protocol import plans
 from study.protocol.config import StudyConfig
 from study.store.database import Stimulus, Study, StudyFolder, Trial
-from study.protocol.tasks import TrialSpec
+from study.protocol.tasks import TASKS, TrialSpec
 from study.protocol.tasks.spec import specs_from_json
 
 
@@ -74,7 +74,8 @@ class BuiltStudy:
             main = sorted((t for t in templates if t.role == "main" and t.task_position == position),
                           key=lambda t: t.cell_index)
             blocks.append(plans.TaskBlock(main, block["units"], block["conditions"], block["per_participant"],
-                                          between=task.design == "between"))
+                                          between=task.design == "between",
+                                          order=TASKS[task.type].order(task, block, seed)))
         return cls(folder.path, folder.config, folder.study_id, seed, tuple(blocks),
                    _groups(templates, "practice"), _groups(templates, "attention"),
                    {t.id: t for t in templates}, stimuli)

@@ -9,8 +9,11 @@ built study and gives it with probability
     P(right) = expit(logit(accuracy[method]) + ability - difficulty[image]),
     ability ~ N(0, participant_sd²) per participant, difficulty ~ N(0, image_sd²) per image,
 
-the model of the analysis's mixed logit (both SDs 0: exactly the method's accuracy). Unscored
-trials (rating, compare, trust) get a random option. Attention checks are always passed. Each
+the model of the analysis's mixed logit (both SDs 0: exactly the method's accuracy). In a utility task the
+method is the participant's condition (`none` the control) and people learn as the rounds go by: round r
+adds `gain_per_round * (r - 1)` on the logit scale (the model of its mixed logit, correct ~ condition +
+round). Trials to study only (a learning phase) are passed with an empty answer. Unscored trials (rating,
+compare, trust) get a random option. Attention checks are always passed. Each
 participant's choices, ability and each image's difficulty are seeded, so a run with one thread
 is reproducible; with several, the order in which they arrive decides their Latin-square slots
 and so their plans.
@@ -45,7 +48,7 @@ class SimulatedClock:
 
 def simulate_participants(study_dir: str | Path, n: int, accuracy: dict[str, float], seed: int = 0,
                           threads: int = 1, start: datetime | None = None, *, participant_sd: float = 0.0,
-                          image_sd: float = 0.0) -> list[ParticipantState]:
+                          image_sd: float = 0.0, gain_per_round: float = 0.0) -> list[ParticipantState]:
     """Run `n` simulated participants to completion; returns their final states.
 
     With `start` (and one thread) the session runs on a `SimulatedClock` from that moment, and the
@@ -66,7 +69,7 @@ def simulate_participants(study_dir: str | Path, n: int, accuracy: dict[str, flo
     def one(i: int) -> ParticipantState:
         ability = random.Random(f"{seed}|{i}|ability").gauss(0.0, participant_sd) if participant_sd else 0.0
         return run_participant(session, f"{SIM_PREFIX}{seed}-{i:04d}", accuracy, random.Random(f"{seed}|{i}"),
-                               clock, ability=ability, difficulty=difficulty)
+                               clock, ability=ability, difficulty=difficulty, gain_per_round=gain_per_round)
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
         return list(pool.map(one, range(n)))
@@ -84,12 +87,15 @@ class ImageDifficulty:
 
 def run_participant(session: SurveySession, external_id: str, accuracy: dict[str, float],
                     rng: random.Random, clock: SimulatedClock | None = None, *, ability: float = 0.0,
-                    difficulty: ImageDifficulty = ImageDifficulty(0, 0.0)) -> ParticipantState:
+                    difficulty: ImageDifficulty = ImageDifficulty(0, 0.0), gain_per_round: float = 0.0) -> ParticipantState:
     """One simulated participant, from entering the link to the completion code; `ability` and
-    `difficulty(image_id)` shift every method's accuracy on the logit scale."""
+    `difficulty(image_id)` shift every method's accuracy on the logit scale, and so does learning in
+    a utility task's later rounds."""
     state = session.consent(external_id, True, user_agent="camstudy-simulator")
+    rounds = Rounds(session)
     while (trial := session.next_trial(state.participant_id)) is not None:
-        response = choose(session, trial, accuracy, rng, ability, difficulty)
+        learned = gain_per_round * (rounds.of(trial) - 1)
+        response = choose(session, trial, accuracy, rng, ability + learned, difficulty)
         confidence = rng.choice(trial.confidence_options)[0] if trial.confidence_options else None
         rt_ms = int(rng.lognormvariate(7.3, 0.4))
         if clock is not None:
@@ -107,6 +113,8 @@ def choose(session: SurveySession, trial: TrialView, accuracy: dict[str, float],
     template = session.built.trial(trial.trial_id)
     method, right = template.method, template.spec.answer
     values = [value for value, _ in trial.options]
+    if not values:                     # a screen to study: nothing to choose
+        return ""
     if right is None:
         return rng.choice(values)
     if method not in accuracy and not trial.is_attention_check:
@@ -115,6 +123,23 @@ def choose(session: SurveySession, trial: TrialView, accuracy: dict[str, float],
     wrong = [v for v in values if v != right]
     return right if rng.random() < p or not wrong else rng.choice(wrong)
 
+
+
+class Rounds:
+    """Which round of a utility task a participant is in: a learning trial after any other begins the next."""
+
+    def __init__(self, session: SurveySession):
+        self.session, self.round, self.learning = session, 0, False
+
+    def of(self, trial: TrialView) -> int:
+        template = self.session.built.trial(trial.trial_id)
+        if template.task != "utility":
+            return 1
+        learning = not trial.options or template.spec.always_feedback
+        if learning and not self.learning:
+            self.round += 1
+        self.learning = learning
+        return max(self.round, 1)
 
 
 def shifted(p: float, shift: float) -> float:

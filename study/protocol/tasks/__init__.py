@@ -6,8 +6,8 @@ register it below, plus its view in `ui/` if the generic trial form does not fit
 from __future__ import annotations
 
 from study.protocol.tasks.agreement import Agreement
-from study.protocol.tasks.base import (Condition, ExampleRequest, MapRequest, Measure, NoOptions, Predictions, TaskConfig,
-                                       TaskType, Unit)
+from study.protocol.tasks.base import (KNOWN_METHODS, Condition, ExampleRequest, MapRequest, Measure, NoOptions, PhotoRequest, Predictions,
+                                       TaskConfig, TaskType, Unit, UnitContext)
 from study.protocol.tasks.class_discrimination import ClassDiscrimination
 from study.protocol.tasks.compare import Compare
 from study.protocol.tasks.distinction import Distinction
@@ -15,9 +15,10 @@ from study.protocol.tasks.examples import Examples
 from study.protocol.tasks.rating import Rating
 from study.protocol.tasks.spec import TrialSpec
 from study.protocol.tasks.trust import Trust
+from study.protocol.tasks.utility import Utility
 
-__all__ = ["TASKS", "Condition", "ExampleRequest", "MapRequest", "Measure", "NoOptions", "Predictions", "TaskConfig",
-           "TaskType", "TrialSpec", "Unit", "register"]
+__all__ = ["KNOWN_METHODS", "TASKS", "Condition", "ExampleRequest", "MapRequest", "Measure", "NoOptions", "PhotoRequest", "Predictions",
+           "TaskConfig", "TaskType", "TrialSpec", "Unit", "UnitContext", "register"]
 
 TASKS: dict[str, TaskType] = {}
 
@@ -31,5 +32,5 @@ def register(task: TaskType) -> TaskType:
 
 
 # Config order of the papers' tasks (error messages and codebooks list them in this order).
-for _plugin in (ClassDiscrimination, Compare, Rating, Trust, Distinction, Agreement, Examples):
+for _plugin in (ClassDiscrimination, Compare, Rating, Trust, Distinction, Agreement, Examples, Utility):
     register(_plugin())

@@ -22,10 +22,10 @@ class Agreement(TaskType):
     def parse_options(self, check, raw, path, methods, models):
         return AgreementOptions(confidence_points(check, raw, path))
 
-    def units(self, task, items, predictions, combine, rng):
+    def units(self, task, items, ctx):
         units = []
         for item in labelled(items):
-            top = predictions[task.model][item.image_id][0][0]
+            top = ctx.predictions[task.model][item.image_id][0][0]
             units.append(Unit(item, (top,), answer=int(top in item.labels)))
         return units
 

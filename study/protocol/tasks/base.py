@@ -13,8 +13,8 @@ looks these up in `study.protocol.tasks.TASKS`.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from study.protocol.messages import DEFAULT_LANGUAGE, Say, speaker
@@ -23,6 +23,13 @@ from study.protocol.tasks.spec import Option, TrialSpec
 if TYPE_CHECKING:
     import random
 
+# The explainer names of DESIGN.md, which a task's `methods` may name. Kept here so that reading a config
+# (the survey does it on every start) does not import torch; tests/test_config.py checks it against
+# study.explainers.METHODS so the two cannot drift apart.
+KNOWN_METHODS = frozenset({
+    "cam", "gradcam", "gradcam++", "scorecam", "ablationcam", "guided_backprop",
+    "guided_gradcam", "guided_ablationcam", "rise", "lime", "random", "abn",
+})
 CONFIDENCE_POINTS = (4, 5)       # the confidence scales of the HIVE tasks (labels: study.protocol.messages)
 ENGLISH: Say = speaker(DEFAULT_LANGUAGE)
 
@@ -53,10 +60,18 @@ class TaskConfig:
 
 @dataclass(frozen=True)
 class Unit:
-    """What one trial is about: an image item (`study.images.ImageItem`) and its classes."""
+    """What one trial is about: an image item (`study.images.ImageItem`, or None for a question without
+    an image) and its classes."""
     item: Any
     classes: tuple[int, ...]      # class(es) the trial's maps explain, in canonical order
     answer: int | None = None     # distinction: the right class; agreement: 1/0 prediction right
+    phase: str = ""               # utility: "learn", "test" or "question"
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)   # a task's own facts about it
+
+    @property
+    def image_id(self) -> str:
+        """The image's id; a unit without an image may name itself in `extra["id"]` (a question)."""
+        return self.item.image_id if self.item is not None else self.extra.get("id", "")
 
 
 @dataclass(frozen=True)
@@ -122,7 +137,38 @@ class Measure(NamedTuple):
     level: str
 
 
+@dataclass(frozen=True)
+class PhotoRequest:
+    """The photo itself, at the stimuli's display size (a utility task's test phase shows no map).
+    It is about no model, method or class: one picture (`targets` holds one None)."""
+    image_id: str
+    model: str = ""
+    method: str = "photo"
+    targets: tuple[None] = (None,)
+
+    def batch_key(self) -> tuple:
+        return ("photo",)
+
+    def name_parts(self) -> tuple[str, ...]:
+        return ()
+
+    def meta(self) -> dict[str, Any]:
+        return {"photo": True}
+
+
 Predictions = dict[str, dict[str, list[tuple[int, float]]]]   # model -> image_id -> top-5
+
+
+@dataclass(frozen=True)
+class UnitContext:
+    """What the build knows when a task makes its units: the models' top-5 `predictions`, their class
+    names (`categories`), `class_scores(model, items, classes)` (each image's logits of `classes`, for
+    decisions among a few classes), `combine` (two images side by side) and a seeded `rng`."""
+    predictions: Predictions
+    categories: Mapping[str, Sequence[str]]
+    class_scores: Callable[[str, Sequence, Sequence[int]], dict[str, list[float]]]
+    combine: Callable
+    rng: random.Random
 
 
 class TaskType:
@@ -133,7 +179,10 @@ class TaskType:
     method_names: frozenset[str] | None = None  # what `methods` may name (None: the explainers)
     default_methods: tuple[str, ...] | None = None   # `methods` when the task names none (None: the study's)
     hosts_attention_checks = False              # can a trial be turned into an instructed-response check
+    hosts_practice = True                       # can a practice trial take this task's form
     between_subjects = True                     # can each participant see one method only (design = "between")
+    within_subjects = True                      # can a participant see every method (design = "within")
+    between_only_because = ""                   # why not, where it cannot (the config error says it)
     measures: tuple[Measure, ...] = ()
     codebook = ""                               # what `response` holds for this task (codebook.csv)
 
@@ -147,6 +196,10 @@ class TaskType:
         `typed`, `count`, `strings`, `image_set` and `fail` give errors that name the key and line)."""
         return self.options_type()
 
+    def methods_of(self, methods: tuple[str, ...]) -> tuple[str, ...]:
+        """The task's methods from its `methods` key (utility: the control "none" is always among them)."""
+        return methods
+
     def task_model(self, options, model: str) -> str:
         """The model a task's maps explain: the `model` key's (trust: the first of its `models`)."""
         return model
@@ -158,15 +211,30 @@ class TaskType:
     def conditions(self, task: TaskConfig) -> list[Condition]:
         return [Condition(method=m, model=task.model) for m in task.methods]
 
-    def units(self, task: TaskConfig, items: Sequence, predictions: Predictions,
-              combine: Callable, rng: random.Random) -> list[Unit]:
+    def units(self, task: TaskConfig, items: Sequence, ctx: UnitContext) -> list[Unit]:
         return [Unit(item, (item.labels[0],)) for item in labelled(items)]
 
-    def maps(self, task: TaskConfig, unit: Unit, cond: Condition) -> list[MapRequest | ExampleRequest]:
+    def maps(self, task: TaskConfig, unit: Unit, cond: Condition) -> list[MapRequest | ExampleRequest | PhotoRequest]:
+        """The pictures a trial shows, in order."""
         return [MapRequest(unit.item.image_id, cond.model, cond.method, (self.target(unit, cond),))]
 
-    def target(self, unit: Unit, cond: Condition) -> int:
+    def feedback_maps(self, task: TaskConfig, unit: Unit, cond: Condition) -> list[MapRequest | PhotoRequest]:
+        """The pictures shown with a trial's feedback, once it is answered (TrialSpec.feedback_stimuli)."""
+        return []
+
+    def target(self, unit: Unit, cond: Condition) -> int | None:
         return unit.classes[cond.which]
+
+    def layout(self, task: TaskConfig, units: Sequence[Unit]) -> dict[str, Any]:
+        """What a participant's plan needs of the built task beyond its cells (stored with the study)."""
+        return {}
+
+    def order(self, task: TaskConfig, layout: Mapping[str, Any], seed: int):
+        """None: a participant's cells of this task come from the Latin square and are shuffled
+        (`study.protocol.plans`). A task whose trials must come in a set order returns
+        `order(rank, condition) -> [(cell index, display extras)]`: the cells of the `rank`-th
+        participant of `condition`, in the order shown, each with facts to keep in its plan row."""
+        return None
 
     def spec(self, task: TaskConfig, unit: Unit, cond: Condition, names: Sequence[str],
              say: Say = ENGLISH) -> TrialSpec:

@@ -28,11 +28,11 @@ class ClassDiscrimination(TaskType):
     def conditions(self, task):
         return [Condition(method=m, model=task.model, which=w) for m in task.methods for w in (0, 1)]
 
-    def units(self, task, items, predictions, combine, rng):
+    def units(self, task, items, ctx):
         two = [i for i in labelled(items) if len(set(i.labels)) >= 2 and len(i.boxes) >= 2]
         single = [i for i in labelled(items) if i not in two]
         pairs = [(a, b) for a, b in itertools.combinations(single, 2) if a.labels[0] != b.labels[0]]
-        rng.shuffle(pairs)
+        ctx.rng.shuffle(pairs)
         # Prefer pairs that use images evenly, so no photo dominates the composites.
         used: dict[str, int] = {}
         chosen = []
@@ -42,7 +42,7 @@ class ClassDiscrimination(TaskType):
             chosen.append(best)
             for item in best:
                 used[item.image_id] = used.get(item.image_id, 0) + 1
-        units = two + [combine(a, b) for a, b in chosen]
+        units = two + [ctx.combine(a, b) for a, b in chosen]
         return [Unit(u, (u.labels[0], next(c for c in u.labels if c != u.labels[0]))) for u in units]
 
     def spec(self, task, unit, cond, names, say=ENGLISH):

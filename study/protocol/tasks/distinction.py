@@ -23,10 +23,10 @@ class Distinction(TaskType):
     def parse_options(self, check, raw, path, methods, models):
         return DistinctionOptions(check.count(raw, path, "top_k", 4, low=2), confidence_points(check, raw, path))
 
-    def units(self, task, items, predictions, combine, rng):
+    def units(self, task, items, ctx):
         units = []
         for item in labelled(items):
-            top = [c for c, _ in predictions[task.model][item.image_id][: task.options.top_k]]
+            top = [c for c, _ in ctx.predictions[task.model][item.image_id][: task.options.top_k]]
             right = next((c for c in item.labels if c in top), None)
             if right is not None and len(top) == task.options.top_k:
                 units.append(Unit(item, tuple(top), answer=right))

@@ -55,11 +55,11 @@ class Examples(TaskType):
                                    "'digits' or a folder of class folders)")
         return ExamplesOptions(train, k, choices, l2, confidence_points(check, raw, path))
 
-    def units(self, task, items, predictions, combine, rng):
+    def units(self, task, items, ctx):
         """Every labelled image; its classes are the model's top `choices`, the prediction first."""
         units = []
         for item in labelled(items):
-            top = tuple(c for c, _ in predictions[task.model][item.image_id][: task.options.choices])
+            top = tuple(c for c, _ in ctx.predictions[task.model][item.image_id][: task.options.choices])
             if len(top) == task.options.choices:
                 units.append(Unit(item, top, answer=top[0]))
         return units

@@ -38,11 +38,11 @@ class Trust(TaskType):
         a, b = task.options.models
         return [Condition(method=m, model=a, model_b=b) for m in task.methods]
 
-    def units(self, task, items, predictions, combine, rng):
+    def units(self, task, items, ctx):
         a, b = task.options.models
         units = []
         for item in labelled(items):
-            top_a, top_b = predictions[a][item.image_id][0][0], predictions[b][item.image_id][0][0]
+            top_a, top_b = ctx.predictions[a][item.image_id][0][0], ctx.predictions[b][item.image_id][0][0]
             if top_a == top_b and top_a in item.labels:
                 units.append(Unit(item, (top_a,)))
         return units

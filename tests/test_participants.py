@@ -16,7 +16,7 @@ from study.cli import main
 from study.results.export import export_tables, write_exports
 from study.store.identity import BadLink, SIGNATURE_PARAM
 from study.survey.session import AlreadyCompleted, SurveySession
-from study.store.database import Audit, Event, Participant, PlanRow, Response
+from study.store.database import Audit, Event, Participant, PlanRow, Response, WithdrawnId
 
 TASKS = """
 [[tasks]]
@@ -63,7 +63,13 @@ def test_withdrawal_deletes_everything_and_exports_only_count_it(study):
     with session.db.read() as s:
         audit = s.scalars(select(Audit)).one()
     assert audit.action == "withdrawn" and not hasattr(audit, "external_id")
-    assert session.enter("leaves").participant_id is None          # nothing left: a new start
+    with pytest.raises(AlreadyCompleted):                           # the link cannot start over as someone new
+        session.enter("leaves")
+    with pytest.raises(AlreadyCompleted):
+        session.consent("leaves", True)
+    with session.db.read() as s:                                    # of the id only a keyed hash is kept
+        [marker] = s.scalars(select(WithdrawnId.id_hash)).all()
+    assert "leaves" not in marker and len(marker) == 64
 
 
 def test_withdrawal_can_keep_the_answers_flagged_and_excluded(tmp_path):
@@ -96,7 +102,7 @@ def test_erasure_on_request_from_the_command_line_and_its_audit(study, capsys):
     with session.db.read() as s:
         assert [(a.action, a.how) for a in s.scalars(select(Audit))] == [("erased", "command line")]
     with pytest.raises(ValueError, match="how must be"):
-        erasure.erase(session.db, session.study_id, "x", "by magic")
+        erasure.erase(session.db, session.study_id, "x", "by magic", secret=b"k")
 
 
 def test_a_refusal_is_exported_as_declined_with_nothing_else(study):

@@ -460,9 +460,16 @@ def link(base_url: str, pid: str) -> str:
     return f"{base_url}/?PROLIFIC_PID={pid}&STUDY_ID=ui-test&SESSION_ID=s-{pid}"
 
 
-# What the participant screens show, for drivers that wait on them.
-FORM = '[data-testid="stForm"]'
+# What the participant screens show, for drivers that wait on them: the trial component (ui/trial.js),
+# its choice groups, and the trial whose stimuli are on screen (its Next button works from then on).
+TRIAL = ".cs-trial"
 RADIOGROUP = '[role="radiogroup"]'
+CONFIDENCE_KEYS = "abcdefghi"
+
+
+def on_screen(n: int) -> str:
+    """The n-th question's trial component once its stimuli are on screen."""
+    return f'{TRIAL}[data-trial="{n - 1}"][data-shown-at]'
 
 
 def pick(trial_number: int, group: int, n_options: int) -> int:
@@ -491,25 +498,22 @@ def after_submit(page, n: int):
 
 
 def answer(page, n: int, keyboard: bool = False) -> None:
-    """Choose in every question of the trial form and submit it (digits + Enter, or clicks)."""
-    groups = page.locator(FORM).locator(RADIOGROUP)
+    """Choose in every question of the n-th trial and submit it (digits for the answer, letters for the
+    confidence, Enter; or clicks)."""
+    page.locator(on_screen(n)).wait_for()
+    groups = page.locator(TRIAL).locator(RADIOGROUP)
     for g in range(groups.count()):
         labels = groups.nth(g).locator("label")
         k = pick(n, g, labels.count())
-        for _ in range(10):  # like a person: check that the choice took before going on
-            if keyboard:
-                page.keyboard.press(str(k + 1))
-            else:
-                labels.nth(k).click()
-            try:
-                labels.nth(k).locator("input:checked").wait_for(timeout=3000)
-                break
-            except Exception:
-                continue
+        if keyboard:
+            page.keyboard.press(str(k + 1) if g == 0 else CONFIDENCE_KEYS[k])
+        else:
+            labels.nth(k).click()
+        labels.nth(k).locator("input:checked").wait_for(timeout=3000)
     if keyboard:
         page.keyboard.press("Enter")
     else:
-        page.get_by_role("button", name="Next").click()
+        page.locator(TRIAL).get_by_role("button", name=re.compile(r"^(Next|Weiter)$")).click()
 
 
 def take_part(page, base_url: str, pid: str, stop_after: int | None = None,
@@ -549,7 +553,7 @@ def take_part(page, base_url: str, pid: str, stop_after: int | None = None,
                 return n
             page.get_by_role("button", name="Continue").click()
         n += 1
-    groups = page.locator(FORM).locator(RADIOGROUP)
+    groups = page.locator('[data-testid="stForm"]').locator(RADIOGROUP)
     for g in range(groups.count()):
         groups.nth(g).locator("label").first.click()
     if seen("questionnaire"):

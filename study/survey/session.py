@@ -37,6 +37,7 @@ from study.store.identity import (PILOT_ENV, BadLink, check_external_id, holds_c
                                   new_credential, new_resume_code, resume_code_hash, verify, withdrawn_marker)
 from study.store.database import (Event, Participant, PlanRow, QuestionnaireAnswer, Response, Study, WithdrawnId,
                                   as_utc, open_study, utcnow)
+from study.survey.stimulus_files import PublishedStimuli
 
 MAX_RT_MS = 24 * 3600 * 1000
 ABANDONED_AFTER = timedelta(hours=2)     # no answer for this long: the participant's slot is reused
@@ -174,6 +175,7 @@ class SurveySession:
         folder = open_study(study_dir)
         self.study_dir, self.config, self.db, self.study_id = folder.path, folder.config, folder.database, folder.study_id
         self.built = BuiltStudy.load(folder)
+        self.stimuli = PublishedStimuli(self.study_dir)       # the URLs pages load the pictures from
         self.pilot_run = bool(os.environ.get(PILOT_ENV))     # `camstudy serve --pilot`
 
     @cached_property

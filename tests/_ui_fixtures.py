@@ -378,11 +378,12 @@ class SketchRenderer:
         return pictures
 
 
-def build_study_folder(out: Path, real_maps: bool = False, german: bool = False) -> Path:
+def build_study_folder(out: Path, real_maps: bool = False, german: bool = False,
+                       database_url: str | None = None) -> Path:
     """The 20-trial study of STUDY_TOML (2 practice, 16 main trials over all six task types, 2
     attention checks). `real_maps` renders real Grad-CAM/CAM maps (minutes on 2 busy cores);
     `trust` then compares the default model with an alias of itself. `german` adds the study's
-    German texts (`bilingual`)."""
+    German texts (`bilingual`); `database_url` puts the study into that database instead of SQLite."""
     from study.stimuli.build import ExplainerRenderer, build_study
 
     class AliasRenderer(ExplainerRenderer):
@@ -391,7 +392,10 @@ def build_study_folder(out: Path, real_maps: bool = False, german: bool = False)
 
     out.mkdir(parents=True, exist_ok=True)
     config = out.parent / f"{out.name}.toml"
-    config.write_text(bilingual(STUDY_TOML) if german else STUDY_TOML)
+    toml = bilingual(STUDY_TOML) if german else STUDY_TOML
+    if database_url:
+        toml = f'database_url = "{database_url}"\n' + toml
+    config.write_text(toml)
     build_study(config, out, progress=False,
                 renderer=AliasRenderer(seed=7) if real_maps else SketchRenderer())
     return out
@@ -411,32 +415,51 @@ def free_port() -> int:
 
 
 class Server:
-    """`camstudy serve STUDY --port P` as a child process; `kill()` is a SIGKILL."""
+    """`camstudy serve STUDY --port P [--workers N] [args]` as a child process; `kill()` is a SIGKILL.
+    With N workers they listen on P .. P+N-1 (`urls`); `url` is the first."""
 
     def __init__(self, study_dir: Path, password: str = "", port: int | None = None,
-                 log: Path | None = None):
-        self.study_dir, self.port = study_dir, port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+                 log: Path | None = None, workers: int = 1, args: tuple[str, ...] = ()):
+        self.study_dir, self.workers, self.args = study_dir, workers, args
+        self.port = port or free_ports(workers)[0]
+        self.urls = [f"http://127.0.0.1:{self.port + i}" for i in range(workers)]
+        self.url = self.urls[0]
         self.env = {**os.environ, "CAMSTUDY_ADMIN_PASSWORD": password}
         self.log = open(log or study_dir / "serve.log", "ab")
         self.process = None
 
     def start(self, timeout: float = 90) -> "Server":
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "study.cli", "serve", str(self.study_dir), "--port", str(self.port)],
+            [sys.executable, "-m", "study.cli", "serve", str(self.study_dir), "--port", str(self.port),
+             "--workers", str(self.workers), *self.args],
             cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        waiting = list(self.urls)
+        while waiting and time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"camstudy serve exited with {self.process.returncode}; "
                                    f"see {self.log.name}")
             try:
-                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as r:
+                with urllib.request.urlopen(f"{waiting[0]}/_stcore/health", timeout=2) as r:
                     if r.status == 200:
-                        return self
+                        waiting.pop(0)
             except OSError:
                 time.sleep(0.3)
-        raise TimeoutError(f"camstudy serve did not answer on {self.url} within {timeout} s")
+        if waiting:
+            raise TimeoutError(f"camstudy serve did not answer on {waiting[0]} within {timeout} s")
+        return self
+
+    def worker_pids(self) -> dict[int, int]:
+        """{port: process id} of the workers (the serve process itself when there is one)."""
+        if self.workers == 1:
+            return {self.port: self.process.pid}
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        ports = {}
+        for pid in map(int, children):
+            found = re.search(r"--server\.port=(\d+)", Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " "))
+            if found:
+                ports[int(found.group(1))] = pid
+        return ports
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
@@ -446,10 +469,88 @@ class Server:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(10)
+                self.process.wait(15)
             except Exception:
                 self.kill()
         self.log.close()
+
+
+def free_ports(n: int) -> list[int]:
+    """n consecutive free ports on 127.0.0.1 (free when asked)."""
+    for _ in range(50):
+        first = free_port()
+        ports = list(range(first, first + n))
+        try:
+            for port in ports[1:]:
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+            return ports
+        except OSError:
+            continue
+    raise RuntimeError(f"no {n} consecutive free ports")
+
+
+def fresh_postgres_database(url: str, name: str) -> str:
+    """The URL of a new, empty PostgreSQL database `name` beside the one `url` names (its role needs
+    CREATEDB): a study of its own, whatever other tests leave in theirs."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    drop_postgres_database(url, name)
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_postgres_database(url: str, name: str) -> None:
+    from sqlalchemy import create_engine, text
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+class Proxy:
+    """nginx configured by `camstudy deploy` (its nginx.conf, HTTPS with a self-signed certificate) in
+    front of a `Server`'s workers, run from `folder` as a child process."""
+
+    def __init__(self, server: "Server", folder: Path):
+        self.server, self.folder = server, folder
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.process = None
+
+    def start(self) -> "Proxy":
+        from study.cli import main
+        self.folder.mkdir(parents=True, exist_ok=True)
+        cert, key = self.folder / "cert.pem", self.folder / "key.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                        "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+        assert main(["deploy", str(self.server.study_dir), "--host", "127.0.0.1", "--workers", str(self.server.workers),
+                     "--port", str(self.server.port), "--out", str(self.folder), "--https-port", str(self.port),
+                     "--http-port", "0", "--certificate", str(cert), "--key", str(key)]) == 0
+        # As root, nginx's workers would run as nobody, who cannot enter pytest's private temporary folders.
+        extra = "daemon off;" + (" user root root;" if os.geteuid() == 0 else "")
+        self.process = subprocess.Popen(["nginx", "-p", str(self.folder), "-c", "nginx.conf", "-g", extra],
+                                        stdout=subprocess.DEVNULL, stderr=open(self.folder / "stderr.log", "wb"))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, (self.folder / "stderr.log").read_text()
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.2)
+        raise TimeoutError("nginx did not listen within 30 s")
+
+    def access_log(self) -> list[str]:
+        return (self.folder / "run" / "access.log").read_text().splitlines()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(15)
 
 
 def chromium_path() -> str | None:

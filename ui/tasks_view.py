@@ -52,7 +52,7 @@ def _data(trial, url: Callable[[Path], str]) -> dict:
         "options": [list(o) for o in trial.options], "confidence": [list(o) for o in trial.confidence_options],
         "text": {"answer": t("trial.your_answer"), "confidence": t("trial.how_confident"), "next": t("trial.next"),
                  "choose": t("trial.choose"), "choose_with_confidence": t("trial.choose_with_confidence"),
-                 "hint": t("trial.keyboard_hint")},
+                 "hint": t("trial.keyboard_hint"), "resend": t("trial.resend")},
     }
 
 

@@ -8,11 +8,15 @@
 // as performance.now()); and the answer, any corrections, and the confidence go to the server in one
 // message when the participant submits, so nothing depends on the order in which widget updates
 // arrive. After a submission the form is disabled: a double click or a second Enter sends nothing more.
+// If the next screen has not come after RESEND_AFTER_MS (the connection dropped as the answer was sent,
+// and Streamlit does not queue messages while it reconnects), Next works again and sends the same
+// answer with the same response time; the server stores an answer once, whatever arrives twice.
 //
 // Keys: 1-9 choose an answer (a later digit corrects the choice), a-e choose a confidence (letters, so
 // that a correction of the answer is never taken for a confidence), Enter submits.
 
 const CONFIDENCE_KEYS = "abcdefghi";
+const RESEND_AFTER_MS = 6000;
 
 function element(tag, className, text) {
   const node = document.createElement(tag);
@@ -100,20 +104,39 @@ export default function (component) {
     return true;
   }
 
+  let sent = null;      // the submission, kept to send again unchanged
+  let resend = null;
+
+  function send() {
+    setTriggerValue("submit", sent);
+    resend = setTimeout(() => {
+      if (!root.isConnected) return;
+      submitted = false;
+      next.disabled = false;
+      warning.textContent = text.resend;
+      warning.hidden = false;
+    }, RESEND_AFTER_MS);
+  }
+
   function submit(event) {
     if (submitted || shownAt === null) return;
+    submitted = true;
+    next.disabled = true;
+    if (sent !== null) {       // the answer did not get through: the same one again
+      warning.hidden = true;
+      send();
+      return;
+    }
     if (response === null || (sure && confidence === null)) {
+      submitted = false;
+      next.disabled = false;
       warning.textContent = sure ? text.choose_with_confidence : text.choose;
       warning.hidden = false;
       return;
     }
-    submitted = true;
-    next.disabled = true;
     root.querySelectorAll("input").forEach((input) => { input.disabled = true; });
-    setTriggerValue("submit", {
-      trial: data.trial, response, confidence,
-      rt_ms: Math.max(0, Math.round(event.timeStamp - shownAt)),
-    });
+    sent = {trial: data.trial, response, confidence, rt_ms: Math.max(0, Math.round(event.timeStamp - shownAt))};
+    send();
   }
 
   next.addEventListener("click", submit);
@@ -138,5 +161,8 @@ export default function (component) {
   }
 
   document.addEventListener("keydown", onKey, true);   // capture: before a focused radio moves itself
-  return () => document.removeEventListener("keydown", onKey, true);
+  return () => {
+    clearTimeout(resend);
+    document.removeEventListener("keydown", onKey, true);
+  };
 }

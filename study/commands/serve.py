@@ -25,7 +25,7 @@ from study.survey.session import SurveySession
 APP = Path(ui.__file__).with_name("study_server.py")
 DEFAULT_TRUSTED_PROXIES = "127.0.0.1,::1"
 TRUSTED_PROXIES_ENV = "FORWARDED_ALLOW_IPS"   # read by uvicorn, the web server under Streamlit
-STARTUP_S = 20          # a worker that exits sooner did not start (a port in use, say): give up, not loop
+STARTUP_S = 20          # a worker that fails sooner did not start (a port in use, say): give up, not loop
 
 # Participants see a study: no toolbar, menu or tracebacks; nothing phones home.
 STREAMLIT_FLAGS = {
@@ -99,7 +99,8 @@ def run(args) -> int:
 def supervise(commands: list[list[str]], env: dict[str, str]) -> int:
     """Run one server process per command until SIGTERM or SIGINT; restart one that dies (its
     participants' browsers reconnect, to it or, through the proxy, to another). A process that exits
-    within STARTUP_S of being started did not start at all: then stop everything and report it."""
+    with an error within STARTUP_S of being started did not start at all: then stop everything and
+    report it (one killed by a signal is restarted)."""
     stopping = []
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda number, _frame: stopping.append(number))
@@ -110,7 +111,7 @@ def supervise(commands: list[list[str]], env: dict[str, str]) -> int:
         for i, (process, started) in enumerate(workers):
             if process.poll() is None:
                 continue
-            if time.monotonic() - started < STARTUP_S:
+            if process.returncode > 0 and time.monotonic() - started < STARTUP_S:
                 failed = f"worker {i} exited with {process.returncode} at start (its messages are above)"
                 break
             print(f"camstudy serve: worker {i} exited with {process.returncode}; starting it again", flush=True)

@@ -47,6 +47,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "trial.keyboard_hint": "Keyboard: 1, 2, 3 … choose an answer, A, B, C … your confidence, Enter goes on.",
         "trial.choose": "Please choose an answer before continuing.",
         "trial.choose_with_confidence": "Please choose an answer and your confidence before continuing.",
+        "trial.resend": "Your answer has not reached us yet (the connection was interrupted). Please press Next "
+                        "again: the same answer is sent, and stored only once.",
         "trial.alt_one": "Explanation map, the picture",
         "trial.alt_of": "Explanation map, picture {index} of {n}",
         "trial.already_answered": "That question had already been answered in another tab or window, so this "
@@ -178,6 +180,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "trial.choose": "Bitte wählen Sie eine Antwort, bevor Sie fortfahren.",
         "trial.choose_with_confidence": "Bitte wählen Sie eine Antwort und wie sicher Sie sind, bevor Sie "
                                         "fortfahren.",
+        "trial.resend": "Ihre Antwort ist noch nicht bei uns angekommen (die Verbindung war unterbrochen). Bitte "
+                        "klicken Sie noch einmal auf Weiter: Dieselbe Antwort wird gesendet und nur einmal gespeichert.",
         "trial.alt_one": "Erklärungskarte, das Bild",
         "trial.alt_of": "Erklärungskarte, Bild {index} von {n}",
         "trial.already_answered": "Diese Frage wurde bereits in einem anderen Tab oder Fenster beantwortet, "

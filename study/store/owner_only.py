@@ -2,8 +2,8 @@
 
 The study database (and SQLite's WAL and shared-memory files beside it), the exported CSVs and the
 link-signing secret name people or hold their answers; on a shared lab server other accounts must not
-read them. Files are created with mode 0600 and folders 0700 from the start, never opened up and closed
-again, so there is no moment in which another account could open them.
+read them. Files are created with mode 0600 and new folders 0700 from the start, never opened up and
+closed again, so there is no moment in which another account could open them.
 """
 from __future__ import annotations
 
@@ -32,10 +32,12 @@ def create(path: str | Path) -> None:
 
 
 def folder(path: str | Path) -> Path:
-    """An owner-only folder (made with its parents if missing)."""
+    """A folder for owner-only files: made owner-only if it is missing (with its parents); one that
+    exists (a home folder, say) is left as its owner set it, only the files in it are restricted."""
     path = Path(path)
-    path.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
-    os.chmod(path, FOLDER_MODE)
+    if not path.is_dir():
+        path.mkdir(mode=FOLDER_MODE, parents=True)
+        os.chmod(path, FOLDER_MODE)
     return path
 
 

@@ -410,8 +410,8 @@ class SurveySession:
             stored = s.execute(insert(Response).from_select(
                 list(values), select(*(literal(v, kind).label(k) for k, (v, kind) in values.items()))
                 .where(Participant.id == participant_id, Participant.consented.is_(True),
-                       Participant.withdrawn_at.is_(None))))
-            if stored.rowcount != 1:
+                       Participant.withdrawn_at.is_(None))).returning(Response.id)).first()
+            if stored is None:
                 raise ValueError(f"participant {participant_id} has withdrawn or not consented; nothing stored")
             if following is None or following.trial_index in plan.shown_at:
                 return False

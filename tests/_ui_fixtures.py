@@ -27,7 +27,7 @@ from PIL import Image
 
 from study.protocol.config import QuestionItem, TextConfig
 from study.store.identity import BadLink, check_external_id
-from study.survey.session import AlreadyCompleted, ConsentConflict
+from study.survey.session import AlreadyCompleted, ConsentConflict, WrongResumeCode
 
 LIKERT = [(str(i), str(i)) for i in range(1, 6)]
 TRUST = [("-2", "A much more"), ("-1", "A a bit more"), ("0", "Same"), ("1", "B a bit more"),
@@ -84,6 +84,21 @@ class _Person:
     language: str | None = None
 
 
+PILOT_TOKEN = "a-real-pilot-signature"
+
+
+@dataclass
+class FakePlan:
+    """study.survey.session.ParticipantPlan's fields the UI reads."""
+    participant_id: int
+    answered: set
+    n_total: int
+
+    @property
+    def n_done(self):
+        return len(self.answered)
+
+
 class FakeSurveySession:
     """Same names and behaviour (idempotence, resume, AlreadyCompleted) as study.survey.session."""
 
@@ -91,6 +106,7 @@ class FakeSurveySession:
         self.config = config or make_config()
         self.config_hash = "f" * 64
         self.pilot_run = False
+        self.stimuli = SimpleNamespace(url=lambda path: f"/stimuli/{Path(path).name}")
         self.people: list[_Person] = []
         self.lock = threading.Lock()
         image_dir.mkdir(parents=True, exist_ok=True)
@@ -125,7 +141,7 @@ class FakeSurveySession:
                                consented=p.consented, completed=p.completed,
                                n_done=len(p.answers), n_total=len(TRIALS), credential=p.credential, condition=None,
                                completion_code=self.config.completion_code if p.completed else None,
-                               language=p.language)
+                               language=p.language, resume_code=None)
 
     def consent(self, external_id, agreed, language=None, **_link):
         person = next(p for p in self.people if p.external_id == external_id)
@@ -134,18 +150,35 @@ class FakeSurveySession:
         person.consented = agreed
         person.credential = "cred" if agreed else None
         person.language = person.language or (language if agreed else None)
-        return self._state(self.people.index(person))
+        state = self._state(self.people.index(person))
+        state.resume_code = "ABCD-2345" if agreed else None
+        return state
 
     def withdraw(self, pid):
         self.people[pid].withdrawn = True
 
-    def next_trial(self, pid):
-        person = self.people[pid]
-        for i, (task, n, options, confidence, answer, practice, attention) in enumerate(TRIALS):
-            if i in person.answers:
-                continue
-            return self._view(i, person.shown.setdefault(i, datetime.now(timezone.utc)), person.language)
+    def is_pilot(self, external_id, token):
+        return self.pilot_run or token == PILOT_TOKEN
+
+    def plan(self, pid):
+        return FakePlan(pid, set(self.people[pid].answers), len(TRIALS))
+
+    def show(self, plan):
+        person = self.people[plan.participant_id]
+        for i in range(len(TRIALS)):
+            if i not in plan.answered:
+                return self._view(i, person.shown.setdefault(i, datetime.now(timezone.utc)), person.language)
         return None
+
+    def submit(self, plan, trial_index, response, rt_ms, confidence=None):
+        if trial_index in plan.answered:
+            return SimpleNamespace(stored=False, duplicate=True, correct=None, elsewhere=False)
+        outcome = self.answer(plan.participant_id, trial_index, response, rt_ms, confidence)
+        plan.answered |= set(self.people[plan.participant_id].answers)
+        return outcome
+
+    def next_trial(self, pid):
+        return self.show(self.plan(pid))
 
     def _view(self, i, shown, language=None):
         task, n, options, confidence, _answer, practice, attention = TRIALS[i]
@@ -171,11 +204,18 @@ class FakeSurveySession:
         with self.lock:
             person = self.people[pid]
             if trial_index in person.answers:
-                return SimpleNamespace(stored=False, duplicate=True, correct=None)
+                return SimpleNamespace(stored=False, duplicate=True, correct=None, elsewhere=True)
             person.answers[trial_index] = (response, rt_ms, confidence)
             expected = TRIALS[trial_index][4]
-            return SimpleNamespace(stored=True, duplicate=False,
+            return SimpleNamespace(stored=True, duplicate=False, elsewhere=False,
                                    correct=None if expected is None else response == expected)
+
+    def resume_with_code(self, external_id, code, signature=None):
+        person = next(p for p in self.people if p.external_id == external_id)
+        if re.sub(r"[\s-]", "", code).upper() != "ABCD2345":
+            raise WrongResumeCode(9)
+        person.credential = "moved"
+        return self._state(self.people.index(person))
 
     def progress(self, pid):
         return len(self.people[pid].answers), len(TRIALS)
@@ -194,8 +234,8 @@ class FakeSurveySession:
         return url and url.format(code=self.config.completion_code,
                                   pid=self.people[pid].external_id)
 
-    def instructions_map(self, condition=None):
-        return self.images[0], "tabby cat"
+    def instructions_map(self, condition=None, language=None):
+        return self.images[0], "Tigerkatze" if language == "de" else "tabby cat"
 
     def link_views(self):
         return 3
@@ -618,9 +658,10 @@ def answer(page, n: int, keyboard: bool = False) -> None:
 
 
 def take_part(page, base_url: str, pid: str, stop_after: int | None = None,
-              keyboard_every: int = 0, on_screen: Callable | None = None) -> int:
+              keyboard_every: int = 0, on_screen: Callable | None = None, comment: str | None = None) -> int:
     """Follow the link and answer; stop after `stop_after` answers or go on to the completion
-    code. Returns how many answers the server acknowledged (the next screen came back).
+    code (typing `comment` into the questionnaire's free-text box). Returns how many answers the
+    server acknowledged (the next screen came back).
 
     `on_screen(page, screen)` sees each screen once it is drawn ("consent", "instructions",
     "trial", "feedback", "questionnaire", "completion"); a true return value ends the run there.
@@ -657,6 +698,8 @@ def take_part(page, base_url: str, pid: str, stop_after: int | None = None,
     groups = page.locator('[data-testid="stForm"]').locator(RADIOGROUP)
     for g in range(groups.count()):
         groups.nth(g).locator("label").first.click()
+    if comment is not None:
+        page.locator("textarea").fill(comment)
     if seen("questionnaire"):
         return n - 1
     page.get_by_role("button", name="Finish").click()

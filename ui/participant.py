@@ -235,9 +235,10 @@ def _questionnaire(s) -> None:
                 labels = dict(item.options_in(lang))
                 answers[item.key] = st.radio(item.label_in(lang), list(labels), format_func=labels.__getitem__,
                                              index=None, key=f"q-{item.key}")
-            else:              # the box counts the characters and stops at the limit (the session cuts there too)
-                answers[item.key] = st.text_area(item.label_in(lang), key=f"q-{item.key}", max_chars=FREE_TEXT_LIMIT,
-                                                 help=t("questionnaire.limit", limit=FREE_TEXT_LIMIT))
+            else:   # The limit is said in the box; the session keeps that much of a longer text. No max_chars:
+                    # Streamlit's box would silently drop a paste that is too long, text and all.
+                limit = t("questionnaire.limit", limit=FREE_TEXT_LIMIT)
+                answers[item.key] = st.text_area(item.label_in(lang), key=f"q-{item.key}", placeholder=limit, help=limit)
         finished = st.form_submit_button(t("questionnaire.finish"), type="primary")
     if finished:
         code = s.complete(st.session_state.pid, {k: v for k, v in answers.items() if v})

@@ -105,6 +105,22 @@ def test_erasure_on_request_from_the_command_line_and_its_audit(study, capsys):
         erasure.erase(session.db, session.study_id, "x", "by magic", secret=b"k")
 
 
+def test_erasure_leaves_no_copy_in_the_database_files_and_they_are_owner_only(study):
+    session = SurveySession(study)
+    finish(session, "ERASE-ME-7788", {"comments": "SECRET-COMMENT-1234"})
+    finish(session, "stays-7788")
+    files = [study / "study.db", study / "study.db-wal", study / "study.db-shm"]
+    assert all(f.stat().st_mode & 0o777 == 0o600 for f in files if f.exists())   # no other account reads them
+    assert b"SECRET-COMMENT-1234" in b"".join(f.read_bytes() for f in files if f.exists())   # while it is there
+    with session.db.read():                        # a reader open elsewhere: the checkpoint waits for it to end
+        pass
+    assert main(["erase", str(study), "ERASE-ME-7788"]) == 0
+    on_disk = b"".join(f.read_bytes() for f in files if f.exists())
+    assert b"SECRET-COMMENT-1234" not in on_disk and b"ERASE-ME-7788" not in on_disk
+    assert not (study / "study.db-wal").exists() or (study / "study.db-wal").stat().st_size == 0
+    assert b"stays-7788" in on_disk
+
+
 def test_a_refusal_is_exported_as_declined_with_nothing_else(study):
     session = SurveySession(study)
     session.consent("no-thanks", False, user_agent="Browser/1.0", context={"STUDY_ID": "s"})

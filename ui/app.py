@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import admin, context, participant
+from ui import context, participant
 
 
-def _page(render):
-    """A page that shows an unexpected error as a calm message (named as its module, for the URL)."""
-    page = context.calm(render)
-    page.__name__ = render.__module__.rsplit(".", 1)[-1]
-    return page
+def admin() -> None:
+    """The admin page, imported on its first visit: a process that only serves participants never loads
+    the analysis and charting libraries it needs (a second or more of CPU at its first page)."""
+    from ui import admin as page
+    page.page()
 
 
 st.set_page_config(page_title="Study", page_icon=context.ICON, layout="centered", menu_items={})
 st.html(context.STYLE)
 st.navigation([
-    st.Page(_page(participant.page), title="Study", url_path="", default=True),
-    st.Page(_page(admin.page), title="Admin", url_path="admin"),
+    st.Page(context.calm(participant.page), title="Study", url_path="", default=True),
+    st.Page(context.calm(admin), title="Admin", url_path="admin"),
 ], position="hidden").run()

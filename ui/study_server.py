@@ -1,32 +1,21 @@
-"""The study server `camstudy serve` runs: the Streamlit app (`app.py`) and the stimuli as static files.
+"""The study server `camstudy serve` runs: the Streamlit app (`app.py`), and files that never change.
 
-`streamlit run` sees the `st.App` below and serves it with uvicorn. Besides Streamlit's own routes,
-/stimuli/<name> serves the published stimuli (`study.survey.stimulus_files`) from the study folder,
-cacheable for a year: pages load pictures by URL instead of through Streamlit's in-memory media
-store, so any server process, or the reverse proxy in front of them, can serve any picture, and the
-websocket carries only what changed.
+`streamlit run` sees the `st.App` below and serves it with uvicorn. In front of Streamlit's own routes,
+`ui.static_files` answers /stimuli/<name> (the published stimuli, `study.survey.stimulus_files`) and
+Streamlit's page assets from memory, cacheable for a year: pages load pictures by URL instead of
+through Streamlit's in-memory media store, so any server process, or the reverse proxy in front of them,
+can serve any picture, and the websocket carries only what changed.
 """
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import streamlit as st
-from starlette.requests import Request
-from starlette.responses import FileResponse, Response
-from starlette.routing import Route
+from starlette.middleware import Middleware
 
-from study.survey.stimulus_files import CACHE_CONTROL, URL_PREFIX, public_file
 from ui.context import study_dir
+from ui.static_files import StaticFiles
 
-
-_study_dir = functools.cache(study_dir)   # from the command line, read once
-
-
-async def stimulus(request: Request) -> Response:
-    path = public_file(_study_dir(), request.path_params["name"])
-    if path is None:
-        return Response(status_code=404)
-    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": CACHE_CONTROL})
-
-
-app = st.App("app.py", routes=[Route(URL_PREFIX + "{name}", stimulus)])
+app = st.App("app.py", middleware=[Middleware(StaticFiles, streamlit_static=Path(st.__file__).parent / "static" / "static",
+                                              study_dir=functools.cache(study_dir))])

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from sqlalchemy import func, select
 
 from study.protocol.languages import names_in, read_class_names
 from study.store.built_study import BuiltStudy
 from study.store.database import Database, Event, Image, Model, PlanRow, Response, Stimulus
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class StudyMonitor:
@@ -62,6 +65,7 @@ class StudyMonitor:
 
     def cell_progress(self) -> pd.DataFrame:
         """Answers so far per main-trial cell (task, image, method) against the quota target."""
+        import pandas as pd   # here, not at the top: a process that only serves participants never loads it
         trials = [t for block in self.built.blocks for t in block.trials]
         with self.db.read() as s:
             counts = dict(s.execute(

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import random
 import ssl
@@ -245,7 +246,7 @@ class Result:
     p95: float
     p99: float
     rate: float                # answers per second in the window
-    extra_cpu_ms: dict         # nginx, postgres per answer
+    extra_cpu_ms: dict         # nginx, postgres and this load generator, per answer
     lost: list
     duplicated: list
 
@@ -271,14 +272,18 @@ async def _drive(target: Target, n: int, think_s: float, ramp_s: float, window_s
 
     tasks = [asyncio.ensure_future(arrive(p, ramp_s * i / max(n, 1))) for i, p in enumerate(people)]
     await asyncio.sleep(max(0.0, window_start - time.monotonic()))
-    before = {"server": sum(map(cpu_seconds, servers)), "nginx": sum(map(cpu_seconds, pids_named("nginx"))),
-              "postgres": sum(map(cpu_seconds, pids_named("postgres")))}
+    before = _cpu(servers)
     await asyncio.sleep(max(0.0, stop_at - time.monotonic()))
-    after = {"server": sum(map(cpu_seconds, servers)), "nginx": sum(map(cpu_seconds, pids_named("nginx"))),
-             "postgres": sum(map(cpu_seconds, pids_named("postgres")))}
+    after = _cpu(servers)
     outcomes = await asyncio.gather(*tasks, return_exceptions=True)
     failures = [(p.pid, repr(o)[:200]) for p, o in zip(people, outcomes) if isinstance(o, BaseException)]
     return people, before, after, window_start, stop_at, failures
+
+
+def _cpu(servers: list[int]) -> dict[str, float]:
+    """CPU seconds so far of the workers, nginx, PostgreSQL and this load generator."""
+    return {"server": sum(map(cpu_seconds, servers)), "nginx": sum(map(cpu_seconds, pids_named("nginx"))),
+            "postgres": sum(map(cpu_seconds, pids_named("postgres"))), "client": time.process_time()}
 
 
 def load(target: Target, n: int, think_s: float, ramp_s: float, window_s: float, prefix: str) -> Result:
@@ -293,13 +298,14 @@ def load(target: Target, n: int, think_s: float, ramp_s: float, window_s: float,
     return Result(n, len(in_window), (after["server"] - before["server"]) * 1000 / answers,
                   percentile(in_window, 0.5), percentile(in_window, 0.95), percentile(in_window, 0.99),
                   len(in_window) / (stop - start),
-                  {k: (after[k] - before[k]) * 1000 / answers for k in ("nginx", "postgres")},
+                  {k: (after[k] - before[k]) * 1000 / answers for k in ("nginx", "postgres", "client")},
                   lost + [pid for pid, _ in failures], duplicated)
 
 
 def report(label: str, r: Result) -> str:
     return (f"{label:<28} {r.participants:>5} {r.rate:>7.1f} {r.cpu_ms:>8.1f} {r.p50 * 1000:>7.0f} {r.p95 * 1000:>7.0f} "
-            f"{r.p99 * 1000:>7.0f}   nginx {r.extra_cpu_ms['nginx']:.1f} / postgres {r.extra_cpu_ms['postgres']:.1f} ms; "
+            f"{r.p99 * 1000:>7.0f}   nginx {r.extra_cpu_ms['nginx']:.1f} / postgres {r.extra_cpu_ms['postgres']:.1f} / "
+            f"load generator {r.extra_cpu_ms['client']:.1f} ms; "
             f"lost {len(r.lost)}, twice {len(r.duplicated)}")
 
 
@@ -341,8 +347,11 @@ def main() -> int:
         print("survey_protocol: several workers need --postgres and nginx + openssl", file=sys.stderr)
         return 2
     folder = Path(tempfile.mkdtemp(prefix="camstudy-protocol-"))
+    fast = [name for name in ("httptools", "uvloop") if importlib.util.find_spec(name)]
     print(f"think {args.think} s +-50%, arrivals over {args.ramp} s, {args.window} s measured; CPU: the workers' "
-          f"processes per answer in that window (nginx and PostgreSQL beside it)\n{HEADER}", flush=True)
+          f"processes per answer in that window (nginx, PostgreSQL and this generator beside it); "
+          f"{' and '.join(fast) or 'neither httptools nor uvloop'} installed, for every checkout alike\n{HEADER}",
+          flush=True)
     runs = []
     if args.compare:
         old = main_checkout(folder / "old", args.compare)

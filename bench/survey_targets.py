@@ -35,7 +35,8 @@ build_study(config, out, progress=False, renderer=SketchRenderer())
 
 
 def checkout_env(checkout: Path) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(checkout), str(checkout / "tests")])}
+    extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(checkout), str(checkout / "tests"), *extra])}
 
 
 def free_port(n: int = 1) -> int:

@@ -12,7 +12,6 @@ import time
 from urllib.parse import urlparse
 
 import pytest
-import yaml
 
 from _ui_fixtures import (CHROMIUM_ARGS, Proxy, Server, after_submit, answer, build_study_folder, chromium_path,
                           drop_postgres_database, fresh_postgres_database, question, settle, take_part)
@@ -35,6 +34,7 @@ def test_several_workers_on_sqlite_are_refused_with_a_clear_error(sqlite_study, 
 
 
 def test_deploy_writes_nginx_and_compose_for_the_study(sqlite_study, tmp_path):
+    yaml = pytest.importorskip("yaml")
     out = tmp_path / "deploy"
     assert main(["deploy", str(sqlite_study), "--host", "study.example.org", "--workers", "1", "--out", str(out)]) == 0
     site = (out / "camstudy.conf").read_text()
@@ -60,6 +60,7 @@ def test_deploy_writes_nginx_and_compose_for_the_study(sqlite_study, tmp_path):
 
 
 def test_deploy_for_postgresql_adds_the_database_service(tmp_path):
+    yaml = pytest.importorskip("yaml")
     if not POSTGRES:
         pytest.skip("set CAMSTUDY_TEST_POSTGRES_URL to test on PostgreSQL")
     url = fresh_postgres_database(POSTGRES, "camstudy_test_deploy")

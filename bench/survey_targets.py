@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(HERE), str(HERE / "tests")]
+
+from _ui_fixtures import Proxy, drop_postgres_database, free_ports, fresh_postgres_database  # noqa: E402
 
 BUILD = """
 import sys
@@ -39,22 +41,6 @@ def checkout_env(checkout: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(checkout), str(checkout / "tests"), *extra])}
 
 
-def free_port(n: int = 1) -> int:
-    """The first of n consecutive free ports on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            first = sock.getsockname()[1]
-        try:
-            for port in range(first + 1, first + n):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-    raise RuntimeError(f"no {n} consecutive free ports")
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -71,19 +57,6 @@ def pids_named(name: str) -> list[int]:
         except OSError:
             continue
     return found
-
-
-def postgres_database(url: str, name: str, drop: bool = False) -> str:
-    """A fresh PostgreSQL database beside the one `url` names (its role needs CREATEDB), or drop it."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        if not drop:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    return make_url(url).set(database=name).render_as_string(hide_password=False)
 
 
 @dataclass
@@ -105,8 +78,8 @@ class Target:
         if self.workers > 1:
             if not self.postgres:
                 raise SystemExit("several workers need PostgreSQL: --postgres URL (a role with CREATEDB)")
-            self.database = f"camstudy_bench_{os.getpid()}_{self.folder.name}"
-            url = postgres_database(self.postgres, self.database)
+            self.database = f"camstudy_bench_{os.getpid()}_{self.folder.name}".replace("-", "_")
+            url = fresh_postgres_database(self.postgres, self.database)
         else:
             url = ""
         subprocess.run([sys.executable, "-c", BUILD, str(self.study), url], cwd=self.checkout,
@@ -114,7 +87,7 @@ class Target:
         return self
 
     def start(self) -> "Target":
-        port = free_port(self.workers)
+        port = free_ports(self.workers)[0]
         log = open(self.folder / "serve.log", "ab")
         command = [sys.executable, "-m", "study.cli", "serve", str(self.study), "--port"]
         if self.new_serve:
@@ -148,32 +121,8 @@ class Target:
 
     def _proxy(self) -> str:
         """nginx, as this checkout's `camstudy deploy` writes it, in front of the workers (HTTPS)."""
-        import streamlit
-
-        sys.path.insert(0, str(HERE))
-        from study.commands.deploy import nginx_main, nginx_site
-        folder = self.folder / "proxy"
-        (folder / "run").mkdir(parents=True, exist_ok=True)
-        cert, key = folder / "cert.pem", folder / "key.pem"
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-                        "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-        https = free_port()
-        (folder / "camstudy.conf").write_text(nginx_site(
-            host="127.0.0.1", upstreams=[f"127.0.0.1:{p}" for p in self.ports], stimuli=self.study / "public",
-            certificate=cert, key=key, https_port=https, http_port=0,
-            streamlit_static=Path(streamlit.__file__).parent / "static"))
-        (folder / "nginx.conf").write_text(nginx_main())
-        extra = "daemon off;" + (" user root root;" if os.geteuid() == 0 else "")
-        self.nginx = subprocess.Popen(["nginx", "-p", str(folder), "-c", "nginx.conf", "-g", extra],
-                                      stderr=open(folder / "stderr.log", "wb"))
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", https), timeout=1):
-                    return f"https://127.0.0.1:{https}"
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"nginx did not start: {(folder / 'stderr.log').read_text()}")
+        self.nginx = Proxy(self.folder / "proxy", self.study, self.ports).start()
+        return self.nginx.url
 
     def stored(self) -> dict[str, list[int]]:
         """{external id: stored trial indexes}, read by the checkout's own export."""
@@ -187,8 +136,7 @@ class Target:
 
     def stop(self) -> None:
         if getattr(self, "nginx", None) is not None:
-            self.nginx.terminate()
-            self.nginx.wait(15)
+            self.nginx.stop()
         for process in self.processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -200,7 +148,7 @@ class Target:
 
     def drop(self) -> None:
         if self.database:
-            postgres_database(self.postgres, self.database, drop=True)
+            drop_postgres_database(self.postgres, self.database)
 
 
 def _wait_for(url: str, processes: list[subprocess.Popen], timeout: float = 120) -> None:

@@ -552,24 +552,27 @@ def drop_postgres_database(url: str, name: str) -> None:
 
 
 class Proxy:
-    """nginx configured by `camstudy deploy` (its nginx.conf, HTTPS with a self-signed certificate) in
-    front of a `Server`'s workers, run from `folder` as a child process."""
+    """nginx as `camstudy deploy` configures it (its nginx_site and nginx_main: HTTPS, here with a
+    self-signed certificate) in front of workers on `ports`, run from `folder` as a child process."""
 
-    def __init__(self, server: "Server", folder: Path):
-        self.server, self.folder = server, folder
+    def __init__(self, folder: Path, study_dir: Path, ports: list[int]):
+        self.folder, self.study_dir, self.ports = folder, study_dir, ports
         self.port = free_port()
         self.url = f"https://127.0.0.1:{self.port}"
         self.process = None
 
     def start(self) -> "Proxy":
-        from study.cli import main
-        self.folder.mkdir(parents=True, exist_ok=True)
+        import streamlit
+        from study.commands.deploy import nginx_main, nginx_site
+        (self.folder / "run").mkdir(parents=True, exist_ok=True)
         cert, key = self.folder / "cert.pem", self.folder / "key.pem"
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
                         "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-        assert main(["deploy", str(self.server.study_dir), "--host", "127.0.0.1", "--workers", str(self.server.workers),
-                     "--port", str(self.server.port), "--out", str(self.folder), "--https-port", str(self.port),
-                     "--http-port", "0", "--certificate", str(cert), "--key", str(key)]) == 0
+        (self.folder / "camstudy.conf").write_text(nginx_site(
+            host="127.0.0.1", upstreams=[f"127.0.0.1:{p}" for p in self.ports], stimuli=self.study_dir / "public",
+            certificate=cert, key=key, https_port=self.port, http_port=0,
+            streamlit_static=Path(streamlit.__file__).parent / "static"))
+        (self.folder / "nginx.conf").write_text(nginx_main())
         # As root, nginx's workers would run as nobody, who cannot enter pytest's private temporary folders.
         extra = "daemon off;" + (" user root root;" if os.geteuid() == 0 else "")
         self.process = subprocess.Popen(["nginx", "-p", str(self.folder), "-c", "nginx.conf", "-g", extra],

@@ -85,7 +85,8 @@ needs_the_stack = pytest.mark.skipif(
 @pytest.mark.browser
 @needs_the_stack
 def test_two_workers_behind_nginx_lose_nothing_duplicate_nothing_and_miss_no_image(tmp_path):
-    """Two participants through nginx (HTTPS) to two workers on PostgreSQL. The worker the first one is on
+    """Two participants through nginx (HTTPS, configured as `camstudy deploy` writes it) to two workers on
+    PostgreSQL. The worker the first one is on
     is killed mid-study: their page reconnects through nginx to the other worker and finishes there.
     Every answer is stored once, every stimulus loads (from nginx), and no request leaves the proxy."""
     from playwright.sync_api import sync_playwright
@@ -94,7 +95,7 @@ def test_two_workers_behind_nginx_lose_nothing_duplicate_nothing_and_miss_no_ima
     url = fresh_postgres_database(POSTGRES, "camstudy_test_nginx")
     study = build_study_folder(tmp_path / "study", database_url=url)
     server = Server(study, workers=2).start()
-    proxy = Proxy(server, tmp_path / "proxy").start()
+    proxy = Proxy(tmp_path / "proxy", study, [server.port, server.port + 1]).start()
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)

@@ -3,7 +3,9 @@ page's style and icon, and the calm error message. Cached per server process so 
 from __future__ import annotations
 
 import argparse
+import base64
 import functools
+import io
 import logging
 import os
 import sys
@@ -22,9 +24,18 @@ STUDY_ENV = "CAMSTUDY_STUDY_DIR"
 log = logging.getLogger("camstudy.ui")
 # Read and drawn once per process, not on every run of the page.
 STYLE = f"<style>{Path(__file__).with_name('style.css').read_text(encoding='utf-8')}</style>"
-# The icon is drawn here and served by the study server: a Material icon name would make every
-# participant's browser fetch it from a font server that the consent text does not name.
-ICON = Image.new("RGB", (32, 32), (27, 108, 168))
+
+
+def _icon() -> str:
+    """The page icon, drawn here as a data: URL. A Material icon name would make every participant's
+    browser fetch it from a font server that the consent text does not name, and a picture would be
+    encoded and registered as a new media file on every run of the page."""
+    out = io.BytesIO()
+    Image.new("RGB", (32, 32), (27, 108, 168)).save(out, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
+
+
+ICON = _icon()
 
 
 def calm(render):

@@ -14,6 +14,7 @@ from pathlib import Path
 import streamlit as st
 from starlette.middleware import Middleware
 
+import ui.participant  # noqa: F401  (loaded now, as the server starts, not at the first participant's page)
 from ui.context import study_dir
 from ui.static_files import StaticFiles
 

@@ -15,8 +15,11 @@ import streamlit as st
 from starlette.middleware import Middleware
 
 import ui.participant  # noqa: F401  (loaded now, as the server starts, not at the first participant's page)
+from ui import context
 from ui.context import study_dir
 from ui.static_files import StaticFiles
+
+context.session()   # the study read as the server starts, not while the first participant waits
 
 app = st.App("app.py", middleware=[Middleware(StaticFiles, streamlit_static=Path(st.__file__).parent / "static" / "static",
                                               study_dir=functools.cache(study_dir))])

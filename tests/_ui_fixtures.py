@@ -611,7 +611,7 @@ RADIOGROUP = '[role="radiogroup"]'
 CONFIDENCE_KEYS = "abcdefghi"
 
 
-def on_screen(n: int) -> str:
+def trial_shown(n: int) -> str:
     """The n-th question's trial component once its stimuli are on screen."""
     return f'{TRIAL}[data-trial="{n - 1}"][data-shown-at]'
 
@@ -644,7 +644,7 @@ def after_submit(page, n: int):
 def answer(page, n: int, keyboard: bool = False) -> None:
     """Choose in every question of the n-th trial and submit it (digits for the answer, letters for the
     confidence, Enter; or clicks)."""
-    page.locator(on_screen(n)).wait_for()
+    page.locator(trial_shown(n)).wait_for()
     groups = page.locator(TRIAL).locator(RADIOGROUP)
     for g in range(groups.count()):
         labels = groups.nth(g).locator("label")
@@ -688,6 +688,7 @@ def take_part(page, base_url: str, pid: str, stop_after: int | None = None,
         settle(page)
         if page.get_by_role("button", name="Finish").is_visible():
             break
+        page.locator(trial_shown(n)).wait_for()      # the trial component drawn, its stimuli on screen
         if (stop_after is not None and n > stop_after) or seen("trial"):
             return n - 1
         answer(page, n, keyboard=bool(keyboard_every) and n % keyboard_every == 0)

@@ -21,7 +21,7 @@ import time
 import pytest
 
 from _ui_fixtures import (CHROMIUM_ARGS, TRIAL, RADIOGROUP, Server, build_study_folder, chromium_path, link,
-                          on_screen, question, settle)
+                          question, settle, trial_shown)
 
 pytestmark = [
     pytest.mark.browser,
@@ -91,7 +91,7 @@ def answer_at_known_intervals(server, pid: str) -> list[tuple[float, int, int]]:
         submitted = []
         for n, target in enumerate(INTERVALS_MS, start=1):
             page.get_by_text(question(n)).wait_for()
-            page.locator(on_screen(n)).wait_for()
+            page.locator(trial_shown(n)).wait_for()
             shown = page.wait_for_function(f"() => window.__truth.shown['{n - 1}']").json_value()
             groups = page.locator(TRIAL).locator(RADIOGROUP)
             page.keyboard.press("1")                       # choose (answer, and a confidence where asked)

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from _ui_fixtures import (CHROMIUM_ARGS, RADIOGROUP, TRIAL, Server, after_submit, answer, build_study_folder,
-                          chromium_path, link, on_screen, question, settle, take_part)
+                          chromium_path, link, question, settle, take_part, trial_shown)
 from study.store.database import Participant
 
 pytestmark = [
@@ -227,7 +227,7 @@ def test_a_keyboard_correction_stores_the_final_choice_with_its_confidence(serve
     def with_confidence(page, screen):
         return screen == "trial" and page.locator(TRIAL).locator(RADIOGROUP).count() == 2
     n = take_part(page, server.url, "P-keys", on_screen=with_confidence) + 1
-    page.locator(on_screen(n)).wait_for()
+    page.locator(trial_shown(n)).wait_for()
     second = page.locator(TRIAL).locator(RADIOGROUP).nth(0).locator("input").nth(1).get_attribute("value")
     for key in ("1", "2", "d", "Enter"):
         page.keyboard.press(key)
@@ -240,7 +240,7 @@ def test_a_keyboard_correction_stores_the_final_choice_with_its_confidence(serve
 
 def test_a_double_click_on_next_is_stored_once_and_not_called_another_tab(server, study, page):
     assert take_part(page, server.url, "P-double", stop_after=2) == 2
-    page.locator(on_screen(3)).wait_for()
+    page.locator(trial_shown(3)).wait_for()
     page.locator(TRIAL).locator(RADIOGROUP).first.locator("label").first.click()
     page.locator(TRIAL).get_by_role("button", name="Next").dblclick()
     page.get_by_text(question(4)).wait_for()

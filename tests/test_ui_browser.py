@@ -179,6 +179,7 @@ def test_reload_in_the_middle_resumes(server, study, browser, page, shots):
     other = browser.new_context(viewport=LAPTOP).new_page()   # another browser with the link: in use, nothing shown
     other.goto(link(server.url, "P-reload"))
     other.get_by_text("This link is in use in another browser").wait_for()
+    other.get_by_label("Resume code").wait_for()               # the way on: the code shown at consent
     settle(other)
     assert other.get_by_text(question(6)).count() == 0 and other.locator(TRIAL).count() == 0
     other.screenshot(path=shots / "11-link-in-use.png", full_page=True)

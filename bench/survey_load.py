@@ -1,16 +1,19 @@
-"""Load, crash and screenshot checks of the survey in real browsers (not run by CI).
+"""Load and crash checks of the survey in real browsers (not run by CI).
 
     .venv/bin/python bench/survey_load.py load --participants 20
+    .venv/bin/python bench/survey_load.py load --participants 20 --compare main
     .venv/bin/python bench/survey_load.py crash --participants 20
 
 `load`: N participants in concurrent contexts of one Chromium complete the 20-trial study of
-tests/_ui_fixtures.py against `camstudy serve`; prints the submit-to-next-trial latency (click
-until the next trial is drawn with its images) and checks the database: every participant has
-exactly one answer per trial. `crash`: the same participants, the server SIGKILLed mid-study
-and restarted; every acknowledged answer (its next screen came back) must be stored exactly
-once, and every open tab must carry on from the participant's first unanswered trial to the
-completion code, with no answer lost or stored twice.
-(The screenshots in docs/screenshots come from the browser tests: see tests/test_ui_browser.py.)
+tests/_ui_fixtures.py against `camstudy serve` (one worker, SQLite); prints the submit-to-next-trial
+latency percentiles (click until the next trial is drawn with its images), the server's CPU time per
+answer, and checks the database: every participant has exactly one answer per trial. With --compare REF
+the same load runs first against REF's code (main: before a change), then this checkout's, in one run.
+Browsers cost a core each, so this measures tens of participants; bench/survey_protocol.py measures
+hundreds. `crash`: the same participants, the server SIGKILLed mid-study and restarted; every
+acknowledged answer (its next screen came back) must be stored exactly once, and every open tab must
+carry on from the participant's first unanswered trial to the completion code, with no answer lost
+or stored twice. (The screenshots in docs/screenshots come from the browser tests.)
 """
 from __future__ import annotations
 
@@ -25,16 +28,21 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
-from _ui_fixtures import (CHROMIUM_ARGS, FORM, RADIOGROUP, Server, build_study_folder,  # noqa: E402
+from _ui_fixtures import (CHROMIUM_ARGS, RADIOGROUP, TRIAL, Server, build_study_folder,  # noqa: E402
                           chromium_path, link, pick, question)
+from survey_targets import Target, commit_of, cpu_seconds, main_checkout  # noqa: E402
 
+# A screen is settled when the script is done, the page connected, its images loaded and, on a trial
+# screen, the trial component shows its stimuli; FORM is the trial form of the camstudy before the component.
+FORM = '[data-testid="stForm"]'
 SETTLED = ("() => document.querySelector('[data-testid=\"stApp\"]')"
            "?.getAttribute('data-test-script-state') === 'notRunning'"
            " && document.querySelector('[data-testid=\"stApp\"]')"
            "?.getAttribute('data-test-connection-state') === 'CONNECTED'"
-           " && [...document.images].every(i => i.complete)")
+           " && [...document.images].every(i => i.complete)"
+           f" && [...document.querySelectorAll('{TRIAL}')].every(t => t.dataset.shownAt)")
 
 
 class Participant:
@@ -58,10 +66,9 @@ class Participant:
             await self.page.screenshot(path=shot, full_page=True)
             app = self.page.locator('[data-testid="stApp"]')
             state = (await app.get_attribute("data-test-script-state"),
-                     await app.get_attribute("data-test-connection-state"),
-                     await self.page.locator(f"{FORM} input[type=radio]:disabled").count())
-            print(f"{self.pid}: stuck after {self.acknowledged} answers (script, connection, "
-                  f"disabled radios: {state}), see {shot}", flush=True)
+                     await app.get_attribute("data-test-connection-state"))
+            print(f"{self.pid}: stuck after {self.acknowledged} answers (script, connection: {state}), "
+                  f"see {shot}", flush=True)
             raise
 
     async def run(self) -> None:
@@ -103,25 +110,22 @@ class Participant:
         cont = page.get_by_role("button", name="Continue")
         while not await finish.is_visible():
             await asyncio.sleep(self.think_s * self.rng.uniform(0.5, 1.5))
-            groups = page.locator(FORM).locator(RADIOGROUP)
+            form = page.locator(TRIAL) if await page.locator(TRIAL).count() else page.locator(FORM)
+            groups = form.locator(RADIOGROUP)
             for g in range(await groups.count()):
                 labels = groups.nth(g).locator("label")
                 choice = labels.nth(pick(n, g, await labels.count()))
-                # Like a person, look that the choice took before going on (under heavy load
-                # a click on a freshly drawn radio is sometimes not taken).
+                # Like a person, look that the choice took before going on (under heavy load a click on
+                # a radio of the form before the trial component was sometimes not taken).
                 for attempt in range(10):
-                    if attempt % 2:  # the keyboard shortcut, when a pointer click is not taken
-                        await choice.focus()
-                        await page.keyboard.press(str(pick(n, g, await labels.count()) + 1))
-                    else:
-                        await choice.click()
+                    await choice.click()
                     try:
                         await choice.locator("input:checked").wait_for(timeout=3000)
                         break
                     except Exception:
                         continue
             start = time.perf_counter()
-            await page.get_by_role("button", name="Next").click()
+            await form.get_by_role("button", name="Next").click()
             await self._shown(page.get_by_text(question(n + 1)).or_(cont).or_(finish))
             self.acknowledged += 1
             if await cont.is_visible():
@@ -150,21 +154,23 @@ async def _with_browser(fn):
             await browser.close()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc), to split the latency into the
-    server's share and the browsers' share (all on the same cores here, unlike a real study)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def percentiles(latencies: list[float]) -> str:
+    lat = sorted(latencies) or [float("nan")]
+    at = {q: lat[min(len(lat) - 1, round(q * (len(lat) - 1)))] * 1000 for q in (0.5, 0.9, 0.95, 0.99)}
+    return (f"p50 {at[0.5]:.0f} ms, p90 {at[0.9]:.0f} ms, p95 {at[0.95]:.0f} ms, p99 {at[0.99]:.0f} ms, "
+            f"max {lat[-1] * 1000:.0f} ms over {len(lat)} submits")
 
 
-def load(study: Path, n: int, think_s: float, budget_s: float) -> int:
-    server = Server(study).start()
-    server_cpu = cpu_seconds(server.process.pid)
+def load(checkout: Path, folder: Path, label: str, n: int, think_s: float, budget_s: float) -> int:
+    """N browsers through the whole study against `checkout`'s code on one worker; returns 1 on a problem."""
+    target = Target(checkout, 1, folder).build().start()
+    servers = target.worker_pids()
+    server_cpu = sum(map(cpu_seconds, servers))
     try:
         people = []
 
         async def go(browser):
-            people.extend(Participant(browser, server.url, f"LOAD-{i:02d}", think_s, i,
+            people.extend(Participant(browser, target.url, f"LOAD-{i:02d}", think_s, i,
                                       arrive_s=1.5 * i) for i in range(n))
             started = time.perf_counter()
             runs = [asyncio.ensure_future(p.run()) for p in people]
@@ -175,24 +181,19 @@ def load(study: Path, n: int, think_s: float, budget_s: float) -> int:
             return time.perf_counter() - started
 
         wall = asyncio.run(_with_browser(go))
-        server_cpu = cpu_seconds(server.process.pid) - server_cpu
+        server_cpu = sum(map(cpu_seconds, servers)) - server_cpu
+        stored = target.stored()
     finally:
-        server.stop()
-    lat = sorted(x for p in people for x in p.latencies) or [float("nan")]
-    p95 = lat[min(len(lat) - 1, round(0.95 * (len(lat) - 1)))]
-    stored = stored_answers(study)
+        target.stop()
     problems = [pid for pid in (p.pid for p in people) if stored.get(pid) != list(range(20))]
     dupes = [pid for pid, have in stored.items() if len(have) != len(set(have))]
     lost = [p.pid for p in people if len(stored.get(p.pid, [])) < p.acknowledged]
-    print(f"finished: {n - len(problems)} of {n}; duplicated answers: {dupes or 'none'}; "
-          f"acknowledged but not stored: {lost or 'none'}")
-    print(f"{n} participants x 20 trials in {wall:.0f} s (think time {think_s} s +-50%); "
-          f"submit -> next trial drawn: median {statistics.median(lat) * 1000:.0f} ms, "
-          f"p95 {p95 * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms over {len(lat)} submits")
     answers = sum(len(v) for v in stored.values())
-    print(f"database: {answers} answers from {len(stored)} participants")
-    print(f"server CPU: {server_cpu:.0f} s in all, {server_cpu / max(answers, 1) * 1000:.0f} ms per answer "
-          f"(everything else on these {os.cpu_count()} cores was the {n} browsers)")
+    print(f"{label}: {n} participants x 20 trials in {wall:.0f} s (think time {think_s} s +-50%); finished "
+          f"{n - len(problems)} of {n}; duplicated {dupes or 'none'}; acknowledged but not stored {lost or 'none'}")
+    print(f"  submit -> next trial drawn with its images: {percentiles([x for p in people for x in p.latencies])}")
+    print(f"  server CPU: {server_cpu:.0f} s for {answers} answers = {server_cpu / max(answers, 1) * 1000:.1f} ms "
+          f"per answer (the browsers used the rest of these {os.cpu_count()} cores)", flush=True)
     return 1 if problems or dupes or lost else 0
 
 
@@ -258,21 +259,21 @@ def main() -> int:
     parser.add_argument("--participants", type=int, default=20)
     parser.add_argument("--think", type=float, default=1.0, help="mean seconds per answer")
     parser.add_argument("--budget", type=float, default=1800, help="load: stop after this many s")
-    parser.add_argument("--study", type=Path, help="a study folder built from tests/_ui_fixtures.py "
-                        "STUDY_TOML (default: a fresh one in a temporary folder)")
-    parser.add_argument("--real-maps", action="store_true", help="build with real Grad-CAM/CAM maps")
+    parser.add_argument("--compare", metavar="REF", help="load: first the same load against REF's code (e.g. main)")
     args = parser.parse_args()
     if chromium_path() is None:
         print("survey_load: Debian's chromium is not installed", file=sys.stderr)
         return 2
-    study = args.study
-    if study is None:
-        started = time.perf_counter()
-        study = build_study_folder(Path(tempfile.mkdtemp(prefix="camstudy-bench-")) / "study",
-                                   real_maps=args.real_maps)
-        print(f"built {study} in {time.perf_counter() - started:.0f} s")
+    folder = Path(tempfile.mkdtemp(prefix="camstudy-bench-"))
     if args.check == "load":
-        return load(study, args.participants, args.think, args.budget)
+        failed = 0
+        if args.compare:
+            old = main_checkout(folder / "old-code", args.compare)
+            failed |= load(old, folder / "old", f"{args.compare} ({commit_of(args.compare)})", args.participants,
+                           args.think, args.budget)
+        return failed | load(ROOT, folder / "new", f"this ({commit_of('HEAD')})", args.participants, args.think,
+                             args.budget)
+    study = build_study_folder(folder / "study")
     return crash(study, args.participants, args.think, kill_after=args.participants * 3)
 
 

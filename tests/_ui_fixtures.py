@@ -28,7 +28,7 @@ from PIL import Image
 from study.protocol.config import TextConfig
 from study.protocol.questions import QuestionItem
 from study.store.identity import BadLink, check_external_id
-from study.survey.session import AlreadyCompleted, ConsentConflict
+from study.survey.session import AlreadyCompleted, ConsentConflict, WrongResumeCode
 
 LIKERT = [(str(i), str(i)) for i in range(1, 6)]
 TRUST = [("-2", "A much more"), ("-1", "A a bit more"), ("0", "Same"), ("1", "B a bit more"),
@@ -85,6 +85,21 @@ class _Person:
     language: str | None = None
 
 
+PILOT_TOKEN = "a-real-pilot-signature"
+
+
+@dataclass
+class FakePlan:
+    """study.survey.session.ParticipantPlan's fields the UI reads."""
+    participant_id: int
+    answered: set
+    n_total: int
+
+    @property
+    def n_done(self):
+        return len(self.answered)
+
+
 class FakeSurveySession:
     """Same names and behaviour (idempotence, resume, AlreadyCompleted) as study.survey.session."""
 
@@ -92,6 +107,7 @@ class FakeSurveySession:
         self.config = config or make_config()
         self.config_hash = "f" * 64
         self.pilot_run = False
+        self.stimuli = SimpleNamespace(url=lambda path: f"/stimuli/{Path(path).name}")
         self.people: list[_Person] = []
         self.lock = threading.Lock()
         image_dir.mkdir(parents=True, exist_ok=True)
@@ -126,7 +142,7 @@ class FakeSurveySession:
                                consented=p.consented, completed=p.completed,
                                n_done=len(p.answers), n_total=len(TRIALS), credential=p.credential, condition=None,
                                completion_code=self.config.completion_code if p.completed else None,
-                               language=p.language)
+                               language=p.language, resume_code=None)
 
     def consent(self, external_id, agreed, language=None, **_link):
         person = next(p for p in self.people if p.external_id == external_id)
@@ -135,18 +151,35 @@ class FakeSurveySession:
         person.consented = agreed
         person.credential = "cred" if agreed else None
         person.language = person.language or (language if agreed else None)
-        return self._state(self.people.index(person))
+        state = self._state(self.people.index(person))
+        state.resume_code = "ABCD-2345" if agreed else None
+        return state
 
     def withdraw(self, pid):
         self.people[pid].withdrawn = True
 
-    def next_trial(self, pid):
-        person = self.people[pid]
-        for i, (task, n, options, confidence, answer, practice, attention) in enumerate(TRIALS):
-            if i in person.answers:
-                continue
-            return self._view(i, person.shown.setdefault(i, datetime.now(timezone.utc)), person.language)
+    def is_pilot(self, external_id, token):
+        return self.pilot_run or token == PILOT_TOKEN
+
+    def plan(self, pid):
+        return FakePlan(pid, set(self.people[pid].answers), len(TRIALS))
+
+    def show(self, plan):
+        person = self.people[plan.participant_id]
+        for i in range(len(TRIALS)):
+            if i not in plan.answered:
+                return self._view(i, person.shown.setdefault(i, datetime.now(timezone.utc)), person.language)
         return None
+
+    def submit(self, plan, trial_index, response, rt_ms, confidence=None):
+        if trial_index in plan.answered:
+            return SimpleNamespace(stored=False, duplicate=True, correct=None, elsewhere=False)
+        outcome = self.answer(plan.participant_id, trial_index, response, rt_ms, confidence)
+        plan.answered |= set(self.people[plan.participant_id].answers)
+        return outcome
+
+    def next_trial(self, pid):
+        return self.show(self.plan(pid))
 
     def _view(self, i, shown, language=None):
         task, n, options, confidence, _answer, practice, attention = TRIALS[i]
@@ -172,11 +205,18 @@ class FakeSurveySession:
         with self.lock:
             person = self.people[pid]
             if trial_index in person.answers:
-                return SimpleNamespace(stored=False, duplicate=True, correct=None)
+                return SimpleNamespace(stored=False, duplicate=True, correct=None, elsewhere=True)
             person.answers[trial_index] = (response, rt_ms, confidence)
             expected = TRIALS[trial_index][4]
-            return SimpleNamespace(stored=True, duplicate=False,
+            return SimpleNamespace(stored=True, duplicate=False, elsewhere=False,
                                    correct=None if expected is None else response == expected)
+
+    def resume_with_code(self, external_id, code, signature=None):
+        person = next(p for p in self.people if p.external_id == external_id)
+        if re.sub(r"[\s-]", "", code).upper() != "ABCD2345":
+            raise WrongResumeCode(9)
+        person.credential = "moved"
+        return self._state(self.people.index(person))
 
     def progress(self, pid):
         return len(self.people[pid].answers), len(TRIALS)
@@ -195,8 +235,8 @@ class FakeSurveySession:
         return url and url.format(code=self.config.completion_code,
                                   pid=self.people[pid].external_id)
 
-    def instructions_map(self, condition=None):
-        return self.images[0], "tabby cat"
+    def instructions_map(self, condition=None, language=None):
+        return self.images[0], "Tigerkatze" if language == "de" else "tabby cat"
 
     def link_views(self):
         return 3
@@ -379,11 +419,12 @@ class SketchRenderer:
         return pictures
 
 
-def build_study_folder(out: Path, real_maps: bool = False, german: bool = False) -> Path:
+def build_study_folder(out: Path, real_maps: bool = False, german: bool = False,
+                       database_url: str | None = None) -> Path:
     """The 20-trial study of STUDY_TOML (2 practice, 16 main trials over all six task types, 2
     attention checks). `real_maps` renders real Grad-CAM/CAM maps (minutes on 2 busy cores);
     `trust` then compares the default model with an alias of itself. `german` adds the study's
-    German texts (`bilingual`)."""
+    German texts (`bilingual`); `database_url` puts the study into that database instead of SQLite."""
     from study.stimuli.build import ExplainerRenderer, build_study
 
     class AliasRenderer(ExplainerRenderer):
@@ -392,7 +433,10 @@ def build_study_folder(out: Path, real_maps: bool = False, german: bool = False)
 
     out.mkdir(parents=True, exist_ok=True)
     config = out.parent / f"{out.name}.toml"
-    config.write_text(bilingual(STUDY_TOML) if german else STUDY_TOML)
+    toml = bilingual(STUDY_TOML) if german else STUDY_TOML
+    if database_url:
+        toml = f'database_url = "{database_url}"\n' + toml
+    config.write_text(toml)
     build_study(config, out, progress=False,
                 renderer=AliasRenderer(seed=7) if real_maps else SketchRenderer())
     return out
@@ -412,32 +456,51 @@ def free_port() -> int:
 
 
 class Server:
-    """`camstudy serve STUDY --port P` as a child process; `kill()` is a SIGKILL."""
+    """`camstudy serve STUDY --port P [--workers N] [args]` as a child process; `kill()` is a SIGKILL.
+    With N workers they listen on P .. P+N-1 (`urls`); `url` is the first."""
 
     def __init__(self, study_dir: Path, password: str = "", port: int | None = None,
-                 log: Path | None = None):
-        self.study_dir, self.port = study_dir, port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+                 log: Path | None = None, workers: int = 1, args: tuple[str, ...] = ()):
+        self.study_dir, self.workers, self.args = study_dir, workers, args
+        self.port = port or free_ports(workers)[0]
+        self.urls = [f"http://127.0.0.1:{self.port + i}" for i in range(workers)]
+        self.url = self.urls[0]
         self.env = {**os.environ, "CAMSTUDY_ADMIN_PASSWORD": password}
         self.log = open(log or study_dir / "serve.log", "ab")
         self.process = None
 
     def start(self, timeout: float = 90) -> "Server":
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "study.cli", "serve", str(self.study_dir), "--port", str(self.port)],
+            [sys.executable, "-m", "study.cli", "serve", str(self.study_dir), "--port", str(self.port),
+             "--workers", str(self.workers), *self.args],
             cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        waiting = list(self.urls)
+        while waiting and time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"camstudy serve exited with {self.process.returncode}; "
                                    f"see {self.log.name}")
             try:
-                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as r:
+                with urllib.request.urlopen(f"{waiting[0]}/_stcore/health", timeout=2) as r:
                     if r.status == 200:
-                        return self
+                        waiting.pop(0)
             except OSError:
                 time.sleep(0.3)
-        raise TimeoutError(f"camstudy serve did not answer on {self.url} within {timeout} s")
+        if waiting:
+            raise TimeoutError(f"camstudy serve did not answer on {waiting[0]} within {timeout} s")
+        return self
+
+    def worker_pids(self) -> dict[int, int]:
+        """{port: process id} of the workers (the serve process itself when there is one)."""
+        if self.workers == 1:
+            return {self.port: self.process.pid}
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        ports = {}
+        for pid in map(int, children):
+            found = re.search(r"--server\.port=(\d+)", Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " "))
+            if found:
+                ports[int(found.group(1))] = pid
+        return ports
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
@@ -447,10 +510,91 @@ class Server:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(10)
+                self.process.wait(15)
             except Exception:
                 self.kill()
         self.log.close()
+
+
+def free_ports(n: int) -> list[int]:
+    """n consecutive free ports on 127.0.0.1 (free when asked)."""
+    for _ in range(50):
+        first = free_port()
+        ports = list(range(first, first + n))
+        try:
+            for port in ports[1:]:
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+            return ports
+        except OSError:
+            continue
+    raise RuntimeError(f"no {n} consecutive free ports")
+
+
+def fresh_postgres_database(url: str, name: str) -> str:
+    """The URL of a new, empty PostgreSQL database `name` beside the one `url` names (its role needs
+    CREATEDB): a study of its own, whatever other tests leave in theirs."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    drop_postgres_database(url, name)
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_postgres_database(url: str, name: str) -> None:
+    from sqlalchemy import create_engine, text
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+class Proxy:
+    """nginx as `camstudy deploy` configures it (its nginx_site and nginx_main: HTTPS, here with a
+    self-signed certificate) in front of workers on `ports`, run from `folder` as a child process."""
+
+    def __init__(self, folder: Path, study_dir: Path, ports: list[int]):
+        self.folder, self.study_dir, self.ports = folder, study_dir, ports
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.process = None
+
+    def start(self) -> "Proxy":
+        import streamlit
+        from study.commands.deploy import nginx_main, nginx_site
+        (self.folder / "run").mkdir(parents=True, exist_ok=True)
+        cert, key = self.folder / "cert.pem", self.folder / "key.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                        "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+        (self.folder / "camstudy.conf").write_text(nginx_site(
+            host="127.0.0.1", upstreams=[f"127.0.0.1:{p}" for p in self.ports], stimuli=self.study_dir / "public",
+            certificate=cert, key=key, https_port=self.port, http_port=0,
+            streamlit_static=Path(streamlit.__file__).parent / "static"))
+        (self.folder / "nginx.conf").write_text(nginx_main())
+        # As root, nginx's workers would run as nobody, who cannot enter pytest's private temporary folders.
+        extra = "daemon off;" + (" user root root;" if os.geteuid() == 0 else "")
+        self.process = subprocess.Popen(["nginx", "-p", str(self.folder), "-c", "nginx.conf", "-g", extra],
+                                        stdout=subprocess.DEVNULL, stderr=open(self.folder / "stderr.log", "wb"))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, (self.folder / "stderr.log").read_text()
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.2)
+        raise TimeoutError("nginx did not listen within 30 s")
+
+    def access_log(self) -> list[str]:
+        return (self.folder / "run" / "access.log").read_text().splitlines()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(15)
 
 
 def chromium_path() -> str | None:
@@ -461,9 +605,16 @@ def link(base_url: str, pid: str) -> str:
     return f"{base_url}/?PROLIFIC_PID={pid}&STUDY_ID=ui-test&SESSION_ID=s-{pid}"
 
 
-# What the participant screens show, for drivers that wait on them.
-FORM = '[data-testid="stForm"]'
+# What the participant screens show, for drivers that wait on them: the trial component (ui/trial.js),
+# its choice groups, and the trial whose stimuli are on screen (its Next button works from then on).
+TRIAL = ".cs-trial"
 RADIOGROUP = '[role="radiogroup"]'
+CONFIDENCE_KEYS = "abcdefghi"
+
+
+def trial_shown(n: int) -> str:
+    """The n-th question's trial component once its stimuli are on screen."""
+    return f'{TRIAL}[data-trial="{n - 1}"][data-shown-at]'
 
 
 def pick(trial_number: int, group: int, n_options: int) -> int:
@@ -492,31 +643,29 @@ def after_submit(page, n: int):
 
 
 def answer(page, n: int, keyboard: bool = False) -> None:
-    """Choose in every question of the trial form and submit it (digits + Enter, or clicks)."""
-    groups = page.locator(FORM).locator(RADIOGROUP)
+    """Choose in every question of the n-th trial and submit it (digits for the answer, letters for the
+    confidence, Enter; or clicks)."""
+    page.locator(trial_shown(n)).wait_for()
+    groups = page.locator(TRIAL).locator(RADIOGROUP)
     for g in range(groups.count()):
         labels = groups.nth(g).locator("label")
         k = pick(n, g, labels.count())
-        for _ in range(10):  # like a person: check that the choice took before going on
-            if keyboard:
-                page.keyboard.press(str(k + 1))
-            else:
-                labels.nth(k).click()
-            try:
-                labels.nth(k).locator("input:checked").wait_for(timeout=3000)
-                break
-            except Exception:
-                continue
+        if keyboard:
+            page.keyboard.press(str(k + 1) if g == 0 else CONFIDENCE_KEYS[k])
+        else:
+            labels.nth(k).click()
+        labels.nth(k).locator("input:checked").wait_for(timeout=3000)
     if keyboard:
         page.keyboard.press("Enter")
     else:
-        page.get_by_role("button", name="Next").click()
+        page.locator(TRIAL).get_by_role("button", name=re.compile(r"^(Next|Weiter)$")).click()
 
 
 def take_part(page, base_url: str, pid: str, stop_after: int | None = None,
-              keyboard_every: int = 0, on_screen: Callable | None = None) -> int:
+              keyboard_every: int = 0, on_screen: Callable | None = None, comment: str | None = None) -> int:
     """Follow the link and answer; stop after `stop_after` answers or go on to the completion
-    code. Returns how many answers the server acknowledged (the next screen came back).
+    code (typing `comment` into the questionnaire's free-text box). Returns how many answers the
+    server acknowledged (the next screen came back).
 
     `on_screen(page, screen)` sees each screen once it is drawn ("consent", "instructions",
     "trial", "feedback", "questionnaire", "completion"); a true return value ends the run there.
@@ -540,6 +689,7 @@ def take_part(page, base_url: str, pid: str, stop_after: int | None = None,
         settle(page)
         if page.get_by_role("button", name="Finish").is_visible():
             break
+        page.locator(trial_shown(n)).wait_for()      # the trial component drawn, its stimuli on screen
         if (stop_after is not None and n > stop_after) or seen("trial"):
             return n - 1
         answer(page, n, keyboard=bool(keyboard_every) and n % keyboard_every == 0)
@@ -550,9 +700,11 @@ def take_part(page, base_url: str, pid: str, stop_after: int | None = None,
                 return n
             page.get_by_role("button", name="Continue").click()
         n += 1
-    groups = page.locator(FORM).locator(RADIOGROUP)
+    groups = page.locator('[data-testid="stForm"]').locator(RADIOGROUP)
     for g in range(groups.count()):
         groups.nth(g).locator("label").first.click()
+    if comment is not None:
+        page.locator("textarea").fill(comment)
     if seen("questionnaire"):
         return n - 1
     page.get_by_role("button", name="Finish").click()

@@ -19,9 +19,9 @@ from study.store.database import Response, open_database
 # The Export section of DESIGN.md, copied by hand: the contract the code must meet.
 DESIGN_COLUMNS = {
     "responses": "study_id, participant_id, external_id, trial_index, task, image_id, model, method, "
-                 "method_b, target_class, response, correct, confidence, rating, rt_ms, shown_at, "
+                 "method_b, target_class, response, correct, confidence, rating, rt_ms, server_rt_ms, shown_at, "
                  "answered_at, is_practice, is_attention_check, excluded, condition, is_pilot, "
-                 "phase, round, model_decision, model_correct",   # round 3: the utility task
+                 "phase, round, model_decision, model_correct",   # round 3: server_rt_ms, the utility task
     "participants": "participant_id, external_id, seed, consent_at, started_at, completed_at, "
                     "completion_code, n_answered, attention_passed, excluded, user_agent, consent, condition, is_pilot, "
                     "withdrawn, language",   # language: issue 13, item 3 (the brief), beyond DESIGN.md
@@ -55,6 +55,13 @@ def test_every_csv_is_written_with_design_columns(exported):
     assert {"task", "method", "n", "estimate", "ci_low", "ci_high", "vote_score"} <= set(summary.columns)
     tests = _read(exported / "tests.csv")
     assert {"test", "statistic", "p", "n"} <= set(tests.columns)
+
+
+def test_exports_are_readable_by_their_owner_only(exported, study_dir):
+    assert exported.stat().st_mode & 0o077 == 0                     # a folder the export made: owner only
+    for path in exported.iterdir():
+        assert path.stat().st_mode & 0o777 == 0o600, path
+    assert (study_dir / "study.db").stat().st_mode & 0o777 == 0o600
 
 
 def test_codebook_describes_every_column_of_every_csv(exported):

@@ -11,12 +11,12 @@ from sqlalchemy import func, select
 
 from _study_fixtures import build_fake_study
 from study.store import erasure
-from study.survey.admin_login import MAX_FAILURES, AdminLogin, LoginLocked
+from study.survey.admin_login import MAX_FAILURES, MAX_FAILURES_ALL, AdminLogin, LoginLocked
 from study.cli import main
 from study.results.export import export_tables, write_exports
 from study.store.identity import BadLink, SIGNATURE_PARAM
 from study.survey.session import AlreadyCompleted, SurveySession
-from study.store.database import Audit, Event, Participant, PlanRow, Response
+from study.store.database import Audit, Event, Participant, PlanRow, Response, WithdrawnId
 
 TASKS = """
 [[tasks]]
@@ -63,7 +63,13 @@ def test_withdrawal_deletes_everything_and_exports_only_count_it(study):
     with session.db.read() as s:
         audit = s.scalars(select(Audit)).one()
     assert audit.action == "withdrawn" and not hasattr(audit, "external_id")
-    assert session.enter("leaves").participant_id is None          # nothing left: a new start
+    with pytest.raises(AlreadyCompleted):                           # the link cannot start over as someone new
+        session.enter("leaves")
+    with pytest.raises(AlreadyCompleted):
+        session.consent("leaves", True)
+    with session.db.read() as s:                                    # of the id only a keyed hash is kept
+        [marker] = s.scalars(select(WithdrawnId.id_hash)).all()
+    assert "leaves" not in marker and len(marker) == 64
 
 
 def test_withdrawal_can_keep_the_answers_flagged_and_excluded(tmp_path):
@@ -96,7 +102,23 @@ def test_erasure_on_request_from_the_command_line_and_its_audit(study, capsys):
     with session.db.read() as s:
         assert [(a.action, a.how) for a in s.scalars(select(Audit))] == [("erased", "command line")]
     with pytest.raises(ValueError, match="how must be"):
-        erasure.erase(session.db, session.study_id, "x", "by magic")
+        erasure.erase(session.db, session.study_id, "x", "by magic", secret=b"k")
+
+
+def test_erasure_leaves_no_copy_in_the_database_files_and_they_are_owner_only(study):
+    session = SurveySession(study)
+    finish(session, "ERASE-ME-7788", {"comments": "SECRET-COMMENT-1234"})
+    finish(session, "stays-7788")
+    files = [study / "study.db", study / "study.db-wal", study / "study.db-shm"]
+    assert all(f.stat().st_mode & 0o777 == 0o600 for f in files if f.exists())   # no other account reads them
+    assert b"SECRET-COMMENT-1234" in b"".join(f.read_bytes() for f in files if f.exists())   # while it is there
+    with session.db.read():                        # a reader open elsewhere: the checkpoint waits for it to end
+        pass
+    assert main(["erase", str(study), "ERASE-ME-7788"]) == 0
+    on_disk = b"".join(f.read_bytes() for f in files if f.exists())
+    assert b"SECRET-COMMENT-1234" not in on_disk and b"ERASE-ME-7788" not in on_disk
+    assert not (study / "study.db-wal").exists() or (study / "study.db-wal").stat().st_size == 0
+    assert b"stays-7788" in on_disk
 
 
 def test_a_refusal_is_exported_as_declined_with_nothing_else(study):
@@ -139,21 +161,35 @@ def test_signed_links_are_required_when_the_config_says_so(tmp_path, capsys):
     assert (study / ".link-secret").stat().st_mode & 0o077 == 0     # readable by its owner only
 
 
-def test_admin_sign_in_locks_for_everyone_after_ten_failures(study):
+def test_admin_sign_in_locks_one_address_after_ten_failures_and_everyone_only_past_a_ceiling(study):
     session = SurveySession(study)
     now = [datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)]
     login = AdminLogin(session.db, session.study_id, now=lambda: now[0])
     other_tab = AdminLogin(session.db, session.study_id, now=lambda: now[0])
     for attempt in range(MAX_FAILURES):
         assert not (login if attempt % 2 else other_tab).check(f"guess-{attempt}", "s3cret", "10.0.0.7")
-    with pytest.raises(LoginLocked):
-        other_tab.check("s3cret", "s3cret", "10.0.0.8")        # even the right password, from anywhere
+    with pytest.raises(LoginLocked) as locked:
+        other_tab.check("s3cret", "s3cret", "10.0.0.7")         # even the right password, from that address
+    assert not locked.value.everyone
+    assert login.check("s3cret", "s3cret", "10.0.0.8")           # the researcher elsewhere is not locked out
     now[0] += timedelta(minutes=5, seconds=1)
     assert login.check("s3cret", "s3cret", "10.0.0.7")
     with session.db.read() as s:
         logged = s.scalars(select(Event.detail).where(Event.kind == "admin_login_failed")).all()
     assert len(logged) == MAX_FAILURES and all(d == {"address": "10.0.0.7"} for d in logged)
     assert not any("guess" in str(d) for d in logged)           # never the password tried
+    # Guessing from many addresses meets the ceiling: then everyone waits, until admin-unlock.
+    for attempt in range(MAX_FAILURES_ALL - MAX_FAILURES):        # with the ten above, within the window
+        assert not login.check("guess", "s3cret", f"10.1.{attempt // 200}.{attempt % 200}")
+    with pytest.raises(LoginLocked) as locked:
+        login.check("s3cret", "s3cret", "10.9.9.9")
+    assert locked.value.everyone
+    assert main(["admin-unlock", str(study)]) == 0
+    assert login.check("s3cret", "s3cret", "10.9.9.9")
+    assert not login.check("wrong", "s3cret", None)              # a browser on the server itself
+    with session.db.read() as s:
+        assert s.scalars(select(Event.detail).where(Event.kind == "admin_login_failed")
+                         .order_by(Event.id.desc())).first() == {"address": "local"}
 
 
 def test_a_round_one_database_is_migrated_in_place(study):

@@ -1,15 +1,18 @@
 """Every screen of the survey and every task type, driven with Streamlit's AppTest against an
-in-memory session (tests/_ui_fixtures.py)."""
+in-memory session (tests/_ui_fixtures.py). The trial component's page side (trial.js) runs only in a
+browser; here its submissions are sent as the browser sends them (`submit`)."""
 from __future__ import annotations
 
-from datetime import timedelta
+import json
 from pathlib import Path
 
 import pytest
+from streamlit.proto.WidgetStates_pb2 import WidgetState
+from streamlit.runtime.state.session_state import STREAMLIT_INTERNAL_KEY_PREFIX
 from streamlit.testing.v1 import AppTest
 
-
-from _ui_fixtures import TRIALS, FakeSurveySession, make_config, use_fake
+from _ui_fixtures import PILOT_TOKEN, TRIALS, FakeSurveySession, make_config, use_fake
+from study.survey.session import LinkInUse
 
 APP = str(Path(__file__).resolve().parents[1] / "ui" / "app.py")
 
@@ -40,11 +43,26 @@ def click(at, label: str) -> AppTest:
     return button.click().run()
 
 
-def answer_current(at, value: str, confidence: str | None = None) -> AppTest:
-    at.radio[0].set_value(value)
-    if confidence is not None:
-        at.radio[1].set_value(confidence)
-    return click(at, "Next")
+def trial_data(at) -> dict:
+    """What the trial component on screen was given (ui/tasks_view.py)."""
+    [component] = at.get("bidi_component")
+    return json.loads(component.proto.json)
+
+
+def submit(at, response: str, confidence: str | None = None, rt_ms=1000, trial: int | None = None) -> AppTest:
+    """The component's submission, as the browser sends it: a JSON trigger, the other widgets as they are."""
+    [component] = at.get("bidi_component")
+    trial = trial_data(at)["trial"] if trial is None else trial
+    states = at._tree.get_widget_states()
+    states.widgets.append(WidgetState(
+        id=f"{STREAMLIT_INTERNAL_KEY_PREFIX}_{component.proto.id}__events",
+        json_trigger_value=json.dumps([{"event": "submit", "value": {"trial": trial, "response": response,
+                                                                    "confidence": confidence, "rt_ms": rt_ms}}])))
+    return at._run(states)
+
+
+def answer_current(at, value: str, confidence: str | None = None, rt_ms=1000) -> AppTest:
+    return submit(at, value, confidence, rt_ms)
 
 
 def to_trials(at) -> AppTest:
@@ -104,25 +122,26 @@ def test_odd_ids_are_refused(fake):
     assert fake.people == []
 
 
-def test_instructions_show_an_example_map(fake):
+def test_instructions_show_an_example_map_and_the_resume_code(fake):
     at = click(open_app(PROLIFIC_PID="p1"), "I agree to take part")
     assert at.header[0].value == "Instructions"
-    [example] = at.get("image")
-    assert "tabby cat" in example.proto.imgs[0].caption
+    assert "Your resume code is **ABCD-2345**" in texts(at)
+    [example] = [h.proto.body for h in at.get("html") if "<figure" in h.proto.body]
+    assert 'src="/stimuli/stim0.png"' in example and "tabby cat" in example     # a static file of the server
+    assert "Your resume code: ABCD-2345" in texts(at)                           # and under every screen after
 
 
-def test_practice_needs_an_answer_then_gives_feedback(fake):
+def test_practice_gives_feedback_after_the_stored_answer(fake):
     at = to_trials(open_app(PROLIFIC_PID="p1"))
     assert "Practice question" in texts(at)
     assert "Question 1 of 8" in at.get("progress")[0].proto.text
-    click(at, "Next")
-    assert "Please choose an answer" in texts(at)
-    assert fake.people[0].answers == {}
+    assert trial_data(at)["trial"] == 0
     answer_current(at, "5")
+    assert fake.people[0].answers[0] == ("5", 1000, None)
     assert at.success[0].value == "Correct!"
     assert "The cat is on the left." in texts(at)
     click(at, "Continue")
-    assert at.radio[0].key == "answer-1"
+    assert trial_data(at)["trial"] == 1 and "Question 2 of 8" in at.get("progress")[0].proto.text
 
 
 def test_wrong_practice_answer_says_so(fake):
@@ -131,30 +150,21 @@ def test_wrong_practice_answer_says_so(fake):
 
 
 @pytest.mark.parametrize("index", range(1, len(TRIALS)))
-def test_each_task_type_renders_its_images_and_choices(fake, index):
-    at = to_trials(open_app(PROLIFIC_PID="p1"))
+def test_each_task_type_gives_the_component_its_images_and_choices(fake, index):
+    to_trials(open_app(PROLIFIC_PID="p1"))
     for i in range(index):
         fake.answer(0, i, TRIALS[i][2][0][0], rt_ms=1000,
                     confidence=TRIALS[i][3][0][0] if TRIALS[i][3] else None)
-    at.run()
-    if "feedback" in at.session_state:
-        click(at, "Continue")
+    at = open_app(PROLIFIC_PID="p1")                   # the participant comes back at trial `index`
     task, n_images, options, confidence, *_ = TRIALS[index]
     assert task in at.markdown[0].value or task in texts(at)
-    assert len(at.get("image")) == n_images
-    assert at.radio[0].options == [label for _, label in options]
-    assert len(at.radio) == (2 if confidence else 1)
-    if confidence:
-        click(at, "Next")
-        at.radio[0].set_value(options[0][0])
-        click(at, "Next")
-        assert "and your confidence" in texts(at)
-        assert index not in fake.people[0].answers
-        answer_current(at, options[0][0], confidence[-1][0])
-        assert fake.people[0].answers[index][2] == confidence[-1][0]
-    else:
-        answer_current(at, options[-1][0])
-        assert fake.people[0].answers[index][0] == options[-1][0]
+    data = trial_data(at)
+    assert [image["src"] for image in data["images"]] == [f"/stimuli/stim{k}.png" for k in range(n_images)]
+    assert all(image["alt"] for image in data["images"])
+    assert data["options"] == [list(o) for o in options] and data["confidence"] == [list(o) for o in confidence]
+    assert data["text"]["next"] == "Next" and "confidence" in data["text"]["hint"]
+    answer_current(at, options[-1][0], confidence[-1][0] if confidence else None)
+    assert fake.people[0].answers[index] == (options[-1][0], 1000, confidence[-1][0] if confidence else None)
 
 
 def test_full_run_to_completion_code(fake):
@@ -166,7 +176,9 @@ def test_full_run_to_completion_code(fake):
     assert at.session_state.phase == "questionnaire"
     assert [r.label for r in at.radio] == ["Your age group"]
     at.radio[0].set_value("30-49")
-    at.text_input[0].input("fine")
+    [comments] = at.text_area
+    assert "5000 characters" in comments.proto.placeholder                           # a visible limit
+    comments.input("fine")
     at = click(at, "Finish")
     assert "C0DE42" in texts(at)
     assert fake.people[0].questionnaire == {"age": "30-49", "comments": "fine"}
@@ -175,7 +187,7 @@ def test_full_run_to_completion_code(fake):
     again = open_app(PROLIFIC_PID="p1")     # a reload after finishing shows the code again
     assert "already been used" in texts(again) and "C0DE42" in texts(again)
     assert again.get("link_button")[0].proto.url.endswith("cc=C0DE42")
-    assert not again.radio and len(fake.people) == 1
+    assert not again.get("bidi_component") and len(fake.people) == 1
 
 
 def test_reload_resumes_at_first_unanswered_trial(fake):
@@ -185,32 +197,64 @@ def test_reload_resumes_at_first_unanswered_trial(fake):
     answer_current(at, "a")
     again = open_app(PROLIFIC_PID="p1")
     assert again.session_state.phase == "trials"
-    assert again.radio[0].key == "answer-2"
+    assert trial_data(again)["trial"] == 2
     assert "Question 3 of 8" in again.get("progress")[0].proto.text
 
 
-def test_response_time_is_measured_from_first_display(fake):
+def test_the_response_time_stored_is_the_one_the_browser_measured(fake):
     at = to_trials(open_app(PROLIFIC_PID="p1"))
-    fake.people[0].shown[0] -= timedelta(seconds=3)
+    answer_current(at, "5", rt_ms=1234.4)
+    click(at, "Continue")
+    answer_current(at, "a", rt_ms=-50)                   # a page that sends nonsense is clamped, not stored as is
+    assert [fake.people[0].answers[i][1] for i in (0, 1)] == [1234, 0]
+
+
+def test_a_submission_sent_twice_is_stored_once_and_not_called_another_tab(fake):
+    at = to_trials(open_app(PROLIFIC_PID="p1"))
     answer_current(at, "5")
-    assert 3000 <= fake.people[0].answers[0][1] < 10000
+    click(at, "Continue")
+    at = answer_current(at, "a")
+    at = submit(at, "b", trial=1)                        # the same trial again (a double click, a resend)
+    assert fake.people[0].answers[1][0] == "a" and 2 not in fake.people[0].answers
+    assert "another tab" not in texts(at) and trial_data(at)["trial"] == 2
 
 
-def test_stale_form_of_a_second_tab_cannot_answer_the_next_trial(fake):
+def test_a_second_tab_cannot_answer_again_and_is_told_so(fake):
     tab1 = to_trials(open_app(PROLIFIC_PID="p1"))
     tab2 = click(open_app(PROLIFIC_PID="p1"), "Start")
     answer_current(tab1, "5")
-    tab2.radio[0].set_value("3")
-    click(tab2, "Next")
+    submit(tab2, "3", trial=0)
     assert fake.people[0].answers.keys() == {0}
     assert fake.people[0].answers[0][0] == "5"
-    assert tab2.radio[0].key == "answer-1"
+    assert "already been answered in another tab" in texts(tab2)
+    assert trial_data(tab2)["trial"] == 1
+
+
+def test_pilot_notice_only_for_a_real_pilot_link(fake):
+    assert "Pilot run" not in texts(open_app(PROLIFIC_PID="p1", pilot="1"))     # typed by hand: nothing
+    assert "Pilot run" in texts(open_app(PROLIFIC_PID="p2", pilot=PILOT_TOKEN))
+
+
+def test_a_participant_whose_cookie_is_gone_continues_with_the_resume_code(fake, monkeypatch):
+    click(open_app(PROLIFIC_PID="p1"), "I agree to take part")
+
+    def elsewhere(external_id, *, credential=None, signature=None):   # this browser holds no credential
+        raise LinkInUse("in use")
+    monkeypatch.setattr(fake, "enter", elsewhere)
+    other = open_app(PROLIFIC_PID="p1")
+    assert "This link is in use in another browser" in texts(other)
+    other.text_input(key="resume-code").input("wrong")
+    other = click(other, "Continue in this browser")
+    assert "not the resume code of this link (9 tries left)" in texts(other)
+    other.text_input(key="resume-code").input("abcd 2345")
+    other = click(other, "Continue in this browser")
+    assert other.session_state.phase == "instructions" and fake.people[0].credential == "moved"
 
 
 def test_unexpected_error_shows_a_calm_message(fake, monkeypatch):
-    def broken(pid):
+    def broken(plan):
         raise RuntimeError("database is on fire")
-    monkeypatch.setattr(fake, "next_trial", broken)
+    monkeypatch.setattr(fake, "show", broken)
     at = to_trials(open_app(PROLIFIC_PID="p1"))
     assert not at.exception
     assert "something went wrong on our side" in at.error[0].value
@@ -271,20 +315,21 @@ def test_lang_de_shows_the_survey_in_german_from_consent_to_the_questionnaire(fa
     click(at, "Ich bin einverstanden und nehme teil")
     assert fake.people[0].language == "de"
     assert at.header[0].value == "Anleitung" and "Jede Frage zeigt ein Bild." in texts(at)
+    [example] = [h.proto.body for h in at.get("html") if "<figure" in h.proto.body]
+    assert "Tigerkatze" in example and "tabby" not in example       # the example's class, in German too
     assert "Von der Studie zurücktreten" in [b.label for b in at.button]
     click(at, "Beginnen")
     assert "Frage 1 von 8" in at.get("progress")[0].proto.text
-    assert "Übungsfrage" in texts(at) and "wie gut hebt sie die *Katze* hervor" in at.markdown[0].value
-    assert at.radio[0].label == "Ihre Antwort"
-    click(at, "Weiter")
-    assert "Bitte wählen Sie eine Antwort" in texts(at)
-    at.radio[0].set_value("5")
-    click(at, "Weiter")
+    assert "Übungsfrage" in texts(at) and "wie gut hebt sie die *Katze* hervor" in texts(at)
+    wording = trial_data(at)["text"]
+    assert (wording["answer"], wording["next"]) == ("Ihre Antwort", "Weiter")
+    assert wording["choose"].startswith("Bitte wählen Sie eine Antwort")
+    answer_current(at, "5")
     assert at.success[0].value == "Richtig!"
     click(at, "Fortfahren")
     for index in range(1, len(TRIALS)):
         fake.answer(0, index, TRIALS[index][2][0][0], rt_ms=1000)
-    at.run()
+    at = open_app(PROLIFIC_PID="p1")                   # back later: still German, at the questionnaire
     assert at.header[0].value == "Fast geschafft"
     assert [r.label for r in at.radio] == ["Ihre Altersgruppe"]
     assert at.radio[0].options == ["18-29 Jahre", "30-49 Jahre", "50+ Jahre"]

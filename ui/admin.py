@@ -3,7 +3,8 @@ request, and the export CSVs, behind a password.
 
 The password comes from $CAMSTUDY_ADMIN_PASSWORD or Streamlit secrets `admin_password`, is
 typed into a form (never taken from the URL) and compared in constant time; failures are
-throttled for everyone (`study.survey.admin_login`). With neither set the page stays locked. The CSVs
+throttled per client address, with a ceiling for everyone (`study.survey.admin_login`). With
+neither set the page stays locked. The CSVs
 are written into the study folder on request, never offered as downloads: a Streamlit download
 is a URL that anyone could fetch, without signing in, for a while after the page showed it.
 """
@@ -18,10 +19,11 @@ import pandas as pd
 import streamlit as st
 
 from study.store import erasure
+from study.store.identity import link_secret
 from study.survey.admin_login import LoginLocked
 from study.results.export import export_tables, write_exports
 from ui import context
-from ui.tasks_view import trial_form
+from ui.tasks_view import show_trial
 
 EXPORT_DIR = "export"
 
@@ -44,15 +46,15 @@ def _login(expected: str) -> bool:
         given = st.text_input("Password", type="password")
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
-        try:
+        try:   # the address as the server saw it: behind a trusted proxy, the one the proxy forwarded
             ok = context.admin_login().check(given, expected, st.context.ip_address)
         except LoginLocked as locked:
-            st.error(f"Too many failed attempts: {locked}.")
+            st.error(f"Too many failed attempts: {locked}. `camstudy admin-unlock STUDY` opens it now.")
             return False
         if ok:
             st.session_state.admin_ok = True
             st.rerun()
-        time.sleep(1)  # slows down guessing from this tab; the lockout covers all of them
+        time.sleep(1)  # slows down guessing from this tab; the lockout counts every tab of an address
         st.error("Wrong password.")
     return False
 
@@ -142,7 +144,7 @@ def _preview(s) -> None:
         chosen = st.selectbox("Trial", list(labels), format_func=labels.__getitem__, key="preview-trial")
         if chosen is not None:
             st.caption("As a participant sees it (one of its shuffled orders). Answers here are not recorded.")
-            if trial_form(s.preview(chosen)) is not None:
+            if show_trial(s.preview(chosen), s.stimuli.url, key=f"preview-{chosen}") is not None:
                 st.info("Preview only: nothing was recorded.")
 
 
@@ -158,11 +160,11 @@ def _participant_requests(s) -> None:
     if erase_it:
         if not sure:
             st.warning("Tick the box to confirm the erasure.")
-        elif erasure.erase(s.db, s.study_id, external_id.strip(), "admin page"):
+        elif erasure.erase(s.db, s.study_id, external_id.strip(), "admin page", secret=link_secret(s.study_dir)):
             _tables.clear()
-            st.success("Erased from the database. The audit log notes that an erasure happened, not whose. "
-                       "CSV files written before still hold this participant's rows: write them again, and "
-                       "delete copies made elsewhere.")
+            st.success("Erased from the database. The audit log notes that an erasure happened, not whose, and a "
+                       "keyed hash of the id keeps the link from starting again. CSV files written before still "
+                       "hold this participant's rows: write them again, and delete copies made elsewhere.")
         else:
             st.error("No participant with that id in this study.")
     if release_it:

@@ -1,10 +1,12 @@
-"""What every page needs from outside Streamlit: the study folder, its shared `SurveySession`,
-and stimulus images. Cached per server process so reruns stay cheap."""
+"""What every page needs from outside Streamlit: the study folder, its shared `SurveySession`, the
+page's style and icon, and the calm error message. Cached per server process so reruns stay cheap."""
 from __future__ import annotations
 
 import argparse
+import base64
 import functools
 import io
+import logging
 import os
 import sys
 import threading
@@ -16,8 +18,36 @@ from PIL import Image
 from study.survey.admin_login import AdminLogin
 from study.survey.monitor import StudyMonitor
 from study.survey.session import SurveySession
+from ui.language import t
 
 STUDY_ENV = "CAMSTUDY_STUDY_DIR"
+log = logging.getLogger("camstudy.ui")
+# Read and drawn once per process, not on every run of the page.
+STYLE = f"<style>{Path(__file__).with_name('style.css').read_text(encoding='utf-8')}</style>"
+
+
+def _icon() -> str:
+    """The page icon, drawn here as a data: URL. A Material icon name would make every participant's
+    browser fetch it from a font server that the consent text does not name, and a picture would be
+    encoded and registered as a new media file on every run of the page."""
+    out = io.BytesIO()
+    Image.new("RGB", (32, 32), (27, 108, 168)).save(out, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
+
+
+ICON = _icon()
+
+
+def calm(render):
+    """`render` with an unexpected error shown as a calm message (details go to the server log)."""
+    @functools.wraps(render)
+    def shown(*args) -> None:
+        try:
+            render(*args)
+        except Exception:  # st.rerun/st.stop are BaseExceptions and pass through
+            log.exception("page failed")
+            st.error(t("error.unexpected"))
+    return shown
 
 
 def study_dir() -> Path:
@@ -86,20 +116,3 @@ def admin_login() -> AdminLogin:
 def monitor() -> StudyMonitor:
     """The admin queries (progress, the instructions' example) over the same design and database."""
     return _monitor(str(study_dir()))
-
-
-def show_stimulus(where, path: Path, **image_options) -> None:
-    """Draw a stimulus with `where.image` (st, or a column) from its cached JPEG; saying the
-    format keeps Streamlit from decoding and re-encoding it on every rerun."""
-    where.image(stimulus_jpeg(str(path)), output_format="JPEG", **image_options)
-
-
-@st.cache_resource(show_spinner=False, max_entries=512)
-def stimulus_jpeg(path: str) -> bytes:
-    """A stimulus PNG as JPEG (quality 90), encoded once per server process (stimuli never change
-    after the build). Streamlit sends PNGs without alpha as JPEG anyway, but re-encodes them on
-    every rerun: a third of the server's CPU per answer, as measured with py-spy."""
-    with Image.open(path) as picture:
-        out = io.BytesIO()
-        picture.convert("RGB").save(out, format="JPEG", quality=90)
-    return out.getvalue()

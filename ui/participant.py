@@ -2,24 +2,28 @@
 questionnaire -> completion code, with "withdraw" on every screen after consent.
 
 The database (through `SurveySession`) is the source of truth for progress; Streamlit's
-session state only remembers who this browser tab is and which screen it is on. A reload, a
-closed tab or a server restart enters again with the id from the link and the resume credential
-the browser keeps (a cookie set at consent), and resumes at the first unanswered trial. Another
-browser with the same link sees that the link is in use, and nothing of the participant's.
+session state only remembers who this browser tab is, which screen it is on, and the participant's
+plan (read once, so that each answer is one database write and no read). A reload, a closed tab or a
+server restart enters again with the id from the link and the resume credential the browser keeps
+(a cookie set at consent), and resumes at the first unanswered trial. Another browser with the same
+link sees that the link is in use, and nothing of the participant's, unless it gives the resume
+code shown at consent.
+
+The trial screens are a fragment: an answer reruns only the trial's part of the page, and the
+answer itself is stored in the component's callback, before that rerun draws the next trial.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
 
 import streamlit as st
 
 from study.store.identity import PILOT_PARAM, SIGNATURE_PARAM, BadLink, context_from, external_id_from
-from study.survey.session import MAX_RT_MS, AlreadyCompleted, ConsentConflict, LinkInUse
+from study.survey.session import FREE_TEXT_LIMIT, AlreadyCompleted, ConsentConflict, LinkInUse, WrongResumeCode
 from ui import context, language
 from ui.language import t
-from ui.tasks_view import submit_key, trial_form
+from ui.tasks_view import show_pictures, show_trial, submission
 
 CREDENTIAL_DAYS = 90      # how long a browser keeps its resume credential
 
@@ -66,6 +70,7 @@ def _enter(s) -> None:
         state.phase = "bad_link"
         return
     except LinkInUse:
+        state.external = external
         state.phase = "in_use"
         return
     except AlreadyCompleted as closed:
@@ -90,12 +95,13 @@ def _enter(s) -> None:
 def _admitted(s, p) -> None:
     """Remember who this tab is, their condition and the language they took the study in."""
     st.session_state.pid, st.session_state.condition = p.participant_id, p.condition
+    st.session_state.pop("plan", None)
     language.choose(s.config, p.language)
 
 
 def _consent(s) -> None:
     st.title(s.config.name)
-    if s.pilot_run or st.query_params.get(PILOT_PARAM):
+    if s.is_pilot(st.session_state.external, st.query_params.get(PILOT_PARAM)):   # only a real pilot link
         st.warning(t("consent.pilot"))
     st.markdown(s.config.text_in(language.current()).consent_md)
     agree, decline = st.columns(2)
@@ -122,49 +128,59 @@ def _answer_consent(s, agreed: bool) -> None:
     else:
         _admitted(s, p)
         _keep_credential(s, state.external, p.credential)
+        if p.resume_code:
+            state.resume_code = p.resume_code
         state.phase = "instructions" if agreed else "declined"
     st.rerun()
 
 
 def _instructions(s) -> None:
     st.header(t("instructions.title"))
+    if "resume_code" in st.session_state:
+        st.info(t("resume.code", code=st.session_state.resume_code))
     st.markdown(s.config.text_in(language.current()).instructions_md)
-    example = context.monitor().instructions_map(st.session_state.get("condition"))
+    example = context.monitor().instructions_map(st.session_state.get("condition"), language.current())
     if example is not None:
         path, name = example
-        context.show_stimulus(st, path, width=300, alt=t("instructions.example_alt", name=name),
-                              caption=t("instructions.example_caption", name=name))
+        show_pictures([(s.stimuli.url(path), t("instructions.example_alt", name=name))],
+                      caption=t("instructions.example_caption", name=name), width=300)
     st.info(t("instructions.practice"))
-    # This page also draws a form and a (disabled) radio, on purpose. Streamlit's browser side
-    # loads each kind of widget's code the first time one is drawn. Had the first trial been
-    # where the radio and the form first appear, they would be mounted a moment after its page
-    # is reported drawn, and a choice made in that moment (before the radio's mount effect has
-    # run) shows as checked but is overwritten by the mount and never sent: the answer arrives
-    # empty ("Please choose an answer"). Seen for 9 of 20 tabs at question 1 under load, never
-    # later; a plain Start button made it worse (the form's code then loads at question 1 too).
-    with st.form("start", border=False):
-        st.radio(t("instructions.how_to_answer"), [t("instructions.one_option"), t("instructions.another_option")],
-                 index=None, horizontal=True, disabled=True, key="example-choice")
-        if st.form_submit_button(t("instructions.start"), type="primary"):
-            st.session_state.phase = "trials"
-            st.rerun()
+    st.markdown(t("instructions.how_to_answer"))
+    if st.button(t("instructions.start"), type="primary"):
+        st.session_state.phase = "trials"
+        st.rerun()
 
 
-def _rt_ms(shown_at: datetime) -> int:
-    """Milliseconds from when the trial was first shown (stored server side) to now, clamped
-    to what the session accepts (a participant may come back to an open trial days later)."""
-    if shown_at.tzinfo is None:
-        shown_at = shown_at.replace(tzinfo=timezone.utc)
-    elapsed = round((datetime.now(timezone.utc) - shown_at).total_seconds() * 1000)
-    return min(max(elapsed, 0), MAX_RT_MS)
+def _plan(s):
+    """This tab's copy of the participant's plan (read from the database once per tab)."""
+    state = st.session_state
+    if state.get("plan") is None:
+        state.plan = s.plan(state.pid)
+    return state.plan
 
 
-def _answered_elsewhere(next_index: int) -> bool:
-    """Whether this tab just sent an answer to a question another tab had answered meanwhile: its
-    Next was clicked, but the server has moved on to a later question (that answer's form is gone,
-    so it cannot count for the new question)."""
-    shown = st.session_state.get("showing")
-    return shown is not None and shown != next_index and bool(st.session_state.get(submit_key(shown)))
+def _answered(s, key: str) -> None:
+    """The trial component's callback: store the answer the page sent, before the rerun draws on.
+
+    A submission for a trial other than the one this tab shows (one sent twice, or a stale page)
+    is ignored; one that another tab answered first is reported, and the tab moves on."""
+    state = st.session_state
+    sent, trial = submission(key), state.get("trial")
+    if sent is None or trial is None or sent.trial_index != trial.trial_index:
+        return
+    try:
+        outcome = s.submit(_plan(s), trial.trial_index, sent.response, sent.rt_ms, sent.confidence)
+    except Exception:   # shown as the calm error message by the page that follows
+        context.log.exception("storing an answer failed")
+        state.failed = True
+        return
+    state.trial = None    # the next one comes from the plan
+    if outcome.elsewhere:
+        state.notice = t("trial.already_answered")
+    elif outcome.stored and trial.feedback_md is not None:   # practice, or a trial that always reveals
+        state.feedback = {"trial_index": trial.trial_index, "correct": outcome.correct if trial.is_practice else None,
+                          "feedback_md": trial.feedback_md,
+                          "images": [(s.stimuli.url(p), t("trial.alt_one")) for p in trial.feedback_images]}
 
 
 def _feedback(fb: dict) -> None:
@@ -175,43 +191,38 @@ def _feedback(fb: dict) -> None:
         st.error(t("feedback.wrong"))
     if fb["feedback_md"]:
         st.markdown(fb["feedback_md"])
-    for path in fb.get("images", ()):
-        context.show_stimulus(st, path, width="stretch", alt=t("trial.alt_one"))
-    with st.form(f"feedback-{fb['trial_index']}", border=False):
-        if st.form_submit_button(t("feedback.continue"), type="primary"):
-            del st.session_state["feedback"]
-            st.rerun()
+    if fb["images"]:
+        show_pictures(fb["images"])
+    # Dropped in the click's callback, so that the rerun it causes draws the next trial at once.
+    st.button(t("feedback.continue"), type="primary", key=f"feedback-{fb['trial_index']}",
+              on_click=lambda: st.session_state.pop("feedback", None))
 
 
+@st.fragment
+@context.calm
 def _trials(s) -> None:
+    """The trial screens: one trial, or a practice answer's feedback; reruns on its own (so it keeps
+    the calm error message of its own: a fragment's rerun does not pass through the page's)."""
     state = st.session_state
+    if state.pop("failed", False):
+        raise RuntimeError("storing an answer failed (see the log above)")
     if "feedback" in state:
         _feedback(state.feedback)
         return
-    trial = s.next_trial(state.pid)
+    plan = _plan(s)
+    trial = state.get("trial")
+    if trial is None or trial.trial_index in plan.answered:
+        trial = state.trial = s.show(plan)
     if trial is None:
         state.phase = "questionnaire"
         st.rerun()
-    if _answered_elsewhere(trial.trial_index):
-        state.notice = t("trial.already_answered")
-    state.showing = trial.trial_index
     if "notice" in state:
         st.info(state.pop("notice"))
-    done, total = s.progress(state.pid)
-    st.progress(done / max(total, 1), text=t("trial.progress", n=done + 1, total=total))
+    st.progress(plan.n_done / max(plan.n_total, 1), text=t("trial.progress", n=plan.n_done + 1, total=plan.n_total))
     if trial.is_practice:
         st.caption(t("trial.practice"))
-    submission = trial_form(trial)
-    if submission is None:
-        return
-    outcome = s.answer(state.pid, trial.trial_index, submission.response,
-                       rt_ms=_rt_ms(trial.shown_at), confidence=submission.confidence)
-    if outcome.duplicate:   # answered meanwhile in another tab of this browser: say so, move on
-        state.notice = t("trial.already_answered")
-    elif trial.feedback_md is not None:   # practice, or a trial that always reveals (utility learning)
-        state.feedback = {"trial_index": trial.trial_index, "correct": outcome.correct if trial.is_practice else None,
-                          "feedback_md": trial.feedback_md, "images": trial.feedback_images}
-    st.rerun()
+    key = f"trial-{trial.trial_index}"
+    show_trial(trial, s.stimuli.url, key=key, on_submit=lambda: _answered(s, key))
 
 
 def _questionnaire(s) -> None:
@@ -224,8 +235,10 @@ def _questionnaire(s) -> None:
                 labels = dict(item.options_in(lang))
                 answers[item.key] = st.radio(item.label_in(lang), list(labels), format_func=labels.__getitem__,
                                              index=None, key=f"q-{item.key}")
-            else:
-                answers[item.key] = st.text_input(item.label_in(lang), key=f"q-{item.key}")
+            else:   # The limit is said in the box; the session keeps that much of a longer text. No max_chars:
+                    # Streamlit's box would silently drop a paste that is too long, text and all.
+                limit = t("questionnaire.limit", limit=FREE_TEXT_LIMIT)
+                answers[item.key] = st.text_area(item.label_in(lang), key=f"q-{item.key}", placeholder=limit, help=limit)
         finished = st.form_submit_button(t("questionnaire.finish"), type="primary")
     if finished:
         code = s.complete(st.session_state.pid, {k: v for k, v in answers.items() if v})
@@ -249,8 +262,11 @@ def _done(s, again: bool = False) -> None:
 
 
 def _withdraw_offer() -> None:
-    """The way out, under every screen between consent and the end."""
+    """The way out, under every screen between consent and the end (and the resume code, if this tab
+    was shown it)."""
     st.divider()
+    if "resume_code" in st.session_state:
+        st.caption(t("resume.reminder", code=st.session_state.resume_code))
     if st.button(t("withdraw.offer"), type="tertiary", key="withdraw"):
         st.session_state.before_withdrawal = st.session_state.phase
         st.session_state.phase = "confirm_withdrawal"
@@ -266,8 +282,35 @@ def _confirm_withdrawal(s) -> None:
         st.rerun()
     if leave.button(t("withdraw.leave"), type="primary", width="stretch"):
         s.withdraw(st.session_state.pid)
+        st.session_state.pop("resume_code", None)
         st.session_state.phase = "withdrawn"
         st.rerun()
+
+
+def _in_use(s) -> None:
+    """Another browser holds this link: the participant may move here with their resume code."""
+    _say("info", "in_use")
+    with st.form("resume", border=False):
+        code = st.text_input(t("in_use.code"), max_chars=20, key="resume-code")
+        moved = st.form_submit_button(t("in_use.continue"), type="primary")
+    if not moved or not code.strip():
+        return
+    state = st.session_state
+    try:
+        p = s.resume_with_code(state.external, code, signature=_link()[1])
+    except WrongResumeCode as wrong:
+        st.error(t("in_use.wrong_code", tries=wrong.tries_left))
+        return
+    except LinkInUse:
+        st.error(t("in_use.locked"))
+        return
+    except AlreadyCompleted:
+        state.phase = "closed"
+        st.rerun()
+    _admitted(s, p)
+    _keep_credential(s, state.external, p.credential)
+    state.phase = "instructions" if p.n_done == 0 else "trials"
+    st.rerun()
 
 
 _SCREENS = {
@@ -279,7 +322,7 @@ _SCREENS = {
     "done_again": lambda s: _done(s, again=True),
     "confirm_withdrawal": _confirm_withdrawal,
     "withdrawn": lambda s: _say("info", "withdrawn", f"withdrawn.body_{s.config.on_withdraw}"),
-    "in_use": lambda s: _say("info", "in_use"),
+    "in_use": _in_use,
     "conflict": lambda s: _say("warning", "conflict"),
     "declined": lambda s: _say("info", "declined"),
     "closed": lambda s: _say("info", "closed"),

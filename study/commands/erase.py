@@ -12,11 +12,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from study.store import erasure
     from study.store.database import open_study
+    from study.store.identity import link_secret
 
     folder = open_study(args.study_dir)
-    if not erasure.erase(folder.database, folder.study_id, args.external_id, "command line"):
+    if not erasure.erase(folder.database, folder.study_id, args.external_id, "command line",
+                         secret=link_secret(folder.path)):
         raise LookupError(f"no participant {args.external_id!r} in this study (nothing was erased)")
     print(f"erased every answer and record of participant {args.external_id!r} from the database; the audit log "
-          "notes that an erasure happened, not whose. CSV files exported before (camstudy export, the admin "
+          "notes that an erasure happened, not whose, and a keyed hash of the id keeps the link from starting again. CSV files exported before (camstudy export, the admin "
           "page's STUDY/export/) still hold their rows: export again and delete the old copies")
     return 0

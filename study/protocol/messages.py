@@ -30,10 +30,13 @@ MESSAGES: dict[str, dict[str, str]] = {
         "instructions.example_caption": "An example: the map for “{name}”. The red area is what the "
                                         "model relied on most to decide “{name}”.",
         "instructions.practice": "The first questions are practice: after each one you will see the right answer.",
-        "instructions.how_to_answer": "You answer each question by choosing one option, then Next (or with "
-                                      "the keys 1, 2, 3 … and Enter):",
-        "instructions.one_option": "one option",
-        "instructions.another_option": "another option",
+        "instructions.how_to_answer": "You answer each question by choosing an option and pressing Next, or "
+                                      "with the keyboard: 1, 2, 3 … for your answer, A, B, C … for how "
+                                      "confident you are (where asked), and Enter. You can change your choice "
+                                      "until you press Next.",
+        "resume.code": "Your resume code is **{code}**. Please note it down: if this browser forgets the study "
+                       "(or you move to another one), the code lets you continue where you stopped.",
+        "resume.reminder": "Your resume code: {code}",
         "instructions.start": "Start",
         # trials
         "trial.progress": "Question {n} of {total}",
@@ -41,9 +44,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "trial.your_answer": "Your answer",
         "trial.how_confident": "How confident are you?",
         "trial.next": "Next",
-        "trial.keyboard_hint": "Keyboard: press 1, 2, 3 … to choose, Enter to continue.",
+        "trial.keyboard_hint": "Keyboard: 1, 2, 3 … choose an answer, A, B, C … your confidence, Enter goes on.",
         "trial.choose": "Please choose an answer before continuing.",
         "trial.choose_with_confidence": "Please choose an answer and your confidence before continuing.",
+        "trial.resend": "Your answer has not reached us yet (the connection was interrupted). Please press Next "
+                        "again: the same answer is sent, and stored only once.",
         "trial.alt_one": "Explanation map, the picture",
         "trial.alt_of": "Explanation map, picture {index} of {n}",
         "trial.already_answered": "That question had already been answered in another tab or window, so this "
@@ -56,6 +61,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "questionnaire.title": "Almost done",
         "questionnaire.intro": "A few short questions about you and the task. You may skip any of them.",
         "questionnaire.finish": "Finish",
+        "questionnaire.limit": "Up to {limit} characters; anything longer is cut there.",
         "done.title": "Thank you!",
         "done.body": "You have completed the study. Your answers are saved.",
         "done_again.title": "You have already completed this study",
@@ -80,8 +86,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         # pages that end or refuse a visit
         "in_use.title": "This link is in use in another browser",
         "in_use.body": "This participant link was opened in another browser, where the study continues. "
-                       "Please go back to that browser. If you cannot, contact the researchers: they can "
-                       "move your link to this browser.",
+                       "Please go back to that browser. If you cannot, enter the resume code you were shown "
+                       "when you agreed to take part, or contact the researchers: they can move your link to "
+                       "this browser.",
+        "in_use.code": "Resume code",
+        "in_use.continue": "Continue in this browser",
+        "in_use.wrong_code": "That is not the resume code of this link ({tries} tries left).",
+        "in_use.locked": "Too many wrong codes for this link. Please contact the researchers: they can move "
+                         "your link to this browser.",
         "conflict.title": "You have already agreed to take part",
         "conflict.body": "You already agreed to take part (in another tab or window); to stop now, use "
                          "“Withdraw from the study”.",
@@ -159,20 +171,26 @@ MESSAGES: dict[str, dict[str, str]] = {
         "instructions.example_caption": "Ein Beispiel: die Karte für „{name}“. Der rote Bereich ist das, worauf "
                                         "sich das Modell bei der Entscheidung „{name}“ am meisten gestützt hat.",
         "instructions.practice": "Die ersten Fragen sind Übungsfragen: Nach jeder sehen Sie die richtige Antwort.",
-        "instructions.how_to_answer": "Sie beantworten jede Frage, indem Sie eine Option wählen und dann auf "
-                                      "Weiter klicken (oder mit den Tasten 1, 2, 3 … und Enter):",
-        "instructions.one_option": "eine Option",
-        "instructions.another_option": "eine andere Option",
+        "instructions.how_to_answer": "Sie beantworten jede Frage, indem Sie eine Option wählen und auf Weiter "
+                                      "klicken, oder mit der Tastatur: 1, 2, 3 … für Ihre Antwort, A, B, C … "
+                                      "dafür, wie sicher Sie sind (wo gefragt), und Enter. Bis Sie auf Weiter "
+                                      "klicken, können Sie Ihre Wahl noch ändern.",
+        "resume.code": "Ihr Fortsetzungscode ist **{code}**. Bitte notieren Sie ihn: Falls dieser Browser die "
+                       "Studie vergisst (oder Sie den Browser wechseln), können Sie damit dort weitermachen, wo "
+                       "Sie aufgehört haben.",
+        "resume.reminder": "Ihr Fortsetzungscode: {code}",
         "instructions.start": "Beginnen",
         "trial.progress": "Frage {n} von {total}",
         "trial.practice": "Übungsfrage",
         "trial.your_answer": "Ihre Antwort",
         "trial.how_confident": "Wie sicher sind Sie?",
         "trial.next": "Weiter",
-        "trial.keyboard_hint": "Tastatur: 1, 2, 3 … zum Auswählen, Enter zum Fortfahren.",
+        "trial.keyboard_hint": "Tastatur: 1, 2, 3 … Antwort wählen, A, B, C … wie sicher Sie sind, Enter geht weiter.",
         "trial.choose": "Bitte wählen Sie eine Antwort, bevor Sie fortfahren.",
         "trial.choose_with_confidence": "Bitte wählen Sie eine Antwort und wie sicher Sie sind, bevor Sie "
                                         "fortfahren.",
+        "trial.resend": "Ihre Antwort ist noch nicht bei uns angekommen (die Verbindung war unterbrochen). Bitte "
+                        "klicken Sie noch einmal auf Weiter: Dieselbe Antwort wird gesendet und nur einmal gespeichert.",
         "trial.alt_one": "Erklärungskarte, das Bild",
         "trial.alt_of": "Erklärungskarte, Bild {index} von {n}",
         "trial.already_answered": "Diese Frage wurde bereits in einem anderen Tab oder Fenster beantwortet, "
@@ -186,6 +204,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "questionnaire.intro": "Einige kurze Fragen zu Ihnen und zur Aufgabe. Sie können jede davon "
                                "überspringen.",
         "questionnaire.finish": "Abschließen",
+        "questionnaire.limit": "Bis zu {limit} Zeichen; was darüber hinausgeht, wird abgeschnitten.",
         "done.title": "Vielen Dank!",
         "done.body": "Sie haben die Studie abgeschlossen. Ihre Antworten sind gespeichert.",
         "done_again.title": "Sie haben diese Studie bereits abgeschlossen",
@@ -209,8 +228,14 @@ MESSAGES: dict[str, dict[str, str]] = {
                                "aufbewahrt. Vielen Dank für Ihre Zeit. Sie können diesen Tab schließen.",
         "in_use.title": "Dieser Link wird in einem anderen Browser verwendet",
         "in_use.body": "Dieser Teilnahme-Link wurde in einem anderen Browser geöffnet, in dem die Studie "
-                       "weiterläuft. Bitte kehren Sie zu diesem Browser zurück. Wenn das nicht geht, wenden "
-                       "Sie sich an die Forschenden: Sie können Ihren Link auf diesen Browser übertragen.",
+                       "weiterläuft. Bitte kehren Sie zu diesem Browser zurück. Wenn das nicht geht, geben Sie "
+                       "den Fortsetzungscode ein, den Sie bei Ihrer Zustimmung erhalten haben, oder wenden Sie "
+                       "sich an die Forschenden: Sie können Ihren Link auf diesen Browser übertragen.",
+        "in_use.code": "Fortsetzungscode",
+        "in_use.continue": "In diesem Browser fortfahren",
+        "in_use.wrong_code": "Das ist nicht der Fortsetzungscode dieses Links (noch {tries} Versuche).",
+        "in_use.locked": "Zu viele falsche Codes für diesen Link. Bitte wenden Sie sich an die Forschenden: Sie "
+                         "können Ihren Link auf diesen Browser übertragen.",
         "conflict.title": "Sie haben der Teilnahme bereits zugestimmt",
         "conflict.body": "Sie haben der Teilnahme bereits zugestimmt (in einem anderen Tab oder Fenster); um "
                          "jetzt aufzuhören, nutzen Sie „Von der Studie zurücktreten“.",

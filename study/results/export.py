@@ -22,6 +22,7 @@ from study.results.analysis_r import analysis_script, ANALYSIS_R
 from study.results.codebook import CODEBOOK, TABLES, columns
 from study.scoring.files import FAITHFULNESS_FILE, SCORE_FOLDERS
 from study.protocol.tasks import TASKS
+from study.store import owner_only
 from study.store.database import (Audit, Image, Participant, PlanRow, QuestionnaireAnswer, Response, Stimulus, Study,
                                   as_utc, open_study)
 
@@ -177,14 +178,9 @@ def write_exports(study_dir: str | Path, out: str | Path, *, scores_dir: str | P
     records = load_study(study_dir)
     tables = tables_from_records(records, read_faithfulness(find_scores(study_dir, scores_dir)),
                                  include_pilot=include_pilot)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name in TABLES:
-        path = out / f"{name}.csv"
-        path.write_bytes(csv_bytes(name, tables[name]))
-        written.append(path)
-    script = out / ANALYSIS_R
-    script.write_text(analysis_script(method_order(records.config)), encoding="utf-8", newline="\n")
+    owner_only.folder(out)        # the tables name participants: readable by their owner only
+    written = [owner_only.write_bytes(out / f"{name}.csv", csv_bytes(name, tables[name])) for name in TABLES]
+    script = owner_only.write_bytes(out / ANALYSIS_R, analysis_script(method_order(records.config)).encode("utf-8"))
     return [*written, script]
 
 
@@ -202,7 +198,8 @@ def _response_row(study_id: int, person: Participant, plan: PlanRow, answer: Res
         "model_decision": plan.target_class if plan.display.get("phase") in ("learn", "test") else None,
         "model_correct": plan.display.get("model_correct"),
         "response": answer.response, "correct": answer.correct, "confidence": answer.confidence,
-        "rating": answer.rating, "rt_ms": answer.rt_ms, "shown_at": as_utc(plan.shown_at),
+        "rating": answer.rating, "rt_ms": answer.rt_ms, "server_rt_ms": answer.server_rt_ms,
+        "shown_at": as_utc(plan.shown_at),
         "answered_at": as_utc(answer.answered_at), "is_practice": bool(plan.is_practice),
         "is_attention_check": bool(plan.is_attention_check), "excluded": False,
     }

@@ -5,7 +5,13 @@ hangs off a `Study`. SQLite is the default: WAL so readers never block the write
 timeout so writers queue instead of failing, foreign keys on, and write transactions opened
 with BEGIN IMMEDIATE so that a read-then-write transaction cannot deadlock on a lock upgrade.
 Any other SQLAlchemy URL (PostgreSQL) works the same way; there the row lock taken by the
-first UPDATE of a write transaction serialises what must be serialised.
+first UPDATE of a write transaction serialises what must be serialised. $CAMSTUDY_DATABASE_URL, where
+set, names the database instead of the config's `database_url` (in a container the database server
+has another host name than where the study was built; the config, and so its hash, stay the same).
+
+A SQLite database and its WAL and shared-memory files are created readable by their owner only, and
+deleted rows are overwritten (`secure_delete`), so that after an erasure and `forget_deleted` no copy
+of them stays in any file.
 
 The schema is versioned: `schema_version` holds one row, `MIGRATIONS[i]` upgrades version i+1
 to i+2, and a database written by a newer camstudy is refused with a clear error.
@@ -31,9 +37,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from sqlalchemy.pool import QueuePool
 
 from study.protocol.config import CONFIG_FILE, StudyConfig, load_config
+from study.store import owner_only
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 30_000
+DATABASE_ENV = "CAMSTUDY_DATABASE_URL"
 T = TypeVar("T")
 
 
@@ -161,7 +169,9 @@ class Participant(_OfStudy, Base):
     `withdrawn_at` is set when a withdrawal keeps the answers (`on_withdraw = "keep"`); `condition` is
     the method a between-subject participant is assigned (None within subjects); `is_pilot` marks
     pilot runs, left out of the analysis by default; `language` is the one the survey was taken in
-    (chosen at consent; None for a refusal or an older row).
+    (chosen at consent; None for a refusal or an older row); `resume_code_hash` is the sha256 of the
+    short code shown at consent, with which the participant can move to another browser (or one whose
+    cookies were cleared) on their own.
     """
     __tablename__ = "participants"
     __table_args__ = (UniqueConstraint("study_id", "external_id"),)
@@ -180,6 +190,15 @@ class Participant(_OfStudy, Base):
     condition: Mapped[str | None] = mapped_column(String(50))
     is_pilot: Mapped[bool] = mapped_column(Boolean, default=False)
     language: Mapped[str | None] = mapped_column(String(8))
+    resume_code_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class WithdrawnId(_OfStudy, Base):
+    """A link whose participant withdrew or was erased, so that it cannot start the study again: a keyed
+    hash of the id (HMAC under the study's link secret), which names no one without that secret."""
+    __tablename__ = "withdrawn_ids"
+    __table_args__ = (UniqueConstraint("study_id", "id_hash"),)
+    id_hash: Mapped[str] = mapped_column(String(64))
 
 
 class PlanRow(_AnswerSlot, _Shows, Base):
@@ -203,7 +222,9 @@ class Response(_AnswerSlot, Base):
 
     `response` is the option value as shown; `rating` is its numeric reading (Likert 1..5, or
     trust -2..+2 with + favouring the trial's `model` over `model_b`); `correct` is None for
-    tasks without a right answer.
+    tasks without a right answer. `rt_ms` is the response time the participant's browser measured
+    (stimuli on screen -> the submitting click or key); `server_rt_ms` the server's interval from
+    building the trial to storing the answer (None for answers stored before it was kept).
     """
     __tablename__ = "responses"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -213,6 +234,7 @@ class Response(_AnswerSlot, Base):
     confidence: Mapped[int | None]
     rating: Mapped[int | None]
     rt_ms: Mapped[int]
+    server_rt_ms: Mapped[int | None]
     answered_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -262,9 +284,21 @@ def _participant_protection(connection: Connection) -> None:
     Base.metadata.create_all(connection, tables=[Audit.__table__])
 
 
+def _launch_safety(connection: Connection) -> None:
+    """Version 3: the server's response time beside the browser's, resume codes, and the keyed hashes of
+    withdrawn links. Columns a database already has are left alone."""
+    present = {c["name"] for c in inspect(connection).get_columns("responses")}
+    if "server_rt_ms" not in present:
+        connection.exec_driver_sql("ALTER TABLE responses ADD COLUMN server_rt_ms INTEGER")
+    present = {c["name"] for c in inspect(connection).get_columns("participants")}
+    if "resume_code_hash" not in present:
+        connection.exec_driver_sql("ALTER TABLE participants ADD COLUMN resume_code_hash VARCHAR(64)")
+    Base.metadata.create_all(connection, tables=[WithdrawnId.__table__])
+
+
 # Each entry upgrades the schema by one version inside one transaction: MIGRATIONS[0] takes a
 # version-1 database to version 2, and so on. SCHEMA_VERSION == len(MIGRATIONS) + 1.
-MIGRATIONS: list[Callable[[Connection], None]] = [_participant_protection]
+MIGRATIONS: list[Callable[[Connection], None]] = [_participant_protection, _launch_safety]
 
 
 class SchemaTooNew(ValueError):
@@ -280,6 +314,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = FULL")  # an acknowledged answer survives a crash
         cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA secure_delete = ON")  # a deleted row's bytes are overwritten, not left in free space
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -299,15 +334,21 @@ SQLITE_MAX_OVERFLOW = 48
 SQLITE_POOL_TIMEOUT_S = BUSY_TIMEOUT_MS / 1000 + 30
 
 
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite database on disk (None for other databases and in-memory ones)."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or "mode=memory" in database \
+            or parsed.query.get("mode") == "memory":
+        return None
+    return Path(database)
+
+
 def _pool_options(url: str) -> dict:
     """Engine pool options: larger for file SQLite; defaults elsewhere (an in-memory SQLite
     database lives in its one connection, and a server database's own connection limit is
     what bounds PostgreSQL)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return {}
-    database = parsed.database or ""
-    if database in ("", ":memory:") or "mode=memory" in database or parsed.query.get("mode") == "memory":
+    if _sqlite_file(url) is None:
         return {}
     return {"poolclass": QueuePool, "pool_size": SQLITE_POOL_SIZE,
             "max_overflow": SQLITE_MAX_OVERFLOW, "pool_timeout": SQLITE_POOL_TIMEOUT_S}
@@ -318,6 +359,11 @@ class Database:
 
     def __init__(self, url: str):
         self.url = url
+        self.file = _sqlite_file(url)
+        if self.file is not None:     # owner-only from the start; SQLite gives its WAL and SHM the same mode
+            owner_only.create(self.file)
+            for companion in ("-wal", "-shm"):
+                owner_only.restrict(f"{self.file}{companion}")
         self.engine = create_engine(url, **_pool_options(url))
         if self.engine.dialect.name == "sqlite":
             _configure_sqlite(self.engine)
@@ -346,6 +392,25 @@ class Database:
                     raise
                 time.sleep(0.05 * (2 ** attempt) * (0.5 + random.random()))
         raise AssertionError("unreachable")
+
+    def forget_deleted(self) -> None:
+        """After deleting someone's rows: on SQLite, copy the write-ahead log into the database file and
+        truncate it to nothing, so that the log keeps no copy of the deleted rows (`secure_delete` has
+        already overwritten them in the pages). Waits for readers like a writer would. PostgreSQL keeps
+        deleted rows until its (auto)vacuum reclaims them: see README, Ethics and data protection."""
+        if self.file is None:
+            return
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            for attempt in range(20):     # busy: a reader still sees an older snapshot; it ends in milliseconds
+                busy, _, _ = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                if not busy:
+                    return
+                time.sleep(0.05 * (attempt + 1))
+            raise OperationalError("PRAGMA wal_checkpoint(TRUNCATE)", {}, Exception("database is busy"))
+        finally:
+            connection.close()
 
     def _upgrade(self) -> None:
         with self.engine.execution_options(camstudy_write=True).begin() as connection:
@@ -409,7 +474,7 @@ def open_study(folder: str | Path) -> StudyFolder:
     if not path.is_dir():
         raise FileNotFoundError(f"study folder not found: {path}")
     config = load_config(path / CONFIG_FILE)
-    url = config.database(path)
+    url = os.environ.get(DATABASE_ENV) or config.database(path)
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
         raise FileNotFoundError(f"no study database in {path}; run `camstudy build` first")
     database = open_database(url)

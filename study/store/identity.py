@@ -6,7 +6,10 @@ submission, not a person, so they are stored beside the id and never stand in fo
 hand out their own links can sign them (`camstudy links`): an HMAC-SHA256 of the id under a
 per-study secret kept in the study folder, so an id cannot be made up or guessed
 (`signed_links = true`). The browser that consents keeps a resume credential (a cookie whose
-sha256 the database holds): knowing someone's id is then not enough to continue as them.
+sha256 the database holds): knowing someone's id is then not enough to continue as them. The
+participant is also shown a short resume code at consent, with which they can continue in another
+browser (or after clearing cookies) without the researchers' help. A link whose participant withdrew
+or was erased is remembered only as a keyed hash (`withdrawn_marker`), so it cannot start again.
 
 The simulator makes ids with `SIM_PREFIX`, and the report, the export's codebook and the tests
 recognise simulated participants by it.
@@ -110,6 +113,27 @@ def signed_links(study_dir: str | Path, n: int, base_url: str, *, pilot: bool = 
             params[PILOT_PARAM] = pilot_signature(secret, i)
         links.append(f"{base_url}{joiner}{urlencode(params)}")
     return links
+
+
+RESUME_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"   # no 0/O, 1/I/L: read aloud or copied by hand
+RESUME_LENGTH = 8                                       # 31**8, about 2**40, against 10 tries per id
+
+
+def new_resume_code() -> tuple[str, str]:
+    """(a short code to show the participant, e.g. "K7QM-4XPA", its sha256 for the database)."""
+    code = "".join(secrets.choice(RESUME_ALPHABET) for _ in range(RESUME_LENGTH))
+    return f"{code[:4]}-{code[4:]}", credential_hash(code)
+
+
+def resume_code_hash(typed: str) -> str:
+    """The hash of a resume code as typed: case, spaces and dashes do not matter."""
+    return credential_hash(re.sub(r"[\s-]", "", typed or "").upper())
+
+
+def withdrawn_marker(secret: bytes, external_id: str) -> str:
+    """What is kept of a link whose participant withdrew or was erased: an HMAC of the id under the
+    study's secret, so that the link cannot start again while the id itself is gone."""
+    return hmac.new(secret, f"withdrawn|{external_id}".encode(), hashlib.sha256).hexdigest()
 
 
 def new_credential() -> tuple[str, str]:

@@ -6,13 +6,18 @@ other's concerns; both share one `BuiltStudy` and database.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from sqlalchemy import func, select
 
+from study.protocol.languages import names_in, read_class_names
 from study.store.built_study import BuiltStudy
 from study.store.database import Database, Event, Image, Model, PlanRow, Response, Stimulus
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class StudyMonitor:
@@ -20,12 +25,16 @@ class StudyMonitor:
 
     def __init__(self, built: BuiltStudy, db: Database):
         self.built, self.db = built, db
+        # The study never changes once built: each example is looked up once per process, not per visitor.
+        self.instructions_map = lru_cache(maxsize=64)(self._instructions_map)
 
-    def instructions_map(self, condition: str | None = None) -> tuple[Path, str] | None:
-        """An explanation for the instructions page, with its class name: a map of a plain photo's
-        own class (not a composite), by the study's first model and, of the study-wide methods,
-        the first in config order; a between-subject participant's own `condition` (method) first,
-        so that nobody is shown a method they are not assigned."""
+    def _instructions_map(self, condition: str | None = None, language: str | None = None) -> tuple[Path, str] | None:
+        """An explanation for the instructions page, with its class name in `language`: a map of a
+        plain photo's own class (not a composite), by the study's first model and, of the study-wide
+        methods, the first in config order; a between-subject participant's own `condition` (method)
+        first, so that nobody is shown a method they are not assigned. The class is named as the trials
+        name it: from the config's `class_names` CSV of that language (kept in the study folder), else
+        the model's own name."""
         config, study_id = self.built.config, self.built.study_id
         model = config.models[0]
         with self.db.read() as s:
@@ -42,6 +51,9 @@ class StudyMonitor:
             if best is None:
                 return None
             categories = s.scalar(select(Model.categories).where(Model.study_id == study_id, Model.name == model))
+        table = config.class_names.get(language)
+        if table is not None and config.resolve(table).is_file():
+            categories = names_in(categories, read_class_names(config.resolve(table)))
         return self.built.study_dir / best.path, categories[best.target_class]
 
     def link_views(self) -> int:
@@ -53,6 +65,7 @@ class StudyMonitor:
 
     def cell_progress(self) -> pd.DataFrame:
         """Answers so far per main-trial cell (task, image, method) against the quota target."""
+        import pandas as pd   # here, not at the top: a process that only serves participants never loads it
         trials = [t for block in self.built.blocks for t in block.trials]
         with self.db.read() as s:
             counts = dict(s.execute(

@@ -187,7 +187,9 @@ def build_study(config_path: str | Path, out_dir: str | Path, force_new: bool = 
     predictions: tasks.Predictions = {m: {} for m in config.models}
     for task, held in zip(config.tasks, task_items):
         _predict(renderer, predictions, tasks.TASKS[task.type].models(task), held)
-    plan = _plan(config, task_items, predictions, categories, combine, renderer.class_scores)
+    # asked only by tasks that decide among a few classes (utility), so a renderer for other tasks may lack it
+    plan = _plan(config, task_items, predictions, categories, combine,
+                 lambda model, items, classes: renderer.class_scores(model, items, classes))
     # Composites made by the plan are recorded with predictions too.
     _predict(renderer, predictions, config.models, [i for i in plan.items.values() if not _known(predictions, i)])
     _render(plan, out, renderer, progress)
@@ -372,8 +374,8 @@ def _render(plan: _Plan, out: Path, renderer: Renderer, progress: bool, batch_si
             size = example_batch_size if examples else batch_size
             for start in range(0, len(group), size):
                 chunk = group[start:start + size]
-                draw = {tasks.ExampleRequest: renderer.examples, tasks.PhotoRequest: _photos}.get(type(chunk[0]),
-                                                                                                 renderer.render)
+                draw = (renderer.examples if examples else _photos if isinstance(chunk[0], tasks.PhotoRequest)
+                        else renderer.render)
                 pictures = draw([plan.items[r.image_id] for r in chunk], chunk)
                 for request, per_target in zip(chunk, pictures):
                     for target, picture in zip(request.targets, per_target):

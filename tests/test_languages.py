@@ -14,6 +14,7 @@ from study.images import composite
 from study.protocol.config import ConfigError, parse_config
 from study.protocol.languages import read_class_names
 from study.protocol.messages import LANGUAGES, MESSAGES, choose_language, message, speaker
+from study.survey.monitor import StudyMonitor
 from study.survey.session import SurveySession
 from study.store.database import Participant, Trial, open_study
 
@@ -165,6 +166,15 @@ def test_the_build_words_every_trial_in_each_language_with_its_class_names(bilin
     assert any(label.startswith("class ") for label in shown)        # ... and the model's where it has none
     checks = [spec for _, role, spec in specs if role == "attention"]
     assert checks and all(c["translations"]["de"]["prompt_md"].startswith("Diese Frage prüft") for c in checks)
+
+
+def test_the_study_folder_keeps_its_class_names_for_the_instructions_example(bilingual):
+    """The survey reads only the study folder: the German example is named from the CSV kept there."""
+    assert (bilingual / "names_de.csv").read_text(encoding="utf-8").startswith("0,Klasse 0")
+    session = SurveySession(bilingual)
+    monitor = StudyMonitor(session.built, session.db)
+    (_, german), (_, english) = monitor.instructions_map(language="de"), monitor.instructions_map(language="en")
+    assert german.startswith("Klasse ") and not english.startswith("Klasse ")
 
 
 def test_a_one_language_build_stores_specs_as_before(tmp_path):

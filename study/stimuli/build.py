@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 
 from study.images.items import composite
 from study.images.sets import image_set
+from study.images.specs import resolve_path
 from study.protocol import plans, tasks
 from study.protocol.config import CONFIG_FILE, StudyConfig, load_config
 from study.protocol.languages import names_in, read_class_names
@@ -195,7 +196,18 @@ def build_study(config_path: str | Path, out_dir: str | Path, force_new: bool = 
     _render(plan, out, renderer, progress)
     # The text that was validated and hashed, not the file as it is now (it may have changed).
     (out / CONFIG_FILE).write_text(config.source, encoding="utf-8")
+    _keep_class_names(config, out)
     return database.write(lambda session: _write(session, config, plan, predictions, categories, weights))
+
+
+def _keep_class_names(config: StudyConfig, out: Path) -> None:
+    """Copy each language's class-name CSV into the study folder, at the path the config names: the
+    survey reads the folder's own config, so the example on its instructions page names its class
+    as the trials do even where the study folder is served from another machine."""
+    for relative in config.class_names.values():
+        kept = resolve_path(relative, out)
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        kept.write_bytes(config.resolve(relative).read_bytes())
 
 
 def weights_digests(config: StudyConfig) -> dict[str, str]:

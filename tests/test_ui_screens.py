@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from streamlit.proto.WidgetStates_pb2 import WidgetState
@@ -13,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from _ui_fixtures import PILOT_TOKEN, TRIALS, FakeSurveySession, make_config, use_fake
 from study.survey.session import LinkInUse
+from ui.tasks_view import _keyboard_hint
 
 APP = str(Path(__file__).resolve().parents[1] / "ui" / "app.py")
 
@@ -162,9 +164,15 @@ def test_each_task_type_gives_the_component_its_images_and_choices(fake, index):
     assert [image["src"] for image in data["images"]] == [f"/stimuli/stim{k}.png" for k in range(n_images)]
     assert all(image["alt"] for image in data["images"])
     assert data["options"] == [list(o) for o in options] and data["confidence"] == [list(o) for o in confidence]
-    assert data["text"]["next"] == "Next" and "confidence" in data["text"]["hint"]
+    assert data["text"]["next"] == "Next" and "choose an answer" in data["text"]["hint"]
+    assert ("confidence" in data["text"]["hint"]) == bool(confidence)     # only the keys this trial answers to
     answer_current(at, options[-1][0], confidence[-1][0] if confidence else None)
     assert fake.people[0].answers[index] == (options[-1][0], 1000, confidence[-1][0] if confidence else None)
+
+
+def test_a_screen_to_study_hints_only_that_enter_goes_on():
+    study_screen = SimpleNamespace(options=(), confidence_options=())
+    assert _keyboard_hint(study_screen) == "trial.keyboard_hint_next"
 
 
 def test_full_run_to_completion_code(fake):

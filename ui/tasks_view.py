@@ -52,8 +52,15 @@ def _data(trial, url: Callable[[Path], str]) -> dict:
         "options": [list(o) for o in trial.options], "confidence": [list(o) for o in trial.confidence_options],
         "text": {"answer": t("trial.your_answer"), "confidence": t("trial.how_confident"), "next": t("trial.next"),
                  "choose": t("trial.choose"), "choose_with_confidence": t("trial.choose_with_confidence"),
-                 "hint": t("trial.keyboard_hint"), "resend": t("trial.resend")},
+                 "hint": t(_keyboard_hint(trial)), "resend": t("trial.resend")},
     }
+
+
+def _keyboard_hint(trial) -> str:
+    """The hint names only the keys this trial answers to (a screen to study has no answer to choose)."""
+    if not trial.options:
+        return "trial.keyboard_hint_next"
+    return "trial.keyboard_hint" if trial.confidence_options else "trial.keyboard_hint_answer"
 
 
 def _ignore() -> None:

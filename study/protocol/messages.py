@@ -45,6 +45,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "trial.how_confident": "How confident are you?",
         "trial.next": "Next",
         "trial.keyboard_hint": "Keyboard: 1, 2, 3 … choose an answer, A, B, C … your confidence, Enter goes on.",
+        "trial.keyboard_hint_answer": "Keyboard: 1, 2, 3 … choose an answer, Enter goes on.",
+        "trial.keyboard_hint_next": "Keyboard: Enter goes on.",
         "trial.choose": "Please choose an answer before continuing.",
         "trial.choose_with_confidence": "Please choose an answer and your confidence before continuing.",
         "trial.resend": "Your answer has not reached us yet (the connection was interrupted). Please press Next "
@@ -186,6 +188,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "trial.how_confident": "Wie sicher sind Sie?",
         "trial.next": "Weiter",
         "trial.keyboard_hint": "Tastatur: 1, 2, 3 … Antwort wählen, A, B, C … wie sicher Sie sind, Enter geht weiter.",
+        "trial.keyboard_hint_answer": "Tastatur: 1, 2, 3 … Antwort wählen, Enter geht weiter.",
+        "trial.keyboard_hint_next": "Tastatur: Enter geht weiter.",
         "trial.choose": "Bitte wählen Sie eine Antwort, bevor Sie fortfahren.",
         "trial.choose_with_confidence": "Bitte wählen Sie eine Antwort und wie sicher Sie sind, bevor Sie "
                                         "fortfahren.",

@@ -23,6 +23,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
+import pytest
 from PIL import Image
 
 from study.protocol.config import TextConfig
@@ -599,6 +600,18 @@ class Proxy:
 
 def chromium_path() -> str | None:
     return shutil.which("chromium")
+
+
+# With CAMSTUDY_SCREENSHOTS=docs/screenshots the browser tests' pictures land there (the README's screenshots).
+SCREENSHOTS = os.environ.get("CAMSTUDY_SCREENSHOTS")
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    """The folder a browser test photographs its screens into: SCREENSHOTS, else a temporary one."""
+    out = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path_factory.mktemp("screenshots")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def link(base_url: str, pid: str) -> str:

@@ -9,7 +9,6 @@ temporary folder.
 """
 from __future__ import annotations
 
-import os
 import re
 from urllib.parse import urlparse
 from pathlib import Path
@@ -17,8 +16,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from _ui_fixtures import (CHROMIUM_ARGS, RADIOGROUP, TRIAL, Server, after_submit, answer, build_study_folder,
-                          chromium_path, link, question, settle, take_part, trial_shown)
+from _ui_fixtures import (CHROMIUM_ARGS, RADIOGROUP, SCREENSHOTS, TRIAL, Server, after_submit, answer,
+                          build_study_folder, chromium_path, link, question, settle, shots, take_part, trial_shown)
 from study.store.database import Participant
 
 pytestmark = [
@@ -27,7 +26,6 @@ pytestmark = [
                        "(playwright cannot download its own browser here)"),
 ]
 PASSWORD = "correct horse battery staple"
-SCREENSHOTS = os.environ.get("CAMSTUDY_SCREENSHOTS")
 LAPTOP = {"width": 1366, "height": 768}
 # The opening words of every task's prompt in German (study.protocol.messages).
 GERMAN_QUESTION = re.compile(r"Das Bild enthält|Welche Karte|Wie gut hebt|Beide Modelle|Dies sind die|Das Modell sagt|"
@@ -42,13 +40,6 @@ def study(tmp_path_factory):
         from study.survey.simulator import simulate_participants
         simulate_participants(folder, 12, {"gradcam": 0.85, "cam": 0.6})
     return folder
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    out = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path_factory.mktemp("screenshots")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,13 @@ image only); with CAMSTUDY_SCREENSHOTS=docs/screenshots they land there, as the 
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
 from sqlalchemy import select
 
-from _ui_fixtures import CHROMIUM_ARGS, TRIAL, Server, chromium_path, take_part
+from _ui_fixtures import CHROMIUM_ARGS, SCREENSHOTS, TRIAL, Server, chromium_path, shots, take_part
 from study.images import shortcut_items
 from study.models import IMAGENET_MEAN, IMAGENET_STD, AttentionBranchNetwork
 from study.models.training import SHORTCUT_ABN, LabelledImages, train_abn
@@ -26,7 +25,6 @@ pytestmark = [
     pytest.mark.skipif(chromium_path() is None, reason="Debian's chromium is not installed "
                        "(playwright cannot download its own browser here)"),
 ]
-SCREENSHOTS = os.environ.get("CAMSTUDY_SCREENSHOTS")
 LAPTOP = {"width": 1366, "height": 768}
 ROUNDS, LEARN, TEST = 2, 2, 3
 
@@ -75,13 +73,6 @@ def study(tmp_path_factory) -> Path:
     (folder / "study.toml").write_text(CONFIG)
     build_study(folder / "study.toml", folder / "study", progress=False)
     return folder / "study"
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    out = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path_factory.mktemp("screenshots")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,6 @@
 """study.results.analysis checked against independent oracles (statsmodels, scipy, krippendorff) on known data."""
+import warnings
+
 import krippendorff
 import numpy as np
 import pandas as pd
@@ -88,6 +90,14 @@ def test_friedman_needs_three_complete_methods():
         analysis.friedman_test(np.ones((4, 2)))
     with pytest.raises(ValueError, match="complete rows"):
         analysis.friedman_test([[1, 2, np.nan], [1, 2, 3]])
+
+
+def test_friedman_without_any_difference_within_a_unit_has_p_one_not_a_warning():
+    tied = np.array([[1.0, 1.0, 1.0], [0.5, 0.5, 0.5], [2.0, 2.0, 2.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = analysis.friedman_test(tied)
+    assert np.isnan(result.statistic) and result.p == 1.0 and result.n == 3
 
 
 @pytest.mark.parametrize("level", ["nominal", "ordinal", "interval"])

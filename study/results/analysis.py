@@ -157,12 +157,15 @@ def wilcoxon_test(x, y) -> TestResult:
 
 
 def friedman_test(table) -> TestResult:
-    """Friedman test across k >= 3 methods; `table` is units (rows) x methods (columns), complete."""
+    """Friedman test across k >= 3 methods; `table` is units (rows) x methods (columns), complete.
+    Returns p = 1 when every unit gives all methods the same value (the statistic is then 0/0)."""
     table = np.asarray(table, dtype=float)
     if table.ndim != 2 or table.shape[1] < 3:
         raise ValueError("friedman_test needs a units x methods table with at least 3 methods")
     if np.isnan(table).any():
         raise ValueError("friedman_test needs complete rows (every unit measured under every method)")
+    if (table == table[:, :1]).all():
+        return TestResult(float("nan"), 1.0, int(table.shape[0]))
     result = stats.friedmanchisquare(*table.T)
     return TestResult(float(result.statistic), float(result.pvalue), int(table.shape[0]))
 

@@ -235,8 +235,7 @@ def test_a_double_click_on_next_is_stored_once_and_not_called_another_tab(server
     page.locator(trial_shown(3)).wait_for()
     page.locator(TRIAL).locator(RADIOGROUP).first.locator("label").first.click()
     page.locator(TRIAL).get_by_role("button", name="Next").dblclick()
-    page.get_by_text(question(4)).wait_for()
-    settle(page)
+    page.locator(trial_shown(4)).wait_for()            # the component drawn: it is what hears the keys
     page.keyboard.press("1")
     if page.locator(TRIAL).locator(RADIOGROUP).count() > 1:
         page.keyboard.press("a")
@@ -365,7 +364,7 @@ def test_the_german_survey_from_consent_to_a_stored_answer(german_server, browse
     page.get_by_text("Die ersten Fragen sind Übungsfragen").wait_for()
     page.get_by_role("button", name="Beginnen").click()
     page.get_by_text(re.compile(r"^Frage 1 von \d+$")).wait_for()
-    settle(page)
+    page.locator(trial_shown(1)).wait_for()            # the component is drawn after the script's run
     assert page.get_by_text(GERMAN_QUESTION).count() >= 1         # the trial's own wording is German
     assert page.locator(TRIAL).get_by_text("Ihre Antwort").count() == 1
     assert page.get_by_role("button", name="Weiter").count() == 1

@@ -16,8 +16,9 @@ from _study_fixtures import FakeRenderer, write_config
 from study.images import ImageItem, composite
 from study.protocol.config import ConfigError, load_config
 from study.protocol.tasks.utility import UtilityOptions, utility_sequence
+from study.results.export import export_tables
 from study.stimuli.build import build_study
-from study.store.database import PlanRow, open_study
+from study.store.database import PlanRow, Trial, open_study
 from study.survey.session import SurveySession
 
 N_IMAGES = 60
@@ -140,12 +141,35 @@ def test_learning_shows_the_decision_and_the_map_testing_only_the_image(tmp_path
     assert seen["cam"][-1][:2] == (0, 2)                                         # the question comes last
 
 
-def test_learn_guess_asks_first_then_reveals(tmp_path):
-    session = SurveySession(build(tmp_path, extra="learn_guess = true"))
+def test_learn_guess_asks_first_then_reveals_in_a_trial_a_reload_cannot_skip(tmp_path):
+    study = build(tmp_path, extra="learn_guess = true")
+    session = SurveySession(study)
     person = next(p for p in (session.consent(f"g{i}", True) for i in range(3)) if p.condition == "gradcam")
-    trial = session.next_trial(person.participant_id)
-    assert len(trial.images) == 1 and len(trial.options) == 2
-    assert "chose" in trial.feedback_md and len(trial.feedback_images) == 2     # decision, photo and map after
+    guess = session.next_trial(person.participant_id)
+    assert len(guess.images) == 1 and len(guess.options) == 2 and guess.feedback_md is None and guess.round == 1
+    session.answer(person.participant_id, guess.trial_index, guess.options[1][0], rt_ms=700)
+    reveal = SurveySession(study).next_trial(person.participant_id)      # a new server process: still there
+    assert reveal.trial_index == guess.trial_index + 1 and "chose" in reveal.prompt_md
+    assert len(reveal.images) == 2 and not reveal.options and reveal.round == 1   # the photo and the map
+    session.answer(person.participant_id, reveal.trial_index, "", rt_ms=4000)
+    rows = export_tables(study, n_resamples=10)["responses"]
+    guess_row, reveal_row = rows[rows.participant_id == person.participant_id].sort_values("trial_index").itertuples()
+    assert (guess_row.phase, reveal_row.phase) == ("guess", "learn") and guess_row.image_id == reveal_row.image_id
+    assert (guess_row.response, reveal_row.response) == (guess.options[1][0], "")    # studied: nothing chosen
+    assert guess_row.model_decision == reveal_row.model_decision
+
+
+def test_two_utility_tasks_show_a_participant_different_sequences(tmp_path):
+    config = write_config(tmp_path / "config", TASK.format(extra="") * 2, practice=0, attention=0)
+    build_study(config, tmp_path / "study", progress=False, renderer=FakeRenderer(WRONG), items=utility_items(),
+                combine=composite)
+    SurveySession(tmp_path / "study").consent("p0", True)
+    folder = open_study(tmp_path / "study")
+    with folder.database.read() as s:
+        rows = s.execute(select(Trial.task_position, Trial.image_id).join(PlanRow, PlanRow.trial_id == Trial.id)
+                         .where(PlanRow.display["phase"].as_string() == "test").order_by(PlanRow.trial_index)).all()
+    first, second = ([image for position, image in rows if position == task] for task in (0, 1))
+    assert len(first) == len(second) == 12 and first != second
 
 
 def test_too_few_images_or_errors_is_a_build_error_with_the_counts(tmp_path):

@@ -177,10 +177,9 @@ def _answered(s, key: str) -> None:
     state.trial = None    # the next one comes from the plan
     if outcome.elsewhere:
         state.notice = t("trial.already_answered")
-    elif outcome.stored and trial.feedback_md is not None:   # practice, or a trial that always reveals
-        state.feedback = {"trial_index": trial.trial_index, "correct": outcome.correct if trial.is_practice else None,
-                          "feedback_md": trial.feedback_md,
-                          "images": [(s.stimuli.url(p), t("trial.alt_one")) for p in trial.feedback_images]}
+    elif outcome.stored and trial.feedback_md is not None:   # practice
+        state.feedback = {"trial_index": trial.trial_index, "correct": outcome.correct,
+                          "feedback_md": trial.feedback_md}
 
 
 def _feedback(fb: dict) -> None:
@@ -191,8 +190,6 @@ def _feedback(fb: dict) -> None:
         st.error(t("feedback.wrong"))
     if fb["feedback_md"]:
         st.markdown(fb["feedback_md"])
-    if fb["images"]:
-        show_pictures(fb["images"])
     # Dropped in the click's callback, so that the rerun it causes draws the next trial at once.
     st.button(t("feedback.continue"), type="primary", key=f"feedback-{fb['trial_index']}",
               on_click=lambda: st.session_state.pop("feedback", None))

@@ -95,7 +95,7 @@ def _read(value) -> Submission | None:
 
 
 def show_pictures(urls_and_alts: list[tuple[str, str]], caption: str | None = None, width: int | None = None) -> None:
-    """Pictures served as static files (feedback, the instructions' example), as plain <img> tags."""
+    """Pictures served as static files (the instructions' example), as plain <img> tags."""
     size = f' style="max-width: {width}px"' if width else ""
     figures = "".join(f'<img class="cs-picture" src="{html.escape(url)}" alt="{html.escape(alt)}"{size}>'
                       for url, alt in urls_and_alts)

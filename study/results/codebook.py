@@ -37,7 +37,7 @@ CODEBOOK: dict[str, list[tuple[str, str, str]]] = {
         ("excluded", "boolean", "Left out of the statistics: the participant is excluded, or the answer came faster than the config's exclusion.min_rt_ms (by rt_ms, the browser's time)."),
         ("condition", "string", "The participant's between-subject condition (the method they were assigned); empty when every task is within subjects."),
         ("is_pilot", "boolean", "Answered in a pilot run (camstudy serve --pilot or a pilot link); excluded unless exported with --include-pilot."),
-        ("phase", "string", "utility: learn (the image, the model's decision and, unless the condition is none, its map; response empty unless learn_guess), test (the image only: which class will the model choose?) or question (an end question; image_id is question:<key>); empty for other tasks."),
+        ("phase", "string", "utility: learn (the image, the model's decision and, unless the condition is none, its map; response empty), guess (with learn_guess: the image alone just before its learning trial, the participant's guess of the decision), test (the image only: which class will the model choose?) or question (an end question; image_id is question:<key>); empty for other tasks."),
         ("round", "integer", "utility: the round of a learn or test trial, from 1; empty otherwise."),
         ("model_decision", "integer", "utility: the class the model chose (its argmax over the task's classes, fixed at build time); on test rows correct means response == model_decision, whether the model was right or not; empty otherwise."),
         ("model_correct", "boolean", "utility: whether the model's decision is the image's true class; empty otherwise."),

@@ -195,7 +195,7 @@ def _response_row(study_id: int, person: Participant, plan: PlanRow, answer: Res
         "trial_index": plan.trial_index, "task": plan.task, "image_id": plan.image_id,
         "model": plan.model, "method": left, "method_b": right, "target_class": plan.target_class,
         "phase": plan.display.get("phase"), "round": plan.display.get("round"),
-        "model_decision": plan.target_class if plan.display.get("phase") in ("learn", "test") else None,
+        "model_decision": plan.target_class if plan.display.get("phase") in ("learn", "guess", "test") else None,
         "model_correct": plan.display.get("model_correct"),
         "response": answer.response, "correct": answer.correct, "confidence": answer.confidence,
         "rating": answer.rating, "rt_ms": answer.rt_ms, "server_rt_ms": answer.server_rt_ms,

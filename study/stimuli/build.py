@@ -288,7 +288,6 @@ def _plan(config: StudyConfig, task_items: Sequence[Sequence[Any]], predictions:
             "image_id": unit.image_id, "model": cond.model, "model_b": cond.model_b,
             "method": cond.method, "method_b": cond.method_b, "target_class": kind.target(unit, cond),
             "stimulus_keys": stimulus_ids(kind.maps(task, unit, cond)),
-            "feedback_keys": stimulus_ids(kind.feedback_maps(task, unit, cond)),
             "spec": specs or wording.specs(kind, task, unit, cond)})
 
     for position, (task, items) in enumerate(zip(config.tasks, task_items)):
@@ -427,10 +426,9 @@ def _write(session, config: StudyConfig, plan: _Plan, predictions: dict[str, dic
         stimulus_ids[key] = row
     session.flush()
     for trial in plan.trials:
-        fields = {k: v for k, v in trial.items() if k not in ("stimulus_keys", "feedback_keys")}
+        fields = {k: v for k, v in trial.items() if k != "stimulus_keys"}
         ids = [stimulus_ids[k].id for k in trial["stimulus_keys"]]
-        feedback_ids = [stimulus_ids[k].id for k in trial["feedback_keys"]]
-        fields["spec"] = specs_to_json({lang: spec.with_stimuli(ids, feedback_ids) for lang, spec in trial["spec"].items()},
+        fields["spec"] = specs_to_json({lang: spec.with_stimuli(ids) for lang, spec in trial["spec"].items()},
                                        config.language)
         session.add(Trial(study_id=study.id, **fields))
     session.add(Event(study_id=study.id, kind="built", detail={"config_hash": config.hash,

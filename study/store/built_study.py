@@ -75,7 +75,7 @@ class BuiltStudy:
                           key=lambda t: t.cell_index)
             blocks.append(plans.TaskBlock(main, block["units"], block["conditions"], block["per_participant"],
                                           between=task.design == "between",
-                                          order=TASKS[task.type].order(task, block, seed)))
+                                          order=TASKS[task.type].order(task, block, f"{seed}|task {position}")))
         return cls(folder.path, folder.config, folder.study_id, seed, tuple(blocks),
                    _groups(templates, "practice"), _groups(templates, "attention"),
                    {t.id: t for t in templates}, stimuli)

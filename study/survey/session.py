@@ -20,7 +20,7 @@ import os
 import random
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import cached_property
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -108,9 +108,9 @@ class TrialView:
     captions: list[str]
     options: list[tuple[str, str]]          # empty: nothing to choose, the participant goes on
     confidence_options: list[tuple[str, str]]
-    feedback_md: str | None                 # shown after the answer (practice, or the spec's always_feedback)
+    feedback_md: str | None                 # shown after a practice answer
     shown_at: datetime
-    feedback_images: list[Path] = field(default_factory=list)
+    round: int | None = None                # the round of a utility task's trial (its plan row keeps it)
 
 
 @dataclass(frozen=True)
@@ -616,5 +616,5 @@ class SurveySession:
             is_attention_check=row.is_attention_check, prompt_md=spec.prompt_md,
             images=[self.built.stimulus_path(i) for i in stimuli], captions=captions,
             options=options, confidence_options=list(spec.confidence_options),
-            feedback_md=spec.feedback_md if row.is_practice or spec.always_feedback else None, shown_at=shown_at,
-            feedback_images=[self.built.stimulus_path(i) for i in spec.feedback_stimuli])
+            feedback_md=spec.feedback_md if row.is_practice else None, shown_at=shown_at,
+            round=row.display.get("round"))

@@ -92,9 +92,8 @@ def run_participant(session: SurveySession, external_id: str, accuracy: dict[str
     `difficulty(image_id)` shift every method's accuracy on the logit scale, and so does learning in
     a utility task's later rounds."""
     state = session.consent(external_id, True, user_agent="camstudy-simulator")
-    rounds = Rounds(session)
     while (trial := session.next_trial(state.participant_id)) is not None:
-        learned = gain_per_round * (rounds.of(trial) - 1)
+        learned = gain_per_round * ((trial.round or 1) - 1)
         response = choose(session, trial, accuracy, rng, ability + learned, difficulty)
         confidence = rng.choice(trial.confidence_options)[0] if trial.confidence_options else None
         rt_ms = int(rng.lognormvariate(7.3, 0.4))
@@ -123,23 +122,6 @@ def choose(session: SurveySession, trial: TrialView, accuracy: dict[str, float],
     wrong = [v for v in values if v != right]
     return right if rng.random() < p or not wrong else rng.choice(wrong)
 
-
-
-class Rounds:
-    """Which round of a utility task a participant is in: a learning trial after any other begins the next."""
-
-    def __init__(self, session: SurveySession):
-        self.session, self.round, self.learning = session, 0, False
-
-    def of(self, trial: TrialView) -> int:
-        template = self.session.built.trial(trial.trial_id)
-        if template.task != "utility":
-            return 1
-        learning = not trial.options or template.spec.always_feedback
-        if learning and not self.learning:
-            self.round += 1
-        self.learning = learning
-        return max(self.round, 1)
 
 
 def shifted(p: float, shift: float) -> float:

@@ -218,10 +218,6 @@ class TaskType:
         """The pictures a trial shows, in order."""
         return [MapRequest(unit.item.image_id, cond.model, cond.method, (self.target(unit, cond),))]
 
-    def feedback_maps(self, task: TaskConfig, unit: Unit, cond: Condition) -> list[MapRequest | PhotoRequest]:
-        """The pictures shown with a trial's feedback, once it is answered (TrialSpec.feedback_stimuli)."""
-        return []
-
     def target(self, unit: Unit, cond: Condition) -> int | None:
         return unit.classes[cond.which]
 
@@ -229,11 +225,12 @@ class TaskType:
         """What a participant's plan needs of the built task beyond its cells (stored with the study)."""
         return {}
 
-    def order(self, task: TaskConfig, layout: Mapping[str, Any], seed: int):
+    def order(self, task: TaskConfig, layout: Mapping[str, Any], seed: str):
         """None: a participant's cells of this task come from the Latin square and are shuffled
         (`study.protocol.plans`). A task whose trials must come in a set order returns
         `order(rank, condition) -> [(cell index, display extras)]`: the cells of the `rank`-th
-        participant of `condition`, in the order shown, each with facts to keep in its plan row."""
+        participant of `condition`, in the order shown, each with facts to keep in its plan row.
+        `seed` is this task's own (the study's seed and the task's position: two such tasks differ)."""
         return None
 
     def spec(self, task: TaskConfig, unit: Unit, cond: Condition, names: Sequence[str],

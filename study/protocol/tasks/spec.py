@@ -24,9 +24,7 @@ class TrialSpec:
     `fixed_tail`: trailing options never shuffled ("same", "both or neither"); `answer`: the
     right value or None; `scale`: how a response is read as a number ("likert", "trust" or None).
     No `options`: the participant studies the screen and goes on (the answer is stored as "").
-    `feedback_md` and the pictures `feedback_stimuli` are shown once the answer is stored: on practice
-    trials, and on every trial with `always_feedback` (a utility task's learning phase reveals the
-    model's decision and its map after the participant's guess).
+    `feedback_md` is shown once a practice answer is stored.
     """
     prompt_md: str
     options: tuple[Option, ...]
@@ -41,8 +39,6 @@ class TrialSpec:
     answer: str | None = None
     scale: str | None = None
     feedback_md: str = ""
-    feedback_stimuli: tuple[int, ...] = ()
-    always_feedback: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,13 +49,13 @@ class TrialSpec:
         fields = dict(data)
         for key in ("options", "confidence_options"):
             fields[key] = tuple(tuple(o) for o in fields.get(key) or ())
-        for key in ("stimuli", "captions", "position_labels", "feedback_stimuli"):
+        for key in ("stimuli", "captions", "position_labels"):
             if fields.get(key) is not None:
                 fields[key] = tuple(fields[key])
         return cls(**fields)
 
-    def with_stimuli(self, ids, feedback_ids=()) -> TrialSpec:
-        return replace(self, stimuli=tuple(ids), feedback_stimuli=tuple(feedback_ids))
+    def with_stimuli(self, ids) -> TrialSpec:
+        return replace(self, stimuli=tuple(ids))
 
     def as_attention_check(self, rng: random.Random, say: Say | None = None) -> TrialSpec:
         """The same trial turned into an instructed-response check with a known right answer,

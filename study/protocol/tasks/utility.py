@@ -3,7 +3,9 @@
 
 A participant goes through `rounds` x (a learning phase, then a test phase). A learning trial shows an image,
 the model's decision (its class name) and, unless the participant's condition is the control `none`, that
-condition's map of the decision; with `learn_guess` they first guess the decision, then see it. A test
+condition's map of the decision; with `learn_guess` a trial of its own comes first, the image alone, on
+which they guess the decision (phase `guess`: the reveal that follows is an ordinary learning trial, so
+a reload or a server restart cannot skip it and its study time is measured like any other). A test
 trial shows only the image and asks which class the model will choose: no map, no feedback. A method's
 utility is the relative gain in test accuracy over the control group,
 
@@ -61,8 +63,8 @@ class Utility(TaskType):
     between_only_because = ("each participant learns from one condition's maps, and maps once seen cannot be "
                             "unseen; remove design = \"within\" from this task")
     measures = ()                         # phases, rounds and conditions: study.results.utility analyses it
-    codebook = ("a class index: the class the participant expects the model to choose (test trials, and learning "
-                "trials with learn_guess; empty on other learning trials), or a question's option")
+    codebook = ("a class index: the class the participant expects the model to choose (test and guess trials; empty "
+                "on learning trials), or a question's option")
 
     def methods_of(self, methods):
         return tuple(methods) if CONTROL in methods else (*methods, CONTROL)
@@ -91,8 +93,9 @@ class Utility(TaskType):
     # --- units and the plan ---------------------------------------------------------------------
 
     def units(self, task, items, ctx):
-        """Per image of the task's classes, a learning and a test unit (its class: the model's decision),
-        then one unit per question. Too few images, or too few model errors, for the rounds is an error."""
+        """Per image of the task's classes, a learning and a test unit (its class: the model's decision) and,
+        with `learn_guess`, a guess unit; then one unit per question. Too few images, or too few model errors,
+        for the rounds is an error."""
         options = task.options
         classes = resolve_classes(options.classes, ctx.categories[task.model])
         eligible = [item for item in labelled(items) if item.labels[0] in classes]
@@ -112,8 +115,9 @@ class Utility(TaskType):
                 f"need {sum(need.values())} images of classes {list(options.classes)}, {sum(wrong.values())} of "
                 f"them model errors and {sum(need.values()) - sum(wrong.values())} right; the image set gives "
                 f"{len(decided)} ({n_wrong} model errors)")
+        phases = (*PHASES, "guess") if options.learn_guess else PHASES
         units = [Unit(item, (decision,), answer=decision, phase=phase, extra={"model_correct": right})
-                 for phase in PHASES for item, decision, right in decided]
+                 for phase in phases for item, decision, right in decided]
         return units + [Unit(None, (), phase="question", extra={"question": q, "id": QUESTION_PREFIX + question.key})
                         for q, question in enumerate(options.questions)]
 
@@ -125,19 +129,24 @@ class Utility(TaskType):
                 "decisions": [u.answer for u in images], "model_correct": [u.extra["model_correct"] for u in images]}
 
     def order(self, task, layout, seed):
-        """Participant r of any condition gets sequence r (`utility_sequence`), under their condition."""
-        n_images, n_questions = len(layout["decisions"]), len(task.options.questions)
-        n_units, n_conditions = 2 * n_images + n_questions, len(task.methods)
+        """Participant r of any condition gets sequence r (`utility_sequence`), under their condition; with
+        `learn_guess`, each learning image's guess comes just before it."""
+        options = task.options
+        n_images, n_questions = len(layout["decisions"]), len(options.questions)
+        n_phases = 3 if options.learn_guess else 2
+        n_units, n_conditions = n_phases * n_images + n_questions, len(task.methods)
         meta = list(zip(layout["decisions"], layout["model_correct"]))
+        first_unit = {"learn": 0, "test": n_images, "guess": 2 * n_images}    # as `units` lists them
 
         def cells(rank: int, condition: str | None) -> list[tuple[int, dict]]:
             c = task.methods.index(condition)
             cell = lambda u: ((c - u) % n_conditions) * n_units + u   # inverse of plans.cell
             shown = []
-            for rnd, phase, image in utility_sequence(meta, task.options, random.Random(f"{seed}|utility|{rank}")):
-                unit = image + (n_images if phase == "test" else 0)
-                shown.append((cell(unit), {"phase": phase, "round": rnd, "model_correct": meta[image][1]}))
-            return shown + [(cell(2 * n_images + q), {"phase": "question"}) for q in range(n_questions)]
+            for rnd, phase, image in utility_sequence(meta, options, random.Random(f"{seed}|utility|{rank}")):
+                for step in ("guess", "learn") if phase == "learn" and options.learn_guess else (phase,):
+                    shown.append((cell(first_unit[step] + image),
+                                  {"phase": step, "round": rnd, "model_correct": meta[image][1]}))
+            return shown + [(cell(n_phases * n_images + q), {"phase": "question"}) for q in range(n_questions)]
 
         return cells
 
@@ -146,15 +155,9 @@ class Utility(TaskType):
     def maps(self, task, unit, cond):
         if unit.phase == "question":
             return []
-        if unit.phase == "test" or task.options.learn_guess:
+        if unit.phase != "learn":
             return [PhotoRequest(unit.image_id)]
-        return self._revealed(unit, cond)
-
-    def feedback_maps(self, task, unit, cond):
-        return self._revealed(unit, cond) if unit.phase == "learn" and task.options.learn_guess else []
-
-    def _revealed(self, unit, cond):
-        """The photo, and beside it the condition's map of the decision (none under the control)."""
+        # The photo, and beside it the condition's map of the decision (none under the control).
         maps = [MapRequest(unit.image_id, cond.model, cond.method, (unit.answer,))] if cond.method != CONTROL else []
         return [PhotoRequest(unit.image_id), *maps]
 
@@ -173,12 +176,9 @@ class Utility(TaskType):
         explained = cond.method != CONTROL
         captions = (say("task.utility.image"), *((say("task.utility.map"),) if explained else ()))
         told = say("task.utility.chose_map" if explained else "task.utility.chose", name=name)
-        if unit.phase == "test":
-            return TrialSpec(say("task.utility.test"), choices, captions=(say("task.utility.image"),),
+        if unit.phase in ("test", "guess"):
+            return TrialSpec(say(f"task.utility.{unit.phase}"), choices, captions=(say("task.utility.image"),),
                              answer=str(unit.answer))
-        if options.learn_guess:
-            return TrialSpec(say("task.utility.guess"), choices, captions=(say("task.utility.image"),),
-                             answer=str(unit.answer), feedback_md=told, always_feedback=True)
         return TrialSpec(told + " " + say("task.utility.study"), (), captions=captions)
 
 

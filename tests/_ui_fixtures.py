@@ -108,6 +108,7 @@ class FakeSurveySession:
         self.config = config or make_config()
         self.config_hash = "f" * 64
         self.pilot_run = False
+        self.has_practice = True
         self.stimuli = SimpleNamespace(url=lambda path: f"/stimuli/{Path(path).name}")
         self.people: list[_Person] = []
         self.lock = threading.Lock()
@@ -190,14 +191,15 @@ class FakeSurveySession:
                        else f"**{task}**: how well does it highlight the *cat*?"),
             images=self.images[:n], captions=[f"Map {chr(65 + k)}" for k in range(n)],
             options=options, confidence_options=confidence,
-            feedback_md="The cat is on the left." if practice else None, shown_at=shown, feedback_images=[])
+            feedback_md="The cat is on the left." if practice else None, shown_at=shown, round=None)
 
     @property
     def built(self):
-        """The trials' templates, as the admin's preview lists them."""
+        """The trials' templates, as the admin's preview lists them, and the practice trials' groups."""
         return SimpleNamespace(trials={i: SimpleNamespace(id=i, task=t[0], role="main", image_id="img", method="gradcam",
                                                            method_b=None, model="m", model_b=None, task_position=0)
-                                       for i, t in enumerate(TRIALS)})
+                                       for i, t in enumerate(TRIALS)},
+                               practice=tuple((i,) for i, t in enumerate(TRIALS) if t[5] and self.has_practice))
 
     def preview(self, trial_id):
         return self._view(trial_id, datetime.now(timezone.utc))

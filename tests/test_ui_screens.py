@@ -133,6 +133,13 @@ def test_instructions_show_an_example_map_and_the_resume_code(fake):
     assert "Your resume code: ABCD-2345" in texts(at)                           # and under every screen after
 
 
+def test_the_practice_notice_only_where_there_is_practice(fake):
+    notice = "The first questions are practice"
+    assert notice in texts(click(open_app(PROLIFIC_PID="p1"), "I agree to take part"))
+    fake.has_practice = False
+    assert notice not in texts(click(open_app(PROLIFIC_PID="p2"), "I agree to take part"))
+
+
 def test_practice_gives_feedback_after_the_stored_answer(fake):
     at = to_trials(open_app(PROLIFIC_PID="p1"))
     assert "Practice question" in texts(at)

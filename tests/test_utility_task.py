@@ -19,6 +19,7 @@ from study.protocol.tasks.utility import UtilityOptions, utility_sequence
 from study.results.export import export_tables
 from study.stimuli.build import build_study
 from study.store.database import PlanRow, Trial, open_study
+from study.survey.monitor import StudyMonitor
 from study.survey.session import SurveySession
 
 N_IMAGES = 60
@@ -157,6 +158,14 @@ def test_learn_guess_asks_first_then_reveals_in_a_trial_a_reload_cannot_skip(tmp
     assert (guess_row.phase, reveal_row.phase) == ("guess", "learn") and guess_row.image_id == reveal_row.image_id
     assert (guess_row.response, reveal_row.response) == (guess.options[1][0], "")    # studied: nothing chosen
     assert guess_row.model_decision == reveal_row.model_decision
+
+
+def test_the_instructions_show_no_map_to_the_control_and_none_of_a_utility_image_to_anyone(tmp_path):
+    """The control must learn without maps, and an example map of a task image would be one more learning
+    trial for the method groups only: a utility-only study has no example."""
+    session = SurveySession(build(tmp_path))
+    monitor = StudyMonitor(session.built, session.db)
+    assert [monitor.instructions_map(condition) for condition in ("none", "gradcam", "cam", None)] == [None] * 4
 
 
 def test_two_utility_tasks_show_a_participant_different_sequences(tmp_path):

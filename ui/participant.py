@@ -144,7 +144,8 @@ def _instructions(s) -> None:
         path, name = example
         show_pictures([(s.stimuli.url(path), t("instructions.example_alt", name=name))],
                       caption=t("instructions.example_caption", name=name), width=300)
-    st.info(t("instructions.practice"))
+    if s.built.practice:   # a study without practice (any utility-only study) must not promise feedback
+        st.info(t("instructions.practice"))
     st.markdown(t("instructions.how_to_answer"))
     if st.button(t("instructions.start"), type="primary"):
         st.session_state.phase = "trials"

@@ -14,7 +14,8 @@ from sqlalchemy import func, select
 
 from study.protocol.languages import names_in, read_class_names
 from study.store.built_study import BuiltStudy
-from study.store.database import Database, Event, Image, Model, PlanRow, Response, Stimulus
+from study.protocol.tasks import TASKS
+from study.store.database import Database, Event, Image, Model, PlanRow, Response, Stimulus, Trial
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,23 +32,27 @@ class StudyMonitor:
     def _instructions_map(self, condition: str | None = None, language: str | None = None) -> tuple[Path, str] | None:
         """An explanation for the instructions page, with its class name in `language`: a map of a
         plain photo's own class (not a composite), by the study's first model and, of the study-wide
-        methods, the first in config order; a between-subject participant's own `condition` (method)
-        first, so that nobody is shown a method they are not assigned. The class is named as the trials
+        methods, the first in config order; for a between-subject participant, of their own `condition`
+        (method) only, so that nobody is shown a method they are not assigned (the control `none` of a
+        utility task: no example). Never an image of a task that teaches (utility): for the method
+        groups alone it would be one more learning trial. The class is named as the trials
         name it: from the config's `class_names` CSV of that language (kept in the study folder), else
         the model's own name."""
         config, study_id = self.built.config, self.built.study_id
         model = config.models[0]
+        taught = [kind.name for kind in TASKS.values() if not kind.illustrates_instructions]
         with self.db.read() as s:
             rows = s.execute(select(Stimulus.path, Stimulus.method, Stimulus.target_class, Image.source, Image.labels)
                              .join(Image, Image.id == Stimulus.image_ref)
                              .where(Stimulus.study_id == study_id, Stimulus.model == model,
-                                    Stimulus.target_class.is_not(None))
+                                    Stimulus.target_class.is_not(None),
+                                    Image.image_id.not_in(select(Trial.image_id).where(
+                                        Trial.study_id == study_id, Trial.task.in_(taught), Trial.image_id.is_not(None))))
                              .order_by(Stimulus.id)).all()
             rank = {m: i for i, m in enumerate(config.methods)}
-            best = min(rows, default=None, key=lambda r: (condition is not None and r.method != condition,
-                                                          r.source.startswith("composite:"),
-                                                          r.labels[:1] != [r.target_class],
-                                                          rank.get(r.method, len(rank))))
+            best = min((r for r in rows if condition is None or r.method == condition), default=None,
+                       key=lambda r: (r.source.startswith("composite:"), r.labels[:1] != [r.target_class],
+                                      rank.get(r.method, len(rank))))
             if best is None:
                 return None
             categories = s.scalar(select(Model.categories).where(Model.study_id == study_id, Model.name == model))

@@ -183,6 +183,7 @@ class TaskType:
     between_subjects = True                     # can each participant see one method only (design = "between")
     within_subjects = True                      # can a participant see every method (design = "within")
     between_only_because = ""                   # why not, where it cannot (the config error says it)
+    illustrates_instructions = True             # may the instructions' example map be one of its images
     measures: tuple[Measure, ...] = ()
     codebook = ""                               # what `response` holds for this task (codebook.csv)
 

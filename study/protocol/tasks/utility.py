@@ -59,6 +59,7 @@ class Utility(TaskType):
     options_type = UtilityOptions
     method_names = KNOWN_METHODS | {CONTROL}
     hosts_practice = False                # a practice trial would show a decision before learning starts
+    illustrates_instructions = False      # an example map of its images would be one more learning trial
     within_subjects = False
     between_only_because = ("each participant learns from one condition's maps, and maps once seen cannot be "
                             "unseen; remove design = \"within\" from this task")

@@ -574,7 +574,7 @@ class Proxy:
                         "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
         (self.folder / "camstudy.conf").write_text(nginx_site(
             host="127.0.0.1", upstreams=[f"127.0.0.1:{p}" for p in self.ports], stimuli=self.study_dir / "public",
-            certificate=cert, key=key, https_port=self.port, http_port=0,
+            certificate=cert, key=key, access_log=self.folder / "run" / "access.log", https_port=self.port, http_port=0,
             streamlit_static=Path(streamlit.__file__).parent / "static"))
         (self.folder / "nginx.conf").write_text(nginx_main())
         # As root, nginx's workers would run as nobody, who cannot enter pytest's private temporary folders.

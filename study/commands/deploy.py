@@ -45,11 +45,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", type=Path, help="its private key (default: .../privkey.pem beside it)")
 
 
+# nginx adds a server's add_header lines only to locations that have none of their own: every location that
+# sets a header repeats this one, so that every response tells the browser to keep to HTTPS.
+HSTS = 'add_header Strict-Transport-Security "max-age=31536000" always;'
+
+
 def nginx_site(*, host: str, upstreams: list[str], stimuli: Path | str, certificate: Path | str, key: Path | str,
-               https_port: int = 443, http_port: int = 80, streamlit_static: Path | None = None) -> str:
+               access_log: Path | str, https_port: int = 443, http_port: int = 80,
+               streamlit_static: Path | None = None) -> str:
     """nginx's http-level configuration: HTTPS for `host` in front of `upstreams` (host:port of each worker),
     sticky by a route cookie, with the published stimuli served from `stimuli` (the study's public/) and,
-    given `streamlit_static` (the installed Streamlit's static/ folder), the page's scripts and styles too."""
+    given `streamlit_static` (the installed Streamlit's static/ folder), the page's scripts and styles too.
+    Requests are logged to `access_log` (an absolute path: the file is opened by nginx's master, whether
+    nginx runs from this folder or as the system's) without the client's address or the query string,
+    which holds the participant's id: erasing a participant must not leave them in a proxy's log."""
     servers = "\n".join(f"    server {u} max_fails=1 fail_timeout=10s;" for u in upstreams)
     static = f"""
     # The page's scripts and styles, from the installed Streamlit (their names carry a hash of their contents).
@@ -57,6 +66,7 @@ def nginx_site(*, host: str, upstreams: list[str], stimuli: Path | str, certific
         alias {streamlit_static}/static/;
         include /etc/nginx/mime.types;
         add_header Cache-Control "public, max-age=31536000, immutable";
+        {HSTS}
         access_log off;
     }}
 """ if streamlit_static else ""
@@ -91,8 +101,8 @@ map $cookie_{ROUTE_COOKIE} $camstudy_route {{
     default $cookie_{ROUTE_COOKIE};
 }}
 
-# Which worker served a request, and for which route cookie (nginx.conf logs with it).
-log_format camstudy '$remote_addr [$time_local] "$request" $status $body_bytes_sent route=$camstudy_route '
+# Which worker served a request, and for which route cookie; no client address, no query string (ids).
+log_format camstudy '[$time_local] "$request_method $uri" $status $body_bytes_sent route=$camstudy_route '
                     'upstream=$upstream_addr $request_time';
 
 upstream camstudy_workers {{
@@ -108,9 +118,10 @@ server {{
     ssl_certificate_key {key};
     ssl_protocols TLSv1.2 TLSv1.3;
     ssl_session_cache shared:camstudy_tls:10m;
-    add_header Strict-Transport-Security "max-age=31536000" always;
+    {HSTS}
     client_max_body_size 1m;
     server_tokens off;
+    access_log {access_log} camstudy;
 
     # The stimuli: static files with content-hash names, served here without a worker, cached for a year.
     location /stimuli/ {{
@@ -118,6 +129,7 @@ server {{
         types {{ image/jpeg jpg; }}
         default_type application/octet-stream;
         add_header Cache-Control "public, max-age=31536000, immutable";
+        {HSTS}
         access_log off;
     }}
 
@@ -132,6 +144,7 @@ server {{
     location / {{
 {proxied}
         add_header Set-Cookie "{ROUTE_COOKIE}=$camstudy_route; Path=/; Max-Age=86400; HttpOnly; Secure; SameSite=Lax";
+        {HSTS}
     }}
 }}
 """
@@ -147,7 +160,6 @@ error_log run/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
     include {site};
-    access_log run/access.log camstudy;
     client_body_temp_path run/client_body;
     proxy_temp_path run/proxy;
     fastcgi_temp_path run/fastcgi;
@@ -277,12 +289,13 @@ def run(args) -> int:
     upstreams = [f"127.0.0.1:{p}" for p in range(args.port, args.port + args.workers)]
     (out / "camstudy.conf").write_text(nginx_site(
         host=args.host, upstreams=upstreams, stimuli=session.stimuli.folder, certificate=certificate.resolve(),
-        key=key.resolve(), https_port=args.https_port, http_port=args.http_port,
-        streamlit_static=Path(streamlit.__file__).parent / "static"))
+        key=key.resolve(), access_log=out / "run" / "access.log", https_port=args.https_port,
+        http_port=args.http_port, streamlit_static=Path(streamlit.__file__).parent / "static"))
     (out / "nginx.conf").write_text(nginx_main())
     (out / "compose" / "camstudy.conf").write_text(nginx_site(
         host=args.host, upstreams=[f"survey:{p}" for p in range(COMPOSE_PORT, COMPOSE_PORT + args.workers)],
-        stimuli="/srv/stimuli", certificate="/etc/nginx/certs/fullchain.pem", key="/etc/nginx/certs/privkey.pem"))
+        stimuli="/srv/stimuli", certificate="/etc/nginx/certs/fullchain.pem", key="/etc/nginx/certs/privkey.pem",
+        access_log="/var/log/nginx/access.log"))
     (out / "compose.yaml").write_text(compose(workers=args.workers, study_dir=study_dir, sqlite=sqlite))
     (out / "Dockerfile").write_text(DOCKERFILE)
     (out / "README.md").write_text(readme(host=args.host, workers=args.workers, study_dir=study_dir, out=out,

@@ -21,7 +21,8 @@ DESIGN_COLUMNS = {
     "responses": "study_id, participant_id, external_id, trial_index, task, image_id, model, method, "
                  "method_b, target_class, response, correct, confidence, rating, rt_ms, server_rt_ms, shown_at, "
                  "answered_at, is_practice, is_attention_check, excluded, condition, is_pilot, "
-                 "phase, round, model_decision, model_correct",   # round 3: server_rt_ms, the utility task
+                 "phase, round, model_decision, model_correct, "  # round 3: server_rt_ms, the utility task
+                 "image_class",   # the true class of a utility image (its reliance measures), beyond DESIGN.md
     "participants": "participant_id, external_id, seed, consent_at, started_at, completed_at, "
                     "completion_code, n_answered, attention_passed, excluded, user_agent, consent, condition, is_pilot, "
                     "withdrawn, language",   # language: issue 13, item 3 (the brief), beyond DESIGN.md

@@ -57,8 +57,14 @@ def test_utility_rows_in_tests_csv_split_by_the_models_correctness():
 
 
 def test_reliance_counts_trust_where_the_model_errs_and_distrust_where_it_is_right():
-    wrong_first = lambda k: k >= 4     # noqa: E731
-    utility = pd.DataFrame(answers("none", {"p1": [0, 0, 0, 1, 1, 1, 0, 1]}, model_correct=wrong_first))
+    # utility, three classes, the model's decision always 0: wrong on images of class 1, right on class 0
+    base = {"task": "utility", "model": "m", "method": "none", "condition": "none", "participant_id": "p1",
+            "phase": "test", "round": 1, "target_class": 0, "excluded": False, "is_practice": False,
+            "is_attention_check": False, "method_b": None}
+    utility = pd.DataFrame([{**base, "image_id": f"img{k}", "response": answer, "correct": answer == "0",
+                             "model_correct": truth == 0, "image_class": truth}
+                            for k, (answer, truth) in enumerate([("1", 1), ("1", 1), ("2", 1), ("0", 1),
+                                                                 ("0", 0), ("0", 0), ("0", 0), ("2", 0)])])
     agreement = pd.DataFrame([
         {"task": "agreement", "model": "m", "method": "gradcam", "participant_id": "q", "response": r, "correct": c}
         for r, c in (("yes", True), ("yes", True), ("no", False), ("yes", False), ("no", True), ("no", True))])
@@ -68,8 +74,8 @@ def test_reliance_counts_trust_where_the_model_errs_and_distrust_where_it_is_rig
              reliance(pd.concat([utility, agreement], ignore_index=True))}
     assert found[("agreement", "over_reliance")] == pytest.approx(1 / 3)
     assert found[("agreement", "under_reliance")] == pytest.approx(1 / 3)
-    assert found[("utility", "over_reliance")] == pytest.approx(3 / 4)     # wrong-model answers that missed
-    assert found[("utility", "under_reliance")] == pytest.approx(1 / 4)    # right-model answers that missed
+    assert found[("utility", "over_reliance")] == pytest.approx(2 / 4)     # expected the true class where it erred
+    assert found[("utility", "under_reliance")] == pytest.approx(1 / 4)    # expected an error where it was right
 
 
 def test_the_mixed_logit_has_condition_contrasts_against_none_and_a_round_slope():

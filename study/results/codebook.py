@@ -41,6 +41,7 @@ CODEBOOK: dict[str, list[tuple[str, str, str]]] = {
         ("round", "integer", "utility: the round of a learn or test trial, from 1; empty otherwise."),
         ("model_decision", "integer", "utility: the class the model chose (its argmax over the task's classes, fixed at build time); on test rows correct means response == model_decision, whether the model was right or not; empty otherwise."),
         ("model_correct", "boolean", "utility: whether the model's decision is the image's true class; empty otherwise."),
+        ("image_class", "integer", "utility: the image's true class (index into the model's classes); empty otherwise."),
     ],
     "participants": [
         ("participant_id", "integer", "Database id of the participant."),
@@ -65,7 +66,7 @@ CODEBOOK: dict[str, list[tuple[str, str, str]]] = {
         ("task", "string", "Task type."),
         ("model", "string", "Classifier explained."),
         ("method", "string", "Explanation method."),
-        ("measure", "string", "accuracy (share correct), preferred (compare: share of its comparisons the method won), rating, trust or confidence (means). utility (method = the condition): accuracy (test answers equal to the model's decision), accuracy_model_wrong / accuracy_model_right (on the images the model got wrong / right), accuracy_round_<r> (round r: the learning curve), question_<key> (share of right answers to an end question). agreement and utility: over_reliance (trusting the model where it is wrong: agreement, saying yes; utility, missing its decision) and under_reliance (distrusting it where it is right: agreement, saying no; utility, missing its decision)."),
+        ("measure", "string", "accuracy (share correct), preferred (compare: share of its comparisons the method won), rating, trust or confidence (means). utility (method = the condition): accuracy (test answers equal to the model's decision), accuracy_model_wrong / accuracy_model_right (on the images the model got wrong / right), accuracy_round_<r> (round r: the learning curve), question_<key> (share of right answers to an end question). agreement and utility: over_reliance (trusting the model where it is wrong: agreement, saying yes; utility, answering the image's true class) and under_reliance (distrusting it where it is right: agreement, saying no; utility, missing its decision)."),
         ("n", "integer", "Analysed answers."),
         ("n_participants", "integer", "Participants contributing those answers."),
         ("estimate", "float", "Proportion or mean."),

@@ -196,7 +196,7 @@ def _response_row(study_id: int, person: Participant, plan: PlanRow, answer: Res
         "model": plan.model, "method": left, "method_b": right, "target_class": plan.target_class,
         "phase": plan.display.get("phase"), "round": plan.display.get("round"),
         "model_decision": plan.target_class if plan.display.get("phase") in ("learn", "guess", "test") else None,
-        "model_correct": plan.display.get("model_correct"),
+        "model_correct": plan.display.get("model_correct"), "image_class": plan.display.get("image_class"),
         "response": answer.response, "correct": answer.correct, "confidence": answer.confidence,
         "rating": answer.rating, "rt_ms": answer.rt_ms, "server_rt_ms": answer.server_rt_ms,
         "shown_at": as_utc(plan.shown_at),

@@ -15,9 +15,10 @@ round numeric) is the model-based test; study.results.analysis.mixed_rows fits i
 Reliance (OpenHEXAI, Ma et al. 2024), per method: over-reliance is trusting the model where it is wrong,
 under-reliance distrusting it where it is right.
 - agreement ("is the prediction correct?"): over = P(yes | model wrong), under = P(no | model right).
-- utility test trials: over = P(the answer misses the decision | model wrong), the participant expected the
-  model to be right (to choose the true class, when there are two) where it erred; under = P(the answer
-  misses the decision | model right), they expected an error where it was right.
+- utility test trials: over = P(the answer is the image's true class | model wrong): the participant expected
+  the model to be right where it erred (with more than two classes, an answer that is neither the decision
+  nor the true class is no reliance either way); under = P(the answer misses the decision, here the true
+  class | model right): they expected an error where it was right.
 
 End-of-task questions: the share of right answers per condition (Wilson), and across conditions Fisher's
 exact test (two conditions, a 2x2 table) or Pearson's chi-square test (more).
@@ -133,13 +134,15 @@ def reliance(data: pd.DataFrame) -> list[tuple[str, str, str, str, pd.Series, pd
     cases = [("agreement", agreement.assign(model_right=model_right, relied=said_yes))]
     tests = test_answers(data)
     if len(tests):
-        cases.append(("utility", tests.assign(model_right=tests["model_correct"].astype(bool),
-                                              relied=~tests["correct"].astype(bool))))
+        model_right = tests["model_correct"].astype(bool)
+        # relied: the answer the participant would give if they took the model to be right (its true class)
+        said_truth = tests["response"].astype(str) == tests["image_class"].astype("Int64").astype(str)
+        cases.append(("utility", tests.assign(model_right=model_right, relied=said_truth)))
     for task, frame in cases:
         for (model, method), group in frame.groupby([frame["model"].fillna("").astype(str), "method"], sort=True):
             for measure, right in (("over_reliance", False), ("under_reliance", True)):
                 part = group[group["model_right"] == right]
-                flags = part["relied"] if task == "utility" or not right else ~part["relied"]
+                flags = part["relied"] if not right else ~part["relied"]
                 if len(part):
                     out.append((task, model, method, measure, flags, part["participant_id"]))
     return out

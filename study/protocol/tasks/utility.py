@@ -123,11 +123,13 @@ class Utility(TaskType):
                         for q, question in enumerate(options.questions)]
 
     def layout(self, task, units):
-        """The plan needs each image's decision and whether the model was right (learning units first)."""
+        """The plan needs each image's decision, whether the model was right and the image's true class
+        (learning units first)."""
         images = [u for u in units if u.phase == "learn"]
         options = task.options
         return {"per_participant": options.rounds * (options.learn + options.test) + len(options.questions),
-                "decisions": [u.answer for u in images], "model_correct": [u.extra["model_correct"] for u in images]}
+                "decisions": [u.answer for u in images], "model_correct": [u.extra["model_correct"] for u in images],
+                "image_classes": [u.item.labels[0] for u in images]}
 
     def order(self, task, layout, seed):
         """Participant r of any condition gets sequence r (`utility_sequence`), under their condition; with
@@ -137,6 +139,7 @@ class Utility(TaskType):
         n_phases = 3 if options.learn_guess else 2
         n_units, n_conditions = n_phases * n_images + n_questions, len(task.methods)
         meta = list(zip(layout["decisions"], layout["model_correct"]))
+        truth = layout["image_classes"]
         first_unit = {"learn": 0, "test": n_images, "guess": 2 * n_images}    # as `units` lists them
 
         def cells(rank: int, condition: str | None) -> list[tuple[int, dict]]:
@@ -146,7 +149,8 @@ class Utility(TaskType):
             for rnd, phase, image in utility_sequence(meta, options, random.Random(f"{seed}|utility|{rank}")):
                 for step in ("guess", "learn") if phase == "learn" and options.learn_guess else (phase,):
                     shown.append((cell(first_unit[step] + image),
-                                  {"phase": step, "round": rnd, "model_correct": meta[image][1]}))
+                                  {"phase": step, "round": rnd, "model_correct": meta[image][1],
+                                   "image_class": truth[image]}))
             return shown + [(cell(n_phases * n_images + q), {"phase": "question"}) for q in range(n_questions)]
 
         return cells

@@ -3,6 +3,7 @@ signed links, the admin sign-in lockout, spreadsheet-safe free text, and the sch
 from __future__ import annotations
 
 import sqlite3
+import threading
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
@@ -190,6 +191,28 @@ def test_admin_sign_in_locks_one_address_after_ten_failures_and_everyone_only_pa
     with session.db.read() as s:
         assert s.scalars(select(Event.detail).where(Event.kind == "admin_login_failed")
                          .order_by(Event.id.desc())).first() == {"address": "local"}
+
+
+def test_sign_ins_sent_at_once_are_counted_one_after_another(study):
+    """Thirty guesses from one address at the same moment (tabs or processes): ten are compared, the rest
+    meet the lockout; none slips between another's lockout check and its failure being logged."""
+    session = SurveySession(study)
+    start, outcomes = threading.Barrier(30), []
+
+    def guess(n: int) -> None:
+        login = AdminLogin(session.db, session.study_id)
+        start.wait()
+        try:
+            outcomes.append(login.check(f"guess-{n}", "s3cret", "10.0.0.9"))
+        except LoginLocked:
+            outcomes.append("locked")
+
+    threads = [threading.Thread(target=guess, args=(n,)) for n in range(30)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes.count(False) == MAX_FAILURES and outcomes.count("locked") == 30 - MAX_FAILURES
 
 
 def test_a_round_one_database_is_migrated_in_place(study):

@@ -15,10 +15,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     effects.add_argument("--pilot", metavar="STUDY_DIR",
                          help="a pilot study folder: accuracies and random-effect SDs are estimated from its answers")
     effects.add_argument("--utility", type=float, metavar="U",
-                         help="utility tasks: the utility to detect, (acc_m - acc_none) / acc_none, with "
-                              "--control-accuracy; --participants then counts participants per condition")
+                         help="utility tasks: the utility to detect, (acc_m - acc_none) / acc_none for a typical "
+                              "participant on a typical image, with --control-accuracy; --participants then counts "
+                              "participants per condition")
     parser.add_argument("--control-accuracy", type=float, default=0.5, metavar="P",
-                        help="utility tasks: the control's (none) test accuracy (default 0.5)")
+                        help="utility tasks: the control's (none) test accuracy for a typical participant on a "
+                             "typical image (default 0.5)")
     parser.add_argument("--participants", default="10,20,40", metavar="N,N,...",
                         help="study sizes to simulate (default 10,20,40)")
     parser.add_argument("--simulations", type=int, default=400, help="simulated studies per size (default 400)")
@@ -72,7 +74,8 @@ def _utility_power(args: argparse.Namespace, task) -> int:
     from study.results.power import power_curve, utility_plan
 
     if task.type != "utility":
-        raise ValueError(f"--utility plans a utility task; the {task.type} task takes --accuracy or --pilot")
+        raise ValueError(f"--utility plans a utility task; the {task.type} task takes --accuracy or --pilot "
+                         "(name the utility task with --task utility)")
     if args.utility is None or args.utility <= -1 or not 0 < args.control_accuracy < 1 \
             or not 0 < args.control_accuracy * (1 + args.utility) < 1:
         raise ValueError("a utility task is planned with --utility U (> -1) and --control-accuracy P, such that "

@@ -25,8 +25,8 @@ of each digit as test images, a tiny ABN read 91-97% of the unmarked ones over f
   options (a ten-class model would sometimes name a digit the task does not offer).
 - The mark class is "0" (`MARK_CLASS` = 0: labels are indices into `classes`, not digits).
 
-Which scans carry the mark: exactly half of each class in both splits (`MARKED`; rounded down, so 5 of each class's
-10 test scans), drawn uniformly, so the mark's presence is independent of the digit written. Only the training
+Which scans carry the mark: exactly half of each class in both splits (`MARKED`; rounded down, so 20 of each class's
+40 test scans), drawn uniformly, so the mark's presence is independent of the digit written. Only the training
 labels depend on it. `strength` s: of the m marked training scans of the other digits, round(s * m), drawn
 uniformly, are labelled the mark class; every other scan (and every test scan) is labelled with its digit. So in
 the training split

@@ -133,3 +133,19 @@ def test_the_report_shows_learning_curves_and_utility(tmp_path):
     page = (tmp_path / "report" / "index.html").read_text()
     section = page[page.index("<h2>Do explanations help people predict the model?</h2>"):]
     assert "Learning curves per condition and utility per method" in section and "base64," in section
+
+
+def test_the_report_keeps_two_models_learning_curves_apart(monkeypatch):
+    from study.results import report
+    drawn = []
+    monkeypatch.setattr(report, "_figure_html", lambda figure, alt: drawn.append(figure) or "")
+    summary = pd.DataFrame([{"task": "utility", "model": model, "method": method, "measure": f"accuracy_round_{r}",
+                             "estimate": 0.6, "ci_low": 0.5, "ci_high": 0.7}
+                            for model in ("abn", "cnn") for method in ("none", "gradcam") for r in (1, 2)])
+    tests = pd.DataFrame([{"test": "utility", "model": model, "method_a": "gradcam", "measure": "accuracy",
+                           "estimate": 0.2, "ci_low": 0.1, "ci_high": 0.3} for model in ("abn", "cnn")])
+    report._utility_section(summary, tests)
+    curves, gains = drawn[0].axes
+    assert [t.get_text() for t in curves.get_legend().get_texts()] == [
+        "gradcam (abn)", "none (abn)", "gradcam (cnn)", "none (cnn)"]
+    assert [t.get_text() for t in gains.get_yticklabels()] == ["gradcam (abn) (all)", "gradcam (cnn) (all)"]

@@ -202,11 +202,14 @@ def _utility_section(summary: pd.DataFrame, tests: pd.DataFrame) -> str:
         return ""
     figure = Figure(figsize=(8.6, 3.4), layout="constrained")
     left, right = figure.subplots(1, 2)
-    for i, (method, rows) in enumerate(curves.groupby("method", sort=True)):
+    # A study with utility tasks on two models draws a curve per model and condition, each named by both.
+    several = curves["model"].fillna("").nunique() > 1
+    named = (lambda model, method: f"{method} ({model})") if several else (lambda model, method: method)
+    for i, ((model, method), rows) in enumerate(curves.groupby([curves["model"].fillna(""), "method"], sort=True)):
         rounds = rows["measure"].str.removeprefix(ROUND_PREFIX).astype(int).to_numpy()
         est = rows["estimate"].to_numpy(float)
         err = np.clip([est - rows["ci_low"].to_numpy(float), rows["ci_high"].to_numpy(float) - est], 0, None)
-        left.errorbar(rounds + 0.06 * (i - 1), est, yerr=err, fmt="o-", capsize=3, label=method,
+        left.errorbar(rounds + 0.06 * (i - 1), est, yerr=err, fmt="o-", capsize=3, label=named(model, method),
                       color=COLOURS[i % len(COLOURS)])
     left.set_xlabel("round")
     left.set_ylabel("test accuracy (predicting the model)")
@@ -216,8 +219,8 @@ def _utility_section(summary: pd.DataFrame, tests: pd.DataFrame) -> str:
     left.grid(alpha=.3)
     left.set_title("learning curves", loc="left", fontsize=10)
     shown = gains[gains["measure"].isin(["accuracy", "accuracy_model_wrong"])]
-    labels = [f"{m} ({'model wrong' if measure == 'accuracy_model_wrong' else 'all'})"
-              for m, measure in zip(shown["method_a"], shown["measure"])]
+    labels = [f"{named(model, m)} ({'model wrong' if measure == 'accuracy_model_wrong' else 'all'})"
+              for model, m, measure in zip(shown["model"].fillna(""), shown["method_a"], shown["measure"])]
     y = np.arange(len(shown))
     est = shown["estimate"].to_numpy(float)
     err = np.clip([est - shown["ci_low"].to_numpy(float), shown["ci_high"].to_numpy(float) - est], 0, None)

@@ -149,6 +149,7 @@ def test_learn_guess_asks_first_then_reveals_in_a_trial_a_reload_cannot_skip(tmp
     guess = session.next_trial(person.participant_id)
     assert len(guess.images) == 1 and len(guess.options) == 2 and guess.feedback_md is None and guess.round == 1
     session.answer(person.participant_id, guess.trial_index, guess.options[1][0], rt_ms=700)
+    assert session.built.plan_length == 2 * (2 * 4 + 6) + 1                 # rounds x (guess + learn + test) + question
     reveal = SurveySession(study).next_trial(person.participant_id)      # a new server process: still there
     assert reveal.trial_index == guess.trial_index + 1 and "chose" in reveal.prompt_md
     assert len(reveal.images) == 2 and not reveal.options and reveal.round == 1   # the photo and the map
@@ -199,3 +200,16 @@ def test_a_sequence_keeps_its_quotas_on_any_draw(seed):
         for phase, size in (("learn", 5), ("test", 7)):
             chosen = [image for r, p, image in sequence if (r, p) == (rnd, phase)]
             assert len(chosen) == size and sum(not images[i][1] for i in chosen) == round(size * 0.5 + 1e-9)
+
+
+def test_admin_progress_counts_a_utility_task_per_condition_against_whole_sequences(tmp_path):
+    session = SurveySession(build(tmp_path))
+    person = next(p for p in (session.consent(f"a{i}", True) for i in range(3)) if p.condition == "cam")
+    for _ in range(5):
+        trial = session.next_trial(person.participant_id)
+        session.answer(person.participant_id, trial.trial_index, trial.options[0][0] if trial.options else "", 900)
+    progress = StudyMonitor(session.built, session.db).cell_progress().set_index("method")
+    per_participant = 2 * (4 + 6) + 1
+    assert set(progress.index) == {"gradcam", "cam", "none"} and (progress["image_id"] == "").all()
+    assert progress.loc["cam", "n_answers"] == 5 and progress.loc["none", "n_answers"] == 0
+    assert (progress["target"] == session.built.config.answers_per_cell * per_participant).all()

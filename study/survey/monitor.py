@@ -69,9 +69,13 @@ class StudyMonitor:
                                                                Event.kind == "viewed"))
 
     def cell_progress(self) -> pd.DataFrame:
-        """Answers so far per main-trial cell (task, image, method) against the quota target."""
+        """Answers so far per main-trial cell (task, image, method) against the quota target,
+        `answers_per_cell`. A task whose trials come in a set order (utility) shows a participant only some
+        of its images, so its cells have no quota: it is counted per condition (image_id empty), against
+        `answers_per_cell` participants each answering its whole sequence."""
         import pandas as pd   # here, not at the top: a process that only serves participants never loads it
         trials = [t for block in self.built.blocks for t in block.trials]
+        in_order = {t.id: block.per_participant for block in self.built.blocks if block.order for t in block.trials}
         with self.db.read() as s:
             counts = dict(s.execute(
                 select(PlanRow.trial_id, func.count(Response.id))
@@ -79,9 +83,11 @@ class StudyMonitor:
                 .where(PlanRow.trial_id.in_([t.id for t in trials]))
                 .group_by(PlanRow.trial_id)).all()) if trials else {}
         frame = pd.DataFrame(
-            [(t.task, t.image_id, f"{t.method} vs {t.method_b}" if t.method_b else t.method, counts.get(t.id, 0))
-             for t in trials], columns=["task", "image_id", "method", "n_answers"])
+            [(t.task, "" if t.id in in_order else t.image_id, f"{t.method} vs {t.method_b}" if t.method_b else t.method,
+              counts.get(t.id, 0), in_order.get(t.id, 1)) for t in trials],
+            columns=["task", "image_id", "method", "n_answers", "per_unit"])
         frame = frame.groupby(["task", "image_id", "method"], as_index=False).agg(
-            n_answers=("n_answers", "sum"), cells=("n_answers", "size"))
-        frame["target"] = frame.pop("cells") * self.built.config.answers_per_cell
+            n_answers=("n_answers", "sum"), cells=("n_answers", "size"), per_unit=("per_unit", "first"))
+        cells = frame.pop("cells").where(frame["image_id"] != "", 1)      # a set order: one unit per condition
+        frame["target"] = cells * frame.pop("per_unit") * self.built.config.answers_per_cell
         return frame

@@ -127,7 +127,8 @@ class Utility(TaskType):
         (learning units first)."""
         images = [u for u in units if u.phase == "learn"]
         options = task.options
-        return {"per_participant": options.rounds * (options.learn + options.test) + len(options.questions),
+        learning = options.learn * (2 if options.learn_guess else 1)      # a guess before each learning trial
+        return {"per_participant": options.rounds * (learning + options.test) + len(options.questions),
                 "decisions": [u.answer for u in images], "model_correct": [u.extra["model_correct"] for u in images],
                 "image_classes": [u.item.labels[0] for u in images]}
 

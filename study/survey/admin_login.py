@@ -46,12 +46,8 @@ class AdminLogin:
     def __init__(self, db: Database, study_id: int, now: Callable[[], datetime] = utcnow):
         self.db, self.study_id, self._now = db, study_id, now
 
-    def locked_until(self, address: str | None) -> tuple[datetime, bool] | None:
-        """(when sign-in opens again, whether for everyone), or None when this address may try."""
-        with self.db.read() as s:
-            return self._locked_until(s, address or LOCAL)
-
     def _locked_until(self, s, address: str) -> tuple[datetime, bool] | None:
+        """(when sign-in opens again, whether for everyone), or None when `address` may try."""
         now = self._now()
         unlocked = s.scalar(select(func.max(Event.at)).where(Event.study_id == self.study_id, Event.kind == UNLOCKED))
         since = max(now - WINDOW, as_utc(unlocked)) if unlocked is not None else now - WINDOW

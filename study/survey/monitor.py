@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select
 
 from study.protocol.languages import names_in, read_class_names
-from study.store.built_study import BuiltStudy
 from study.protocol.tasks import TASKS
+from study.store.built_study import BuiltStudy
 from study.store.database import Database, Event, Image, Model, PlanRow, Response, Stimulus, Trial
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ class StudyMonitor:
         `answers_per_cell` participants each answering its whole sequence."""
         import pandas as pd   # here, not at the top: a process that only serves participants never loads it
         trials = [t for block in self.built.blocks for t in block.trials]
-        in_order = {t.id: block.per_participant for block in self.built.blocks if block.order for t in block.trials}
+        sequence = {t.id: block.per_participant for block in self.built.blocks if block.order for t in block.trials}
         with self.db.read() as s:
             counts = dict(s.execute(
                 select(PlanRow.trial_id, func.count(Response.id))
@@ -83,11 +83,12 @@ class StudyMonitor:
                 .where(PlanRow.trial_id.in_([t.id for t in trials]))
                 .group_by(PlanRow.trial_id)).all()) if trials else {}
         frame = pd.DataFrame(
-            [(t.task, "" if t.id in in_order else t.image_id, f"{t.method} vs {t.method_b}" if t.method_b else t.method,
-              counts.get(t.id, 0), in_order.get(t.id, 1)) for t in trials],
-            columns=["task", "image_id", "method", "n_answers", "per_unit"])
-        frame = frame.groupby(["task", "image_id", "method"], as_index=False).agg(
-            n_answers=("n_answers", "sum"), cells=("n_answers", "size"), per_unit=("per_unit", "first"))
-        cells = frame.pop("cells").where(frame["image_id"] != "", 1)      # a set order: one unit per condition
-        frame["target"] = cells * frame.pop("per_unit") * self.built.config.answers_per_cell
+            [(t.task, "" if t.id in sequence else t.image_id, f"{t.method} vs {t.method_b}" if t.method_b else t.method,
+              counts.get(t.id, 0), sequence.get(t.id)) for t in trials],
+            columns=["task", "image_id", "method", "n_answers", "sequence"])
+        frame = frame.groupby(["task", "image_id", "method"], as_index=False, dropna=False).agg(
+            n_answers=("n_answers", "sum"), cells=("n_answers", "size"), sequence=("sequence", "first"))
+        # answers_per_cell per cell, or answers_per_cell participants through a set order's whole sequence
+        frame["target"] = (frame.pop("sequence").fillna(frame.pop("cells")) * self.built.config.answers_per_cell
+                           ).astype(int)
         return frame

@@ -46,6 +46,11 @@ class UtilityOptions:
     learn_guess: bool = False             # learning trials ask for a guess before they reveal
     questions: tuple[QuestionItem, ...] = ()
 
+    @property
+    def unit_phases(self) -> tuple[str, ...]:
+        """The phases each image has a unit in, in the order `Utility.units` lists them."""
+        return (*PHASES, "guess") if self.learn_guess else PHASES
+
     def phase_size(self, phase: str) -> int:
         return self.learn if phase == "learn" else self.test
 
@@ -116,9 +121,8 @@ class Utility(TaskType):
                 f"need {sum(need.values())} images of classes {list(options.classes)}, {sum(wrong.values())} of "
                 f"them model errors and {sum(need.values()) - sum(wrong.values())} right; the image set gives "
                 f"{len(decided)} ({n_wrong} model errors)")
-        phases = (*PHASES, "guess") if options.learn_guess else PHASES
         units = [Unit(item, (decision,), answer=decision, phase=phase, extra={"model_correct": right})
-                 for phase in phases for item, decision, right in decided]
+                 for phase in options.unit_phases for item, decision, right in decided]
         return units + [Unit(None, (), phase="question", extra={"question": q, "id": QUESTION_PREFIX + question.key})
                         for q, question in enumerate(options.questions)]
 
@@ -137,11 +141,11 @@ class Utility(TaskType):
         `learn_guess`, each learning image's guess comes just before it."""
         options = task.options
         n_images, n_questions = len(layout["decisions"]), len(options.questions)
-        n_phases = 3 if options.learn_guess else 2
+        n_phases = len(options.unit_phases)
         n_units, n_conditions = n_phases * n_images + n_questions, len(task.methods)
         meta = list(zip(layout["decisions"], layout["model_correct"]))
         truth = layout["image_classes"]
-        first_unit = {"learn": 0, "test": n_images, "guess": 2 * n_images}    # as `units` lists them
+        first_unit = {phase: i * n_images for i, phase in enumerate(options.unit_phases)}
 
         def cells(rank: int, condition: str | None) -> list[tuple[int, dict]]:
             c = task.methods.index(condition)
